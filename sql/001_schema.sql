@@ -1,0 +1,21 @@
+-- tview engine: schema and installation metadata.
+-- Every file in sql/ is applied in name order by the installer, in one transaction
+-- under an advisory lock, and must be safe to re-run over any older installation
+-- (CREATE ... IF NOT EXISTS, CREATE OR REPLACE, ADD COLUMN IF NOT EXISTS).
+
+CREATE SCHEMA IF NOT EXISTS tview;
+COMMENT ON SCHEMA tview IS 'TVIEW engine: incrementally maintained JSONB read models';
+
+-- One row: the engine version the installer last applied.
+CREATE TABLE IF NOT EXISTS tview.meta (
+    singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    version      text NOT NULL,
+    installed_at timestamptz NOT NULL DEFAULT now(),
+    upgraded_at  timestamptz
+);
+
+CREATE OR REPLACE FUNCTION tview.version() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT version FROM tview.meta $$;
+COMMENT ON FUNCTION tview.version() IS 'The installed engine version';

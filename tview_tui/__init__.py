@@ -1,0 +1,1 @@
+"""tview-tui: incrementally maintained JSONB read models for PostgreSQL, and their TUI."""

