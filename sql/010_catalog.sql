@@ -1,0 +1,49 @@
+-- Catalog: which TVIEWs exist, what they read, and how changes reach them (lineage).
+
+CREATE TABLE IF NOT EXISTS tview.tviews (
+    id           serial PRIMARY KEY,
+    schema_name  name NOT NULL,
+    name         name NOT NULL,              -- without the tv_ prefix
+    table_oid    oid  NOT NULL UNIQUE,       -- tv_<name>
+    view_oid     oid  NOT NULL UNIQUE,       -- v_<name>, the definition
+    entity       name NOT NULL,              -- <entity> of the key column pk_<entity>
+    key_column   name NOT NULL,
+    definition   text NOT NULL,
+    mode         text NOT NULL DEFAULT 'immediate' CHECK (mode IN ('immediate', 'deferred')),
+    patching     boolean NOT NULL DEFAULT true,
+    topo_level   integer NOT NULL DEFAULT 0, -- 0: reads no TVIEW; else 1 + max over TVIEWs read
+    root_oid     oid,                        -- relation the key comes from (NULL: not provable)
+    root_column  name,
+    analysis     text,                       -- why lineage is full for everything, if it is
+    refresh_sql  text NOT NULL,              -- generated set-based refresh statement
+    owner_name   name NOT NULL DEFAULT current_user,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (schema_name, name)
+);
+COMMENT ON TABLE tview.tviews IS 'One row per TVIEW (tv_<name> maintained from v_<name>)';
+
+-- One row per (TVIEW, relation it reads). lineage says how a change of that relation is
+-- turned into TVIEW keys: root (the key itself), child (the relation carries the key as an
+-- fk), fk (the TVIEW row carries the relation''s key), path (through other relations),
+-- several roles joined by "+", or full (whole TVIEW refreshed: not provable).
+CREATE TABLE IF NOT EXISTS tview.dependencies (
+    tview_id     integer NOT NULL REFERENCES tview.tviews(id) ON DELETE CASCADE,
+    source_oid   oid NOT NULL,
+    source_kind  text NOT NULL CHECK (source_kind IN ('table', 'tview')),
+    lineage      text NOT NULL,
+    key_sql      text,        -- keys query over %1$s (the changed rows); NULL when full
+    roles        jsonb NOT NULL DEFAULT '[]',
+    PRIMARY KEY (tview_id, source_oid)
+);
+CREATE INDEX IF NOT EXISTS dependencies_source_idx ON tview.dependencies (source_oid);
+
+-- The dependency graph, readable by people and by the app.
+CREATE OR REPLACE VIEW tview.graph AS
+SELECT format('%I.%I', t.schema_name, 'tv_' || t.name) AS tview,
+       d.source_oid::regclass::text AS source,
+       d.source_kind,
+       d.lineage,
+       t.id AS tview_id,
+       d.source_oid
+FROM tview.dependencies d
+JOIN tview.tviews t ON t.id = d.tview_id;

@@ -1,0 +1,106 @@
+-- Reading a view's query tree.
+--
+-- PostgreSQL stores a view as a rewrite rule whose action is a query tree printed in its
+-- node-text format ({QUERY :rtable (...) :jointree {...} ...}). Lineage analysis needs
+-- that tree (which relations are read where, joined by which equalities), so we turn the
+-- text into jsonb: a node becomes {"_": "NODETYPE", "field": value, ...}, a list becomes
+-- an array, <> becomes null. Constant datums ([ 4 0 0 0 ]) are dropped: never needed.
+
+CREATE OR REPLACE FUNCTION tview._nodetree_to_jsonb(tree text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tok       text;
+    out       text[] := '{}';
+    -- per open container: 'n' node, 'l' list
+    stack     text[] := '{}';
+    need_sep  boolean := false;   -- a value was written at this level; next one needs ','
+    in_value  boolean := false;   -- a field key was written, its value not yet
+    skip_rest boolean := false;   -- extra tokens of a field value (datums): ignore
+    piece     text;
+BEGIN
+    FOR tok IN
+        SELECT m[1]
+        FROM regexp_matches(
+            tree,
+            '(\{[A-Z_0-9]+|\}|\(|\)|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|(?:\\.|[^\s{}()\[\]"\\])+)',
+            'g') WITH ORDINALITY AS r(m, i)
+        ORDER BY i
+    LOOP
+        IF left(tok, 1) = ':' AND length(tok) > 1 AND stack[cardinality(stack)] = 'n' THEN
+            out := out || (',' || to_json(substr(tok, 2))::text || ':');
+            in_value := true;
+            skip_rest := false;
+            CONTINUE;
+        END IF;
+
+        IF skip_rest AND tok NOT IN ('}', ')') AND left(tok, 1) <> '{' AND tok <> '(' THEN
+            CONTINUE;
+        END IF;
+
+        IF tok = '}' OR tok = ')' THEN
+            IF in_value THEN            -- a field with no value at all
+                out := out || 'null'::text;
+                in_value := false;
+            END IF;
+            out := out || CASE tok WHEN '}' THEN '}' ELSE ']' END;
+            stack := stack[1:cardinality(stack) - 1];
+            need_sep := true;
+            skip_rest := false;
+            CONTINUE;
+        END IF;
+
+        -- a value: node, list or scalar
+        IF NOT in_value AND need_sep AND stack[cardinality(stack)] = 'l' THEN
+            out := out || ','::text;
+        END IF;
+
+        IF left(tok, 1) = '{' THEN
+            out := out || ('{"_":' || to_json(substr(tok, 2))::text);
+            stack := stack || 'n'::text;
+            need_sep := true;
+            in_value := false;
+            skip_rest := false;
+            CONTINUE;
+        ELSIF tok = '(' THEN
+            out := out || '['::text;
+            stack := stack || 'l'::text;
+            need_sep := false;
+            in_value := false;
+            skip_rest := false;
+            CONTINUE;
+        END IF;
+
+        IF tok = '<>' THEN
+            piece := 'null';
+        ELSIF tok IN ('true', 'false') THEN
+            piece := tok;
+        ELSIF tok ~ '^-?[0-9]+$' THEN
+            piece := tok;
+        ELSIF left(tok, 1) = '"' THEN
+            piece := to_json(regexp_replace(substr(tok, 2, length(tok) - 2), '\\(.)', '\1', 'g'))::text;
+        ELSE
+            piece := to_json(regexp_replace(tok, '\\(.)', '\1', 'g'))::text;
+        END IF;
+        out := out || piece;
+        IF in_value THEN
+            in_value := false;
+            skip_rest := true;      -- e.g. ":constvalue 4 [ 1 0 0 0 ]": keep the first token
+        ELSE
+            need_sep := true;
+        END IF;
+    END LOOP;
+    RETURN array_to_string(out, '')::jsonb;
+END;
+$$;
+
+-- The query tree of a view, as jsonb (the rule's single action).
+CREATE OR REPLACE FUNCTION tview._view_query(view_oid oid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tview._nodetree_to_jsonb(r.ev_action::text) -> 0
+    FROM pg_rewrite r
+    WHERE r.ev_class = view_oid AND r.rulename = '_RETURN'
+$$;

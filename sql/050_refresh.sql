@@ -1,0 +1,258 @@
+-- Set-based refresh, cascades and the shared statement triggers.
+
+-- Settings: session (SET tview.x = ...) first, then database (ALTER DATABASE ... SET
+-- tview.x = ...), then the default given here.
+CREATE OR REPLACE FUNCTION tview.setting(setting_name text, default_value text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting('tview.' || setting_name, true), ''), default_value) $$;
+COMMENT ON FUNCTION tview.setting(text, text) IS
+    'Engine setting tview.<name>: session value, else database value, else the default';
+
+-- The refresh statement of one TVIEW. %1$s is where the key filter goes ('' for a whole
+-- refresh). $1 = keys (bigint[]). Returns upserted, deleted, null keys seen, and the old and
+-- new images (all columns but data) of the rows that changed, for the cascade.
+CREATE OR REPLACE FUNCTION tview._build_refresh_sql(view_oid oid, table_oid oid, key_column name)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cols     text;
+    diff     text;
+    sets     text;
+    img_new  text;
+    img_old  text;
+    k        text := quote_ident(key_column);
+BEGIN
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+           string_agg(
+               CASE WHEN a.atttypid IN ('json'::regtype, 'jsonb'::regtype)
+                         OR NOT EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+                                        WHERE am.amname = 'btree' AND oc.opcdefault
+                                          AND oc.opcintype IN (a.atttypid, (SELECT typbasetype FROM pg_type WHERE oid = a.atttypid))
+                                       ) AND a.atttypid NOT IN (SELECT oid FROM pg_type WHERE typcategory = 'A')
+                    THEN format('s.%1$I::text IS DISTINCT FROM c.%1$I::text', a.attname)
+                    ELSE format('s.%1$I IS DISTINCT FROM c.%1$I', a.attname) END,
+               ' OR ' ORDER BY a.attnum),
+           string_agg(format('%1$I = EXCLUDED.%1$I', a.attname), ', ' ORDER BY a.attnum)
+               FILTER (WHERE a.attname <> key_column),
+           string_agg(format('%1$L, s.%1$I', a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE a.attname <> 'data'),
+           string_agg(format('%1$L, c.%1$I', a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE a.attname <> 'data')
+      INTO cols, diff, sets, img_new, img_old
+    FROM pg_attribute a
+    WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped;
+
+    RETURN format($f$
+WITH src AS MATERIALIZED (SELECT %2$s FROM %3$s v %%1$s),
+cur AS MATERIALIZED (SELECT %2$s FROM %4$s v %%1$s),
+d AS MATERIALIZED (
+    SELECT s.%1$s AS new_key, c.%1$s AS old_key,
+           CASE WHEN c.%1$s IS NOT NULL THEN jsonb_build_object(%7$s) END AS old_img,
+           CASE WHEN s.%1$s IS NOT NULL THEN jsonb_build_object(%8$s) END AS new_img
+    FROM src s FULL JOIN cur c ON c.%1$s = s.%1$s
+    WHERE s.%1$s IS NULL OR c.%1$s IS NULL OR %5$s),
+del AS (DELETE FROM %4$s t USING d WHERE d.new_key IS NULL AND t.%1$s = d.old_key RETURNING 1),
+ups AS (INSERT INTO %4$s AS t (%2$s)
+        SELECT %9$s FROM src s WHERE s.%1$s IN (SELECT new_key FROM d)
+        ON CONFLICT (%1$s) DO UPDATE SET %6$s
+        RETURNING 1)
+SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del),
+       (SELECT count(*) FROM src WHERE %1$s IS NULL),
+       (SELECT jsonb_agg(old_img) FROM d WHERE old_img IS NOT NULL),
+       (SELECT jsonb_agg(new_img) FROM d WHERE new_img IS NOT NULL)
+$f$, k, cols, tview._qname(view_oid), tview._qname(table_oid), coalesce(diff, 'false'),
+        coalesce(sets, format('%1$s = EXCLUDED.%1$s', k)), img_old, img_new,
+        (SELECT string_agg('s.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
+         FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped));
+END;
+$$;
+
+-- Refresh one TVIEW: the given keys, or everything when keys is NULL.
+-- Returns {"upserted": n, "deleted": n, "old": [images], "new": [images]}.
+CREATE OR REPLACE FUNCTION tview._refresh_one(t tview.tviews, keys bigint[]) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    upserted  bigint;
+    deleted   bigint;
+    null_keys bigint;
+    old_img   jsonb;
+    new_img   jsonb;
+    tv        text := tview._qname(t.table_oid);
+BEGIN
+    IF keys IS NULL THEN
+        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tv);
+    ELSE
+        IF cardinality(keys) = 0 THEN
+            RETURN jsonb_build_object('upserted', 0, 'deleted', 0);
+        END IF;
+        -- lock existing rows in key order first, so concurrent refreshes queue up and the
+        -- recomputation below (a new statement, a new snapshot) sees what they committed
+        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s v WHERE v.%I = ANY ($1) ORDER BY v.%I FOR UPDATE) l',
+                       tv, t.key_column, t.key_column) USING keys;
+    END IF;
+    BEGIN
+        EXECUTE format(t.refresh_sql, CASE WHEN keys IS NULL THEN ''
+                                           ELSE format('WHERE v.%I = ANY ($1)', t.key_column) END)
+            INTO upserted, deleted, null_keys, old_img, new_img
+            USING keys;
+    EXCEPTION WHEN cardinality_violation THEN
+        RAISE EXCEPTION 'TVIEW %.tv_% has duplicate keys: % is not unique in its definition',
+                        t.schema_name, t.name, t.key_column
+            USING ERRCODE = 'unique_violation',
+                  HINT = format('Make %I unique in the definition (v_%s), e.g. by grouping or a DISTINCT ON.',
+                                t.key_column, t.name);
+    END;
+    IF null_keys > 0 THEN
+        RAISE EXCEPTION 'TVIEW %.tv_% has % row(s) with a NULL key %', t.schema_name, t.name, null_keys, t.key_column
+            USING ERRCODE = 'not_null_violation',
+                  HINT = format('Filter out rows where %I is NULL in the definition.', t.key_column);
+    END IF;
+    RETURN jsonb_build_object('upserted', upserted, 'deleted', deleted,
+                              'old', coalesce(old_img, '[]'), 'new', coalesce(new_img, '[]'));
+END;
+$$;
+
+-- Add keys (or a whole refresh) for a TVIEW to a work list.
+CREATE OR REPLACE FUNCTION tview._add_work(work jsonb, tview_id int, keys bigint[], whole boolean, depth int)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN NOT whole AND cardinality(keys) = 0 THEN work
+        ELSE jsonb_set(work, ARRAY[tview_id::text], jsonb_build_object(
+            'full', whole OR coalesce((work -> tview_id::text ->> 'full')::boolean, false),
+            'keys', CASE WHEN whole THEN '[]'::jsonb
+                         ELSE coalesce(work -> tview_id::text -> 'keys', '[]'::jsonb) || to_jsonb(keys) END,
+            'depth', greatest(depth, coalesce((work -> tview_id::text ->> 'depth')::int, 0))))
+    END
+$$;
+
+-- Run a cascade: refresh every TVIEW in the work list in topological order, each once,
+-- adding the keys of dependents as rows change. Returns the number of rows written.
+CREATE OR REPLACE FUNCTION tview._cascade(work jsonb) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        tview.tviews;
+    item     jsonb;
+    result   jsonb;
+    dep      record;
+    keys     bigint[];
+    written  bigint := 0;
+    depth    int;
+    max_depth int := tview.setting('max_cascade_depth', '32')::int;
+BEGIN
+    LOOP
+        SELECT * INTO t FROM tview.tviews WHERE work ? id::text ORDER BY topo_level, id LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        item := work -> t.id::text;
+        work := work - t.id::text;
+        depth := (item ->> 'depth')::int;
+        IF depth > max_depth THEN
+            RAISE EXCEPTION 'TVIEW cascade deeper than % levels at %.tv_%', max_depth, t.schema_name, t.name
+                USING ERRCODE = 'program_limit_exceeded',
+                      HINT = 'Raise tview.max_cascade_depth, or flatten the chain of TVIEWs.';
+        END IF;
+        result := tview._refresh_one(t, CASE WHEN (item ->> 'full')::boolean THEN NULL
+                                             ELSE ARRAY(SELECT DISTINCT jsonb_array_elements_text(item -> 'keys')::bigint) END);
+        written := written + (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint;
+        CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
+        FOR dep IN SELECT d.tview_id, d.key_sql FROM tview.dependencies d WHERE d.source_oid = t.table_oid LOOP
+            IF dep.key_sql IS NULL THEN
+                work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
+            ELSE
+                EXECUTE format('SELECT coalesce(array_agg(DISTINCT k), ''{}'') FROM (%s UNION ALL %s) s(k) WHERE k IS NOT NULL',
+                               format(dep.key_sql, format('jsonb_populate_recordset(NULL::%s, $1)', tview._qname(t.table_oid))),
+                               format(dep.key_sql, format('jsonb_populate_recordset(NULL::%s, $2)', tview._qname(t.table_oid))))
+                    INTO keys USING result -> 'old', result -> 'new';
+                work := tview._add_work(work, dep.tview_id, keys, false, depth + 1);
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN written;
+END;
+$$;
+
+-- The statement trigger shared by every TVIEW that reads a table: turn the transition
+-- tables into keys per TVIEW (a constant number of queries per TVIEW, whatever the row
+-- count), then cascade.
+CREATE OR REPLACE FUNCTION tview._on_change() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dep   record;
+    keys  bigint[];
+    work  jsonb := '{}';
+    parts text[];
+BEGIN
+    FOR dep IN SELECT d.tview_id, d.key_sql FROM tview.dependencies d WHERE d.source_oid = TG_RELID LOOP
+        IF TG_OP = 'TRUNCATE' OR dep.key_sql IS NULL THEN
+            work := tview._add_work(work, dep.tview_id, NULL, true, 0);
+            CONTINUE;
+        END IF;
+        parts := '{}';
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            parts := parts || format(dep.key_sql, 'tview_old');
+        END IF;
+        IF TG_OP IN ('UPDATE', 'INSERT') THEN
+            parts := parts || format(dep.key_sql, 'tview_new');
+        END IF;
+        EXECUTE format('SELECT coalesce(array_agg(DISTINCT k), ''{}'') FROM (%s) s(k) WHERE k IS NOT NULL',
+                       array_to_string(parts, ' UNION ALL '))
+            INTO keys;
+        work := tview._add_work(work, dep.tview_id, keys, false, 0);
+    END LOOP;
+    IF work <> '{}' THEN
+        PERFORM tview._cascade(work);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- Install the four statement triggers on a base table, once, whoever asks first.
+CREATE OR REPLACE FUNCTION tview._ensure_triggers(relid oid) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel text := tview._qname(relid);
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relid AND tgname = 'tview_after_insert') THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TRIGGER tview_after_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS tview_new'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION tview._on_change()', rel);
+    EXECUTE format('CREATE TRIGGER tview_after_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS tview_old'
+                   ' NEW TABLE AS tview_new FOR EACH STATEMENT EXECUTE FUNCTION tview._on_change()', rel);
+    EXECUTE format('CREATE TRIGGER tview_after_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS tview_old'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION tview._on_change()', rel);
+    EXECUTE format('CREATE TRIGGER tview_after_truncate AFTER TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION tview._on_change()', rel);
+END;
+$$;
+
+-- Remove the triggers from a table no TVIEW reads any more.
+CREATE OR REPLACE FUNCTION tview._drop_unused_triggers() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg record;
+BEGIN
+    FOR trg IN
+        SELECT tg.tgname, tg.tgrelid
+        FROM pg_trigger tg
+        JOIN pg_proc p ON p.oid = tg.tgfoid
+        WHERE p.proname = '_on_change' AND p.pronamespace = 'tview'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = tg.tgrelid)
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
+    END LOOP;
+END;
+$$;

@@ -1,0 +1,394 @@
+-- The public API: create, drop, refresh, verify.
+--
+-- Every internal function pins search_path. The public wrappers are one-line SQL
+-- functions with fully qualified calls that hand over the caller's search path, because
+-- the caller's definition and names must resolve the way the caller wrote them.
+
+-- Find a TVIEW by 'name', 'tv_name', 'schema.name' or 'schema.tv_name'.
+CREATE OR REPLACE FUNCTION tview._find(tview_name text, schemas name[]) RETURNS tview.tviews
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parts text[];
+    bare  text;
+    t     tview.tviews;
+BEGIN
+    BEGIN
+        parts := parse_ident(tview_name);
+    EXCEPTION WHEN OTHERS THEN
+        RETURN NULL;
+    END;
+    bare := regexp_replace(parts[cardinality(parts)], '^tv_', '');
+    SELECT * INTO t FROM tview.tviews v
+    WHERE v.name = bare
+      AND (cardinality(parts) = 1 AND v.schema_name = ANY (schemas)
+           OR cardinality(parts) = 2 AND v.schema_name = parts[1])
+    ORDER BY array_position(schemas, v.schema_name)
+    LIMIT 1;
+    RETURN CASE WHEN t.id IS NULL THEN NULL ELSE t END;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview._get(tview_name text, schemas name[]) RETURNS tview.tviews
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tview.tviews := tview._find(tview_name, schemas);
+BEGIN
+    IF t.id IS NULL THEN
+        RAISE EXCEPTION 'TVIEW "%" does not exist', tview_name
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'List TVIEWs with SELECT * FROM tview.tviews; names are looked up along search_path.';
+    END IF;
+    RETURN t;
+END;
+$$;
+
+-- Check that a definition is exactly one query, without running any of it: a cursor can
+-- only be opened over a single statement, and opening one does not execute it.
+CREATE OR REPLACE FUNCTION tview._check_single_query(definition text, label text) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    probe refcursor;
+BEGIN
+    BEGIN
+        OPEN probe NO SCROLL FOR EXECUTE definition;
+        CLOSE probe;
+    EXCEPTION
+        WHEN invalid_cursor_definition THEN
+            RAISE EXCEPTION 'definition of % must be exactly one SELECT', label
+                USING ERRCODE = 'syntax_error',
+                      DETAIL = SQLERRM,
+                      HINT = 'Remove every statement but the SELECT (no ";" followed by more SQL).';
+        WHEN syntax_error THEN
+            RAISE EXCEPTION 'definition of % does not parse: %', label, SQLERRM
+                USING ERRCODE = 'syntax_error',
+                      HINT = 'The definition must be a single SELECT statement.';
+    END;
+END;
+$$;
+-- (no pinned search_path: the definition resolves along the caller's path, set by _create)
+
+CREATE OR REPLACE FUNCTION tview._create(p_name text, p_definition text, p_mode text, p_schema name,
+                                         p_search_path text)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bare        text;
+    target_schema name;
+    definition  text;
+    label       text;
+    view_oid    oid;
+    table_oid   oid;
+    key_col     name;
+    key_type    regtype;
+    data_type   regtype;
+    col         record;
+    analysis    jsonb;
+    new_id      int;
+    rule        record;
+    level       int;
+    engine_owner name;
+    bad         record;
+BEGIN
+    IF p_mode IS NULL OR p_mode NOT IN ('immediate', 'deferred') THEN
+        RAISE EXCEPTION 'unknown TVIEW mode "%"', p_mode
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''immediate'' or ''deferred''.';
+    END IF;
+    bare := regexp_replace(coalesce(p_name, ''), '^tv_', '');
+    IF bare !~ '^[a-z_][a-z0-9_]*$' THEN
+        RAISE EXCEPTION 'invalid TVIEW name "%"', coalesce(p_name, '')
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'Use a lower-case identifier: letters, digits and underscores, not starting with a digit.';
+    END IF;
+    IF octet_length('tv_' || bare) > 63 THEN
+        RAISE EXCEPTION 'TVIEW name "%" is too long: "tv_%" exceeds 63 bytes', bare, bare
+            USING ERRCODE = 'invalid_name', HINT = 'Use a name of at most 60 bytes.';
+    END IF;
+
+    PERFORM set_config('search_path', p_search_path, true);
+    target_schema := coalesce(p_schema, current_schema());
+    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF target_schema IS NULL OR NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = target_schema) THEN
+        RAISE EXCEPTION 'no schema to create TVIEW "%" in', bare
+            USING ERRCODE = 'invalid_schema_name', HINT = 'Pass schema_name, or set search_path to an existing schema.';
+    END IF;
+    label := format('%I.%I', target_schema, 'tv_' || bare);
+
+    IF EXISTS (SELECT 1 FROM tview.tviews t WHERE t.schema_name = target_schema AND t.name = bare) THEN
+        RAISE EXCEPTION 'TVIEW % already exists', label
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Drop it first with tview.drop(%L), or choose another name.', bare);
+    END IF;
+    IF to_regclass(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL
+       OR to_regclass(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot create TVIEW %: a relation named %.tv_% or %.v_% already exists',
+                        label, target_schema, bare, target_schema, bare
+            USING ERRCODE = 'duplicate_object', HINT = 'Rename or drop that relation, or choose another name.';
+    END IF;
+
+    definition := regexp_replace(coalesce(p_definition, ''), '[[:space:];]+$', '');
+    IF definition !~ '\S' THEN
+        RAISE EXCEPTION 'definition of % is empty', label
+            USING ERRCODE = 'syntax_error', HINT = 'Pass a SELECT statement.';
+    END IF;
+
+    -- The caller's definition, resolved along the caller's path.
+    PERFORM set_config('search_path', p_search_path, true);
+    PERFORM tview._check_single_query(definition, label);
+    BEGIN
+        EXECUTE format('CREATE VIEW %I.%I AS %s', target_schema, 'v_' || bare, definition);
+    EXCEPTION WHEN syntax_error THEN
+        RAISE EXCEPTION 'definition of % is not a SELECT: %', label, SQLERRM
+            USING ERRCODE = 'syntax_error', HINT = 'The definition must be a single SELECT statement.';
+    END;
+    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    view_oid := format('%I.%I', target_schema, 'v_' || bare)::regclass;
+
+    SELECT a.attname, a.atttypid::regtype INTO key_col, key_type
+    FROM pg_attribute a
+    WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attname LIKE 'pk\_%'
+    ORDER BY a.attnum LIMIT 1;
+    IF key_col IS NULL THEN
+        RAISE EXCEPTION 'definition of % has no key column pk_<entity>', label
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'Select the integer primary key of the entity as pk_<entity>, e.g. p.pk_post.';
+    END IF;
+    IF key_type NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) THEN
+        RAISE EXCEPTION 'key column % of % is %, not an integer', key_col, label, key_type
+            USING ERRCODE = 'datatype_mismatch', HINT = 'The key must be smallint, integer or bigint.';
+    END IF;
+    SELECT a.atttypid::regtype INTO data_type
+    FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attname = 'data' AND NOT a.attisdropped;
+    IF data_type IS NULL THEN
+        RAISE EXCEPTION 'definition of % has no data column', label
+            USING ERRCODE = 'undefined_column', HINT = 'Select the document as a jsonb column named data.';
+    END IF;
+    IF data_type <> 'jsonb'::regtype THEN
+        RAISE EXCEPTION 'column data of % is %, not jsonb', label, data_type
+            USING ERRCODE = 'datatype_mismatch', HINT = 'Build the document with jsonb_build_object(...) or cast it ::jsonb.';
+    END IF;
+    SELECT b.relid, b.relkind INTO bad FROM tview._base_relations(view_oid) b WHERE b.relkind NOT IN ('r', 'p') LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'definition of % reads %, a %', label, bad.relid::regclass,
+                        CASE bad.relkind WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                                         ELSE 'relation whose changes cannot be observed' END
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'TVIEWs can only read tables (and views over tables), whose changes fire triggers.';
+    END IF;
+
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I)', target_schema, 'tv_' || bare, target_schema, 'v_' || bare);
+    table_oid := format('%I.%I', target_schema, 'tv_' || bare)::regclass;
+    EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (%I)', tview._qname(table_oid), key_col);
+    FOR col IN
+        SELECT a.attname FROM pg_attribute a
+        WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped
+          AND (a.attname = 'id' OR a.attname LIKE 'fk\_%')
+        ORDER BY a.attnum
+    LOOP
+        EXECUTE format('CREATE INDEX ON %s (%I)', tview._qname(table_oid), col.attname);
+    END LOOP;
+    EXECUTE format('COMMENT ON TABLE %s IS %L', tview._qname(table_oid),
+                   format('TVIEW maintained by the tview engine from %I.%I; do not write to it', target_schema, 'v_' || bare));
+
+    analysis := tview._analyze(view_oid, key_col);
+    SELECT coalesce(max(t.topo_level) + 1, 0) INTO level
+    FROM tview._base_relations(view_oid) b JOIN tview.tviews t ON t.table_oid = b.relid;
+
+    INSERT INTO tview.tviews (schema_name, name, table_oid, view_oid, entity, key_column, definition, mode,
+                              topo_level, root_oid, root_column, analysis, refresh_sql)
+    VALUES (target_schema, bare, table_oid, view_oid, substr(key_col, 4), key_col, definition, p_mode, level,
+            (analysis -> 'occ' -> (analysis -> 'root' ->> 0)::int ->> 'relid')::oid,
+            tview._colname((analysis -> 'occ' -> (analysis -> 'root' ->> 0)::int ->> 'relid')::oid,
+                           (analysis -> 'root' ->> 1)::int),
+            analysis ->> 'reason',
+            tview._build_refresh_sql(view_oid, table_oid, key_col))
+    RETURNING id INTO new_id;
+
+    FOR rule IN SELECT * FROM tview._lineage_rules(view_oid, table_oid, key_col, analysis) LOOP
+        INSERT INTO tview.dependencies (tview_id, source_oid, source_kind, lineage, key_sql, roles)
+        VALUES (new_id, rule.source_oid,
+                CASE WHEN EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = rule.source_oid)
+                     THEN 'tview' ELSE 'table' END,
+                rule.lineage, rule.key_sql, rule.roles);
+        IF NOT EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = rule.source_oid) THEN
+            PERFORM tview._ensure_triggers(rule.source_oid);
+        END IF;
+    END LOOP;
+
+    -- A TVIEW may never (transitively) read itself.
+    IF EXISTS (
+        WITH RECURSIVE up(id) AS (
+            SELECT t.id FROM tview.dependencies d JOIN tview.tviews t ON t.table_oid = d.source_oid
+            WHERE d.tview_id = new_id
+            UNION
+            SELECT t.id FROM up JOIN tview.dependencies d ON d.tview_id = up.id
+            JOIN tview.tviews t ON t.table_oid = d.source_oid)
+        SELECT 1 FROM up WHERE id = new_id) THEN
+        RAISE EXCEPTION 'TVIEW % would read itself through other TVIEWs', label
+            USING ERRCODE = 'lock_not_available', HINT = 'Remove the cycle from the definitions.';
+    END IF;
+
+    -- The engine's owner runs refreshes for writers; let it read the view and write the table.
+    SELECT r.rolname INTO engine_owner FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+    WHERE n.nspname = 'tview';
+    IF engine_owner <> current_user THEN
+        EXECUTE format('GRANT SELECT ON %s TO %I', tview._qname(view_oid), engine_owner);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', tview._qname(table_oid), engine_owner);
+    END IF;
+
+    BEGIN
+        EXECUTE format('INSERT INTO %s SELECT * FROM %s', tview._qname(table_oid), tview._qname(view_oid));
+    EXCEPTION
+        WHEN unique_violation THEN
+            RAISE EXCEPTION 'key % of % is not unique in its definition', key_col, label
+                USING ERRCODE = 'unique_violation', DETAIL = SQLERRM,
+                      HINT = format('Make %I unique, e.g. select it from the entity''s own table and aggregate children.', key_col);
+        WHEN not_null_violation THEN
+            RAISE EXCEPTION 'key % of % is NULL for some rows of its definition', key_col, label
+                USING ERRCODE = 'not_null_violation',
+                      HINT = format('Filter out rows where %I IS NULL, or use an inner join.', key_col);
+    END;
+    RETURN table_oid;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview.create(name text, definition text, mode text DEFAULT 'immediate',
+                                        schema_name name DEFAULT NULL)
+RETURNS regclass
+LANGUAGE sql
+AS $$ SELECT tview._create($1, $2, $3, $4, pg_catalog.current_setting('search_path')) $$;
+COMMENT ON FUNCTION tview.create(text, text, text, name) IS
+    'Create TVIEW tv_<name> maintained from the SELECT definition (kept as view v_<name>)';
+
+-- Remove a TVIEW's objects and catalog rows (the catalog first, so the drop event trigger
+-- has nothing left to do).
+CREATE OR REPLACE FUNCTION tview._drop_objects(t tview.tviews) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tv text := format('%I.%I', t.schema_name, 'tv_' || t.name);
+    v  text := format('%I.%I', t.schema_name, 'v_' || t.name);
+BEGIN
+    DELETE FROM tview.tviews WHERE id = t.id;
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = t.view_oid) THEN
+        EXECUTE format('DROP VIEW %s', v);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = t.table_oid) THEN
+        EXECUTE format('DROP TABLE %s', tv);
+    END IF;
+    PERFORM tview._drop_unused_triggers();
+END;
+$$;
+
+-- TVIEWs that read t, directly or through others, deepest first.
+CREATE OR REPLACE FUNCTION tview._dependents(t tview.tviews) RETURNS SETOF tview.tviews
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE down(id) AS (
+        SELECT d.tview_id FROM tview.dependencies d WHERE d.source_oid = t.table_oid
+        UNION
+        SELECT d.tview_id FROM down JOIN tview.tviews x ON x.id = down.id
+        JOIN tview.dependencies d ON d.source_oid = x.table_oid)
+    SELECT x.* FROM tview.tviews x JOIN down USING (id) ORDER BY x.topo_level DESC, x.id DESC
+$$;
+
+CREATE OR REPLACE FUNCTION tview._drop(p_name text, p_if_exists boolean, p_cascade boolean, schemas name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t    tview.tviews := tview._find(p_name, schemas);
+    dep  tview.tviews;
+    names text;
+BEGIN
+    IF t.id IS NULL THEN
+        IF p_if_exists THEN
+            RAISE NOTICE 'TVIEW "%" does not exist, skipping', p_name;
+            RETURN;
+        END IF;
+        PERFORM tview._get(p_name, schemas);   -- raises the not-found error
+    END IF;
+    SELECT string_agg(format('%I.%I', x.schema_name, 'tv_' || x.name), ', ') INTO names FROM tview._dependents(t) x;
+    IF names IS NOT NULL AND NOT p_cascade THEN
+        RAISE EXCEPTION 'cannot drop TVIEW %.tv_% because other TVIEWs read it: %', t.schema_name, t.name, names
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = format('Drop them first, or use tview.drop(%L, cascade => true).', t.name);
+    END IF;
+    FOR dep IN SELECT * FROM tview._dependents(t) LOOP
+        PERFORM tview._drop_objects(dep);
+    END LOOP;
+    PERFORM tview._drop_objects(t);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview.drop(name text, if_exists boolean DEFAULT false, cascade boolean DEFAULT false)
+RETURNS void
+LANGUAGE sql
+AS $$ SELECT tview._drop($1, $2, $3, pg_catalog.current_schemas(false)) $$;
+COMMENT ON FUNCTION tview.drop(text, boolean, boolean) IS
+    'Drop a TVIEW: table, backing view, catalog rows and unused triggers (cascade => also TVIEWs reading it)';
+
+CREATE OR REPLACE FUNCTION tview.drop_all() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tview.tviews;
+BEGIN
+    FOR t IN SELECT * FROM tview.tviews ORDER BY topo_level DESC, id DESC LOOP
+        PERFORM tview._drop_objects(t);
+    END LOOP;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview._refresh(p_name text, p_keys bigint[], schemas name[]) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tview.tviews := tview._get(p_name, schemas);
+BEGIN
+    RETURN tview._cascade(tview._add_work('{}', t.id, coalesce(p_keys, '{}'), p_keys IS NULL, 0));
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview.refresh(name text) RETURNS bigint
+LANGUAGE sql
+AS $$ SELECT tview._refresh($1, NULL, pg_catalog.current_schemas(false)) $$;
+COMMENT ON FUNCTION tview.refresh(text) IS 'Recompute a whole TVIEW (and what reads it); returns rows written';
+
+CREATE OR REPLACE FUNCTION tview.refresh(name text, keys bigint[]) RETURNS bigint
+LANGUAGE sql
+AS $$ SELECT tview._refresh($1, coalesce($2, '{}'), pg_catalog.current_schemas(false)) $$;
+COMMENT ON FUNCTION tview.refresh(text, bigint[]) IS 'Recompute the given keys of a TVIEW (and what reads them)';
+
+CREATE OR REPLACE FUNCTION tview._verify(p_name text, schemas name[]) RETURNS TABLE (key bigint, problem text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tview.tviews := tview._get(p_name, schemas);
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+        SELECT coalesce(s.k, c.k)::bigint,
+               CASE WHEN c.k IS NULL THEN 'missing' WHEN s.k IS NULL THEN 'extra' ELSE 'different' END
+        FROM (SELECT x.%1$I AS k, x::text AS r FROM %2$s x) s
+        FULL JOIN (SELECT x.%1$I AS k, x::text AS r FROM %3$s x) c ON c.k = s.k
+        WHERE s.k IS NULL OR c.k IS NULL OR s.r IS DISTINCT FROM c.r
+        ORDER BY 1$q$, t.key_column, tview._qname(t.view_oid), tview._qname(t.table_oid));
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview.verify(name text) RETURNS TABLE (key bigint, problem text)
+LANGUAGE sql
+AS $$ SELECT * FROM tview._verify($1, pg_catalog.current_schemas(false)) $$;
+COMMENT ON FUNCTION tview.verify(text) IS 'Rows of a TVIEW that differ from its definition: missing, extra, different';

@@ -1,0 +1,34 @@
+"""The oracle: every TVIEW equals its definition, compared both ways, row text for row text."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+
+def tview_names(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT format('%I.%I', schema_name, name) FROM tview.tviews ORDER BY topo_level, id")]
+
+
+def drift(conn: psycopg.Connection, name: str) -> dict[str, list[str]]:
+    """Rows of tv_<name> not in v_<name> ('extra') and the reverse ('missing')."""
+    schema, _, bare = name.rpartition(".")
+    schema = schema or "public"
+    tv = sql.Identifier(schema, "tv_" + bare)
+    v = sql.Identifier(schema, "v_" + bare)
+    query = sql.SQL(
+        "SELECT t::text FROM {a} t EXCEPT ALL SELECT t::text FROM {b} t ORDER BY 1")
+    extra = [r[0] for r in conn.execute(query.format(a=tv, b=v))]
+    missing = [r[0] for r in conn.execute(query.format(a=v, b=tv))]
+    return {"extra": extra, "missing": missing}
+
+
+def assert_oracle(conn: psycopg.Connection, *names: str) -> None:
+    """Fail with the differing rows if any TVIEW (default: all) differs from its definition."""
+    problems = {}
+    for name in names or tview_names(conn):
+        result = drift(conn, name)
+        if result["extra"] or result["missing"]:
+            problems[name] = result
+    assert not problems, f"TVIEW drift: {problems}"
