@@ -216,7 +216,9 @@ BEGIN
         sub := NULL;
         CASE (rte ->> 'rtekind')::int
             WHEN 0 THEN                                   -- relation
-                IF rte ->> 'relkind' = 'v' THEN
+                IF NOT coalesce((rte ->> 'inFromCl')::boolean, true) THEN
+                    NULL;   -- the *OLD*/*NEW* placeholders of view rules before PostgreSQL 16
+                ELSIF rte ->> 'relkind' = 'v' THEN
                     sub := tview._view_query((rte ->> 'relid')::oid);
                 ELSE
                     occ := jsonb_array_length(st -> 'occ');
