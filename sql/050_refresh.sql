@@ -132,8 +132,11 @@ AS $$
 $$;
 
 -- Run a cascade: refresh every TVIEW in the work list in topological order, each once,
--- adding the keys of dependents as rows change. Returns the number of rows written.
-CREATE OR REPLACE FUNCTION tview._cascade(work jsonb) RETURNS bigint
+-- adding the keys of dependents as rows change. Deferred TVIEWs are queued instead, unless
+-- the queue is being flushed at commit. Publishes one event per TVIEW refreshed.
+-- Returns the number of rows written.
+CREATE OR REPLACE FUNCTION tview._cascade(work jsonb, source text, op text, flushing boolean DEFAULT false)
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -145,6 +148,8 @@ DECLARE
     keys     bigint[];
     written  bigint := 0;
     depth    int;
+    whole    boolean;
+    started  timestamptz;
     max_depth int := tview.setting('max_cascade_depth', '32')::int;
 BEGIN
     LOOP
@@ -153,14 +158,23 @@ BEGIN
         item := work -> t.id::text;
         work := work - t.id::text;
         depth := (item ->> 'depth')::int;
+        whole := (item ->> 'full')::boolean;
+        keys := CASE WHEN whole THEN NULL
+                     ELSE ARRAY(SELECT DISTINCT jsonb_array_elements_text(item -> 'keys')::bigint ORDER BY 1) END;
         IF depth > max_depth THEN
             RAISE EXCEPTION 'TVIEW cascade deeper than % levels at %.tv_%', max_depth, t.schema_name, t.name
                 USING ERRCODE = 'program_limit_exceeded',
                       HINT = 'Raise tview.max_cascade_depth, or flatten the chain of TVIEWs.';
         END IF;
-        result := tview._refresh_one(t, CASE WHEN (item ->> 'full')::boolean THEN NULL
-                                             ELSE ARRAY(SELECT DISTINCT jsonb_array_elements_text(item -> 'keys')::bigint) END);
+        IF t.mode = 'deferred' AND NOT flushing THEN
+            PERFORM tview._enqueue(t.id, keys);
+            CONTINUE;
+        END IF;
+        started := clock_timestamp();
+        result := tview._refresh_one(t, keys);
         written := written + (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint;
+        PERFORM tview._publish(t, source, op, depth, keys, result,
+                               (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint);
         CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
         FOR dep IN SELECT d.tview_id, d.key_sql FROM tview.dependencies d WHERE d.source_oid = t.table_oid LOOP
             IF dep.key_sql IS NULL THEN
@@ -209,7 +223,7 @@ BEGIN
         work := tview._add_work(work, dep.tview_id, keys, false, 0);
     END LOOP;
     IF work <> '{}' THEN
-        PERFORM tview._cascade(work);
+        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);
     END IF;
     RETURN NULL;
 END;

@@ -357,7 +357,8 @@ AS $$
 DECLARE
     t tview.tviews := tview._get(p_name, schemas);
 BEGIN
-    RETURN tview._cascade(tview._add_work('{}', t.id, coalesce(p_keys, '{}'), p_keys IS NULL, 0));
+    RETURN tview._cascade(tview._add_work('{}', t.id, coalesce(p_keys, '{}'), p_keys IS NULL, 0),
+                          NULL, 'REFRESH', true);
 END;
 $$;
 

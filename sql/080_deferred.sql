@@ -1,0 +1,90 @@
+-- Deferred mode: keys are queued per transaction, deduplicated, and refreshed once at
+-- commit by a deferred constraint trigger. The queue is an ordinary (unlogged) table, not a
+-- temporary one, so a deferred transaction can still be PREPAREd; rows of rolled-back
+-- statements and savepoints vanish with them.
+
+CREATE UNLOGGED TABLE IF NOT EXISTS tview.queue (
+    txid      xid8 NOT NULL,
+    tview_id  integer NOT NULL,     -- no FK: a per-row check would cost more than the queue
+    key       bigint              -- NULL: refresh the whole TVIEW
+);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_entry_idx ON tview.queue (txid, tview_id, key) NULLS NOT DISTINCT;
+COMMENT ON TABLE tview.queue IS 'Keys of deferred TVIEWs waiting for their transaction to commit';
+
+-- One row per transaction with queued work; inserting it arms the commit-time flush.
+CREATE UNLOGGED TABLE IF NOT EXISTS tview.pending (
+    txid xid8 PRIMARY KEY
+);
+
+CREATE OR REPLACE FUNCTION tview._enqueue(tview_id int, keys bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me xid8 := pg_current_xact_id();
+BEGIN
+    INSERT INTO tview.pending (txid) VALUES (me) ON CONFLICT DO NOTHING;
+    IF keys IS NULL THEN
+        INSERT INTO tview.queue (txid, tview_id, key) VALUES (me, tview_id, NULL) ON CONFLICT DO NOTHING;
+    ELSE
+        INSERT INTO tview.queue (txid, tview_id, key)
+        SELECT me, tview_id, k FROM unnest(keys) k ON CONFLICT DO NOTHING;
+    END IF;
+END;
+$$;
+
+-- At commit (or SET CONSTRAINTS ... IMMEDIATE): refresh everything queued, once.
+CREATE OR REPLACE FUNCTION tview._flush_deferred() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    me   xid8 := pg_current_xact_id();
+    work jsonb := '{}';
+    item record;
+BEGIN
+    FOR item IN
+        WITH drained AS (DELETE FROM tview.queue q WHERE q.txid = me RETURNING q.tview_id, q.key)
+        SELECT tview_id, bool_or(key IS NULL) AS whole, array_agg(key) FILTER (WHERE key IS NOT NULL) AS keys
+        FROM drained GROUP BY tview_id
+    LOOP
+        work := tview._add_work(work, item.tview_id, coalesce(item.keys, '{}'), item.whole, 0);
+    END LOOP;
+    DELETE FROM tview.pending WHERE txid = me;
+    IF work <> '{}' THEN
+        PERFORM tview._cascade(work, NULL, 'COMMIT', true);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'tview.pending'::regclass
+                   AND tgname = 'tview_flush_at_commit') THEN
+        CREATE CONSTRAINT TRIGGER tview_flush_at_commit AFTER INSERT ON tview.pending
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tview._flush_deferred();
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview._set_mode(p_name text, p_mode text, schemas name[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tview.tviews := tview._get(p_name, schemas);
+BEGIN
+    IF p_mode IS NULL OR p_mode NOT IN ('immediate', 'deferred') THEN
+        RAISE EXCEPTION 'unknown TVIEW mode "%"', p_mode
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''immediate'' or ''deferred''.';
+    END IF;
+    UPDATE tview.tviews SET mode = p_mode WHERE id = t.id;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview.set_mode(name text, mode text) RETURNS void
+LANGUAGE sql
+AS $$ SELECT tview._set_mode($1, $2, pg_catalog.current_schemas(false)) $$;
+COMMENT ON FUNCTION tview.set_mode(text, text) IS
+    'immediate: refreshed at the end of each statement; deferred: queued and refreshed once at commit';

@@ -1,0 +1,64 @@
+-- Cascade events: one per TVIEW refreshed per round, JSON protocol v1 (docs/events.md),
+-- sent with pg_notify on channel tview_events and/or appended to the bounded log
+-- tview.events. Settings (session, else database, else default):
+--   tview.notify   on|off  (default on)   NOTIFY is delivered at commit; a transaction
+--                                         that ran NOTIFY cannot be PREPAREd: use
+--                                         SET LOCAL tview.notify = off (and tview.log = on)
+--   tview.log      on|off  (default off)  keep history, e.g. for clients behind a
+--                                         transaction-pooling proxy (they poll it)
+--   tview.log_max  rows kept in the log (default 100000)
+
+CREATE TABLE IF NOT EXISTS tview.events (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ts      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    payload jsonb NOT NULL
+);
+COMMENT ON TABLE tview.events IS 'Recent cascade events (when tview.log = on), pruned to tview.log_max rows';
+
+CREATE OR REPLACE FUNCTION tview._publish(t tview.tviews, source text, op text, depth int, keys bigint[],
+                                          result jsonb, us bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_notify boolean := tview.setting('notify', 'on') = 'on';
+    to_log    boolean := tview.setting('log', 'off') = 'on';
+    shown     int := 50;
+    payload   jsonb;
+    new_id    bigint;
+    keep      bigint;
+BEGIN
+    IF NOT (to_notify OR to_log) THEN
+        RETURN;
+    END IF;
+    payload := jsonb_build_object(
+        'v', 1,
+        'ts', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'pid', pg_backend_pid(),
+        'xid', pg_current_xact_id()::text,
+        'schema', t.schema_name,
+        'tview', 'tv_' || t.name,
+        'source', source,
+        'op', op,
+        'depth', depth,
+        'mode', CASE WHEN keys IS NULL THEN 'full' ELSE 'recompute' END,
+        'rows', (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint,
+        'upserted', (result ->> 'upserted')::bigint,
+        'patched', 0,
+        'deleted', (result ->> 'deleted')::bigint,
+        'us', us,
+        'keys', coalesce(to_jsonb(keys[1:shown]), '[]'::jsonb),
+        'keys_more', greatest(coalesce(cardinality(keys), 0) - shown, 0));
+    IF to_notify THEN
+        PERFORM pg_notify('tview_events', payload::text);
+    END IF;
+    IF to_log THEN
+        INSERT INTO tview.events (payload) VALUES (payload) RETURNING id INTO new_id;
+        IF new_id % 1000 = 0 THEN
+            keep := tview.setting('log_max', '100000')::bigint;
+            DELETE FROM tview.events WHERE id <= new_id - keep;
+        END IF;
+    END IF;
+END;
+$$;
