@@ -68,6 +68,37 @@ $f$, k, cols, tview._qname(view_oid), tview._qname(table_oid), coalesce(diff, 'f
 END;
 $$;
 
+-- Serialise concurrent refreshes of the same keys, so that none recomputes from a snapshot
+-- that misses another's committed change (the READ COMMITTED lost update):
+--  * keys without a row yet get a placeholder row first (ON CONFLICT waits for a concurrent
+--    creator to commit), or, when there are many, the TVIEW-wide advisory lock;
+--  * then every key's row is locked FOR UPDATE, in key order (no deadlocks between
+--    refreshes). The recomputation that follows is a new statement with a new snapshot.
+-- Row locks live in the rows, so a long transaction does not fill the lock table.
+CREATE OR REPLACE FUNCTION tview._lock_keys(t tview.tviews, keys bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tv      text := tview._qname(t.table_oid);
+    missing bigint[];
+    lock_space constant int := 1953914229;   -- 'tvie': advisory locks of this engine
+BEGIN
+    EXECUTE format('SELECT array_agg(k ORDER BY k) FROM unnest($1) k'
+                   ' WHERE NOT EXISTS (SELECT 1 FROM %s v WHERE v.%I = k)', tv, t.key_column)
+        INTO missing USING keys;
+    IF cardinality(missing) > 64 THEN
+        PERFORM pg_advisory_xact_lock(lock_space, t.id);
+    ELSIF cardinality(missing) > 0 THEN
+        PERFORM pg_advisory_xact_lock_shared(lock_space, t.id);
+        EXECUTE format('INSERT INTO %s AS v (%I) SELECT k FROM unnest($1) k ORDER BY k ON CONFLICT DO NOTHING',
+                       tv, t.key_column) USING missing;
+    END IF;
+    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s v WHERE v.%I = ANY ($1) ORDER BY v.%I FOR UPDATE) l',
+                   tv, t.key_column, t.key_column) USING keys;
+END;
+$$;
+
 -- Refresh one TVIEW: the given keys, or everything when keys is NULL.
 -- Returns {"upserted": n, "deleted": n, "old": [images], "new": [images]}.
 CREATE OR REPLACE FUNCTION tview._refresh_one(t tview.tviews, keys bigint[]) RETURNS jsonb
@@ -84,14 +115,10 @@ DECLARE
 BEGIN
     IF keys IS NULL THEN
         EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tv);
-    ELSE
-        IF cardinality(keys) = 0 THEN
-            RETURN jsonb_build_object('upserted', 0, 'deleted', 0);
-        END IF;
-        -- lock existing rows in key order first, so concurrent refreshes queue up and the
-        -- recomputation below (a new statement, a new snapshot) sees what they committed
-        EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s v WHERE v.%I = ANY ($1) ORDER BY v.%I FOR UPDATE) l',
-                       tv, t.key_column, t.key_column) USING keys;
+    ELSIF cardinality(keys) = 0 THEN
+        RETURN jsonb_build_object('upserted', 0, 'deleted', 0, 'old', '[]'::jsonb, 'new', '[]'::jsonb);
+    ELSIF tview.setting('row_locks', 'on') = 'on' THEN
+        PERFORM tview._lock_keys(t, keys);
     END IF;
     BEGIN
         EXECUTE format(t.refresh_sql, CASE WHEN keys IS NULL THEN ''

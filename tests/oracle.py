@@ -7,14 +7,18 @@ from psycopg import sql
 
 
 def tview_names(conn: psycopg.Connection) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT format('%I.%I', schema_name, name) FROM tview.tviews ORDER BY topo_level, id")]
+    """Every TVIEW as 'schema.name' (name without tv_), in dependency order."""
+    return [f"{s}.{n}" for s, n in conn.execute(
+        "SELECT schema_name, name FROM tview.tviews ORDER BY topo_level, id")]
 
 
 def drift(conn: psycopg.Connection, name: str) -> dict[str, list[str]]:
-    """Rows of tv_<name> not in v_<name> ('extra') and the reverse ('missing')."""
+    """Rows of tv_<name> not in v_<name> ('extra') and the reverse ('missing').
+
+    name is 'schema.name' or 'name' (public), without quotes, with or without tv_."""
     schema, _, bare = name.rpartition(".")
     schema = schema or "public"
+    bare = bare.removeprefix("tv_")
     tv = sql.Identifier(schema, "tv_" + bare)
     v = sql.Identifier(schema, "v_" + bare)
     query = sql.SQL(

@@ -1,0 +1,333 @@
+"""Transactions and concurrency: deferred mode, savepoints, 2PC, concurrent writers."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from oracle import assert_oracle
+
+pytestmark = pytest.mark.engine
+
+SCHEMA = """
+CREATE TABLE tb_post (pk_post int PRIMARY KEY, title text NOT NULL);
+CREATE TABLE tb_comment (pk_comment int PRIMARY KEY, fk_post int NOT NULL, body text);
+INSERT INTO tb_post VALUES (1, 'one'), (2, 'two'), (3, 'three');
+"""
+
+POST = """
+SELECT p.pk_post,
+       jsonb_build_object(
+           'title', p.title,
+           'comments', coalesce((SELECT jsonb_agg(c.body ORDER BY c.pk_comment)
+                                 FROM tb_comment c WHERE c.fk_post = p.pk_post), '[]')) AS data
+FROM tb_post p
+"""
+
+
+@pytest.fixture
+def posts(db):
+    db.execute(SCHEMA)
+    return db
+
+
+def create_post(conn, mode="immediate"):
+    conn.execute("SELECT tview.create('post', %s, %s)", (POST, mode))
+
+
+def comments_of(conn, pk):
+    return conn.execute("SELECT data->'comments' FROM tv_post WHERE pk_post = %s", (pk,)).fetchone()[0]
+
+
+def post_events(conn):
+    return conn.execute(
+        "SELECT payload FROM tview.events WHERE payload->>'tview' = 'tv_post' ORDER BY id").fetchall()
+
+
+# -- deferred mode --------------------------------------------------------------------
+
+def test_deferred_refreshes_once_at_commit_and_leaves_nothing_queued(posts, dsn):
+    create_post(posts, "deferred")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET tview.log = on")
+        for i in range(20):
+            conn.execute("UPDATE tb_post SET title = %s WHERE pk_post = 1", (f"t{i}",))
+            conn.execute("INSERT INTO tb_comment VALUES (%s, 1, %s)", (100 + i, f"c{i}"))
+        # not refreshed yet inside the transaction: deferred to commit
+        assert conn.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 1").fetchone()[0] == "one"
+        assert conn.execute("SELECT count(*) FROM tview.queue").fetchone()[0] == 1   # deduplicated
+        conn.commit()
+        events = post_events(conn)
+    assert len(events) == 1, events
+    assert events[0][0]["keys"] == [1] and events[0][0]["op"] == "COMMIT"
+    assert posts.execute("SELECT count(*) FROM tview.queue").fetchone()[0] == 0
+    assert posts.execute("SELECT count(*) FROM tview.pending").fetchone()[0] == 0
+    assert comments_of(posts, 1) == [f"c{i}" for i in range(20)]
+    assert_oracle(posts)
+
+
+def test_set_mode_switches_between_immediate_and_deferred(posts, dsn):
+    create_post(posts)
+    posts.execute("SELECT tview.set_mode('post', 'deferred')")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE tb_post SET title = 'x' WHERE pk_post = 2")
+        assert conn.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 2").fetchone()[0] == "two"
+        conn.commit()
+    assert_oracle(posts)
+    posts.execute("SELECT tview.set_mode('post', 'immediate')")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE tb_post SET title = 'y' WHERE pk_post = 2")
+        assert conn.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 2").fetchone()[0] == "y"
+        conn.rollback()
+    with pytest.raises(errors.InvalidParameterValue):
+        posts.execute("SELECT tview.set_mode('post', 'sometimes')")
+
+
+@pytest.mark.parametrize("mode", ["immediate", "deferred"])
+def test_savepoint_script_leaves_exactly_the_committed_writes(posts, dsn, mode):
+    create_post(posts, mode)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO tb_comment VALUES (1, 1, 'c1')")
+        conn.execute("INSERT INTO tb_comment VALUES (2, 1, 'c2')")
+        conn.execute("SAVEPOINT a")
+        conn.execute("INSERT INTO tb_comment VALUES (3, 1, 'c3')")
+        conn.execute("SAVEPOINT b")
+        conn.execute("INSERT INTO tb_comment VALUES (4, 2, 'c4')")
+        conn.execute("ROLLBACK TO SAVEPOINT a")
+        conn.execute("INSERT INTO tb_comment VALUES (5, 1, 'c5')")
+        conn.execute("INSERT INTO tb_comment VALUES (6, 3, 'c6')")
+        conn.commit()
+    assert [r[0] for r in posts.execute("SELECT pk_comment FROM tb_comment ORDER BY 1")] == [1, 2, 5, 6]
+    assert comments_of(posts, 1) == ["c1", "c2", "c5"]
+    assert comments_of(posts, 2) == []
+    assert comments_of(posts, 3) == ["c6"]
+    assert posts.execute("SELECT count(*) FROM tview.queue").fetchone()[0] == 0
+    assert_oracle(posts)
+
+
+@pytest.mark.parametrize("mode", ["immediate", "deferred"])
+def test_rollback_leaves_tviews_untouched(posts, dsn, mode):
+    create_post(posts, mode)
+    before = posts.execute("SELECT pk_post, data::text FROM tv_post ORDER BY 1").fetchall()
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO tb_comment VALUES (1, 1, 'gone')")
+        conn.execute("UPDATE tb_post SET title = 'gone'")
+        conn.execute("DELETE FROM tb_post WHERE pk_post = 3")
+        conn.rollback()
+    assert posts.execute("SELECT pk_post, data::text FROM tv_post ORDER BY 1").fetchall() == before
+    assert posts.execute("SELECT count(*) FROM tview.queue").fetchone()[0] == 0
+
+
+def test_refresh_error_at_commit_aborts_the_transaction(db, dsn):
+    db.execute("""
+        CREATE TABLE tb_order (pk_order int PRIMARY KEY, ref text);
+        CREATE TABLE tb_line (pk_line int PRIMARY KEY, fk_order int);
+        INSERT INTO tb_order VALUES (1, 'a');
+    """)
+    # one row per line: a second line of an order duplicates the key
+    db.execute("""SELECT tview.create('order', $$
+        SELECT o.pk_order, jsonb_build_object('ref', o.ref, 'line', l.pk_line) AS data
+        FROM tb_order o LEFT JOIN tb_line l ON l.fk_order = o.pk_order $$, 'deferred')""")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO tb_line VALUES (1, 1), (2, 1)")
+        with pytest.raises(errors.UniqueViolation) as err:
+            conn.commit()
+        assert "tv_order" in str(err.value)
+    assert db.execute("SELECT count(*) FROM tb_line").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM tview.queue").fetchone()[0] == 0
+    assert_oracle(db)
+
+
+# -- two-phase commit -----------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["immediate", "deferred"])
+@pytest.mark.parametrize("finish", ["COMMIT PREPARED", "ROLLBACK PREPARED"])
+def test_prepared_transactions_keep_tviews_right(posts, dsn, mode, finish):
+    create_post(posts, mode)
+    gid = f"tview-{mode}-{finish.split()[0].lower()}"
+    before = posts.execute("SELECT pk_post, data::text FROM tv_post ORDER BY 1").fetchall()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute("SET LOCAL tview.notify = off")   # NOTIFY cannot be PREPAREd
+        conn.execute("SET LOCAL tview.log = on")
+        conn.execute("INSERT INTO tb_comment VALUES (1, 1, 'prepared')")
+        conn.execute("UPDATE tb_post SET title = 'p' WHERE pk_post = 2")
+        conn.execute(f"PREPARE TRANSACTION '{gid}'")
+        conn.execute(f"{finish} '{gid}'")
+    if finish == "COMMIT PREPARED":
+        assert comments_of(posts, 1) == ["prepared"]
+        assert posts.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 2").fetchone()[0] == "p"
+        assert len(post_events(posts)) >= 1
+    else:
+        assert posts.execute("SELECT pk_post, data::text FROM tv_post ORDER BY 1").fetchall() == before
+        assert post_events(posts) == []
+    assert posts.execute("SELECT count(*) FROM tview.queue").fetchone()[0] == 0
+    assert_oracle(posts)
+
+
+def test_prepare_with_notify_on_is_refused_by_postgres(posts, dsn):
+    """Documents why tview.notify = off exists: PostgreSQL refuses to PREPARE after NOTIFY."""
+    create_post(posts)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO tb_comment VALUES (1, 1, 'x')")
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("PREPARE TRANSACTION 'tview-notify'")
+
+
+# -- concurrency ----------------------------------------------------------------------
+
+def lost_update_scenario(dsn: str, row_locks: str) -> list:
+    """Two transactions each add a comment to post 1; the first commits while the second
+    is refreshing. Returns post 1's comments afterwards."""
+    first = psycopg.connect(dsn)
+    second = psycopg.connect(dsn)
+    try:
+        for conn in (first, second):
+            conn.execute("SELECT set_config('tview.row_locks', %s, false)", (row_locks,))
+            conn.commit()
+        first.execute("INSERT INTO tb_comment VALUES (1, 1, 'first')")
+        errors_seen: list[BaseException] = []
+
+        def run_second() -> None:
+            try:
+                second.execute("INSERT INTO tb_comment VALUES (2, 1, 'second')")
+                second.commit()
+            except BaseException as exc:  # noqa: BLE001 - reported by the caller
+                errors_seen.append(exc)
+
+        worker = threading.Thread(target=run_second)
+        worker.start()
+        time.sleep(0.5)           # the second is now waiting on (or past) the first's row
+        first.commit()
+        worker.join(30)
+        assert not errors_seen, errors_seen
+        with psycopg.connect(dsn) as check:
+            return comments_of(check, 1)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_read_committed_lost_update_is_prevented_by_row_locks(posts, dsn):
+    create_post(posts)
+    assert lost_update_scenario(dsn, "on") == ["first", "second"]
+    assert_oracle(posts)
+
+
+def test_lost_update_happens_without_row_locks(posts, dsn):
+    """The scenario above really exercises the race: with the locks off it loses a child."""
+    create_post(posts)
+    assert lost_update_scenario(dsn, "off") != ["first", "second"]
+
+
+def test_new_parent_and_its_child_from_two_transactions(db, dsn):
+    """A child written while its (not yet committed) parent is being created elsewhere."""
+    db.execute("""
+        CREATE TABLE tb_post (pk_post int PRIMARY KEY, title text);
+        CREATE TABLE tb_comment (pk_comment int PRIMARY KEY, fk_post int, body text);
+    """)
+    create_post(db)
+    first = psycopg.connect(dsn)
+    second = psycopg.connect(dsn)
+    try:
+        first.execute("INSERT INTO tb_post VALUES (9, 'new')")
+        done: list[BaseException] = []
+
+        def run_second() -> None:
+            try:
+                second.execute("INSERT INTO tb_comment VALUES (1, 9, 'early')")
+                second.commit()
+            except BaseException as exc:  # noqa: BLE001
+                done.append(exc)
+
+        worker = threading.Thread(target=run_second)
+        worker.start()
+        time.sleep(0.5)
+        first.commit()
+        worker.join(30)
+        assert not done, done
+    finally:
+        first.close()
+        second.close()
+    assert comments_of(db, 9) == ["early"]
+    assert_oracle(db)
+
+
+def test_repeatable_read_conflict_is_a_serialization_failure(posts, dsn):
+    create_post(posts)
+    first = psycopg.connect(dsn)
+    second = psycopg.connect(dsn)
+    try:
+        second.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        second.execute("SELECT 1 FROM tb_post LIMIT 1")        # take the snapshot now
+        first.execute("INSERT INTO tb_comment VALUES (1, 1, 'first')")
+        first.commit()
+        with pytest.raises(errors.SerializationFailure):
+            second.execute("INSERT INTO tb_comment VALUES (2, 1, 'second')")
+        second.rollback()
+    finally:
+        first.close()
+        second.close()
+    assert comments_of(posts, 1) == ["first"]
+    assert_oracle(posts)
+
+
+def test_concurrent_random_writers_keep_the_oracle(posts, dsn):
+    """N writers over shared parents for a bounded time, retrying 40001/40P01."""
+    create_post(posts)
+    writers, seconds = 4, 4.0
+    stats = {"commits": 0, "retries": 0}
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+    next_id = iter(range(1000, 10_000_000))
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        deadline = time.monotonic() + seconds
+        with psycopg.connect(dsn) as conn:
+            isolation = ["READ COMMITTED", "REPEATABLE READ"][seed % 2]
+            while time.monotonic() < deadline:
+                try:
+                    conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+                    for _ in range(rng.randint(1, 3)):
+                        action = rng.random()
+                        post = rng.randint(1, 3)
+                        if action < 0.5:
+                            with lock:
+                                pk = next(next_id)
+                            conn.execute("INSERT INTO tb_comment VALUES (%s, %s, %s)", (pk, post, f"w{seed}"))
+                        elif action < 0.7:
+                            conn.execute("UPDATE tb_comment SET fk_post = %s WHERE pk_comment IN "
+                                         "(SELECT pk_comment FROM tb_comment ORDER BY random() LIMIT 1)", (post,))
+                        elif action < 0.85:
+                            conn.execute("DELETE FROM tb_comment WHERE pk_comment IN "
+                                         "(SELECT pk_comment FROM tb_comment ORDER BY random() LIMIT 1)")
+                        else:
+                            conn.execute("UPDATE tb_post SET title = %s WHERE pk_post = %s",
+                                         (f"t{rng.random():.4f}", post))
+                    conn.commit()
+                    with lock:
+                        stats["commits"] += 1
+                except (errors.SerializationFailure, errors.DeadlockDetected):
+                    conn.rollback()
+                    with lock:
+                        stats["retries"] += 1
+                except BaseException as exc:  # noqa: BLE001
+                    failures.append(exc)
+                    return
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures
+    print(f"\nconcurrent writers: {stats['commits']} commits, {stats['retries']} retries")
+    assert stats["commits"] > 0
+    assert_oracle(posts)
