@@ -7,13 +7,14 @@ no traceback is ever shown for them.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
 
 import psycopg
 
-from . import installer
+from . import events, installer
 from .connection import Target, TviewError, connect, error_from_db
 from .embedded import LocalServer, embedded_bin_dir
 
@@ -58,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cascade", action="store_true", help="also drop all TVIEWs")
     p = sub.add_parser("status", help="installed vs bundled engine version, DDL interception")
     _add_target_args(p)
+
+    p = sub.add_parser("tail", help="live-tail cascade events (LISTEN, or --poll the event log)")
+    _add_target_args(p)
+    p.add_argument("--tview", action="append", default=[], metavar="NAME",
+                   help="only this TVIEW (repeatable)")
+    p.add_argument("--source", action="append", default=[], metavar="TABLE", help="only this written table")
+    p.add_argument("--op", action="append", default=[], help="only INSERT, UPDATE, DELETE, TRUNCATE, ...")
+    p.add_argument("--since", metavar="DURATION", help="first print logged events of the last 30s / 10m / 2h")
+    p.add_argument("--poll", action="store_true",
+                   help="poll the event log instead of LISTEN (behind a transaction-pooling proxy)")
 
     p = sub.add_parser(
         "demo", help="start a local PostgreSQL (no system install needed) and install the engine",
@@ -116,6 +127,51 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration(text: str) -> float:
+    """'90', '30s', '10m', '2h' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise TviewError(f"invalid duration {text!r}", hint="use e.g. 30s, 10m or 2h") from None
+
+
+async def _tail(args: argparse.Namespace) -> None:
+    target = Target(args.dsn)
+    wanted = {"tviews": args.tview, "sources": args.source, "ops": args.op}
+
+    def show(event: events.Event) -> None:
+        if events.matches(event, **wanted):
+            print(json.dumps(event.as_dict()) if args.json else events.format_event(event), flush=True)
+
+    if args.since:
+        for event in await events.read_log_since(target, parse_duration(args.since)):
+            show(event)
+    stream = events.EventStream(target, poll=args.poll)
+    print(f"tailing {target.describe()} ({'polling the log' if args.poll else 'LISTEN tview_events'});"
+          " Ctrl-C to stop", file=sys.stderr)
+    try:
+        async for batch in stream.batches():
+            for item in batch:
+                if isinstance(item, events.Gap):
+                    print(f"-- reconnected after {item.seconds:.1f}s ({item.reason});"
+                          " events in between may be missing", file=sys.stderr, flush=True)
+                else:
+                    show(item)
+    finally:
+        await stream.close()
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(_tail(args))
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+    return 0
+
+
 def default_data_dir() -> Path:
     import platformdirs
 
@@ -153,6 +209,7 @@ COMMANDS = {
     "upgrade": cmd_install,
     "uninstall": cmd_uninstall,
     "status": cmd_status,
+    "tail": cmd_tail,
     "demo": cmd_demo,
     "server": cmd_server,
 }

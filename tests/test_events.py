@@ -1,0 +1,254 @@
+"""Cascade events: the engine's NOTIFY/log protocol and the Python event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+
+from tview_tui.events import Event, EventStream, Gap, MalformedEvent, StatsBook, TviewStats, format_event
+
+SCHEMA = """
+CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text);
+CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int, title text);
+INSERT INTO tb_user SELECT g, 'u' || g FROM generate_series(1, 3) g;
+INSERT INTO tb_post SELECT g, 1 + g % 3, 'p' || g FROM generate_series(1, 6) g;
+SELECT tview.create('user', $$SELECT u.pk_user, jsonb_build_object('name', u.name) AS data FROM tb_user u$$);
+SELECT tview.create('post', $$SELECT p.pk_post, p.fk_user, jsonb_build_object('title', p.title, 'author', u.data)
+                              AS data FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user$$);
+"""
+
+
+@pytest.fixture
+def blog(db):
+    db.execute(SCHEMA)
+    return db
+
+
+def collect(listener: psycopg.Connection, expect: int | None = None, timeout: float = 2.0) -> list[dict]:
+    """Payloads received on the listening connection (until timeout or `expect` of them)."""
+    found = []
+    for notify in listener.notifies(timeout=timeout, stop_after=expect):
+        found.append(json.loads(notify.payload))
+    return found
+
+
+@pytest.fixture
+def listener(dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("LISTEN tview_events")
+        yield conn
+
+
+@pytest.mark.engine
+def test_one_event_per_tview_per_statement_with_depth_and_counts(blog, listener):
+    blog.execute("UPDATE tb_user SET name = 'renamed' WHERE pk_user = 1")
+    events = collect(listener, expect=2)
+    assert [(e["tview"], e["source"], e["op"], e["depth"]) for e in events] == [
+        ("tv_user", "tb_user", "UPDATE", 0), ("tv_post", "tb_user", "UPDATE", 1)]
+    user, post = events
+    assert user["keys"] == [1] and user["rows"] == 1 and user["upserted"] == 1
+    assert sorted(post["keys"]) == [3, 6] and post["rows"] == 2
+    for e in events:
+        assert e["v"] == 1 and e["us"] >= 0 and e["pid"] > 0 and e["xid"]
+        assert len(json.dumps(e)) < 8000
+
+
+@pytest.mark.engine
+def test_insert_delete_and_bulk_events(blog, listener):
+    blog.execute("INSERT INTO tb_post VALUES (100, 2, 'new')")
+    (insert,) = collect(listener, expect=1)
+    assert (insert["tview"], insert["op"], insert["keys"], insert["upserted"]) == ("tv_post", "INSERT", [100], 1)
+    blog.execute("DELETE FROM tb_post WHERE pk_post = 100")
+    (delete,) = collect(listener, expect=1)
+    assert (delete["op"], delete["deleted"], delete["rows"]) == ("DELETE", 1, 1)
+    blog.execute("INSERT INTO tb_post SELECT g, 1, 'bulk' FROM generate_series(1000, 1999) g")
+    events = collect(listener, timeout=1.0)
+    assert len(events) == 1, "one event per TVIEW per statement, not per row"
+    assert events[0]["upserted"] == 1000 and len(events[0]["keys"]) + events[0]["keys_more"] == 1000
+
+
+@pytest.mark.engine
+def test_nothing_is_published_for_a_rolled_back_transaction(blog, listener, dsn):
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE tb_user SET name = 'x'")
+        conn.rollback()
+    assert collect(listener, timeout=0.5) == []
+
+
+@pytest.mark.engine
+def test_payload_stays_under_8000_bytes_with_100000_keys(db, listener):
+    db.execute("""
+        CREATE TABLE tb_item (pk_item int PRIMARY KEY, label text);
+        SELECT tview.create('item', $$SELECT i.pk_item, jsonb_build_object('l', i.label) AS data FROM tb_item i$$);
+    """)
+    db.execute("INSERT INTO tb_item SELECT g, 'x' FROM generate_series(1, 100000) g")
+    (event,) = collect(listener, expect=1, timeout=30)
+    assert len(json.dumps(event).encode()) < 8000
+    assert len(event["keys"]) + event["keys_more"] == 100000
+
+
+@pytest.mark.engine
+def test_event_log_and_settings(blog, dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET tview.notify = off")
+        conn.execute("SET tview.log = on")
+        conn.execute("UPDATE tb_user SET name = 'logged' WHERE pk_user = 2")
+        logged = conn.execute("SELECT payload FROM tview.events ORDER BY id").fetchall()
+        assert [p["tview"] for (p,) in logged] == ["tv_user", "tv_post"]
+        conn.execute("SET tview.log = off")
+        conn.execute("UPDATE tb_user SET name = 'not logged' WHERE pk_user = 2")
+        assert conn.execute("SELECT count(*) FROM tview.events").fetchone()[0] == 2
+
+
+def test_parsing_rejects_malformed_and_unknown_versions():
+    good = {"v": 1, "ts": "2026-11-24T10:00:00.123456Z", "pid": 1, "xid": "5", "tview": "tv_post",
+            "source": "tb_user", "op": "UPDATE", "depth": 1, "mode": "recompute", "rows": 2, "upserted": 2,
+            "patched": 0, "deleted": 0, "us": 812, "keys": [1, 2], "keys_more": 0}
+    event = Event.from_payload(json.dumps(good))
+    assert event.name == "public.tv_post" and event.ms == 0.812 and event.keys == (1, 2)
+    assert "tv_post" in format_event(event) and "0.812 ms" in format_event(event)
+    for bad in ["garbage", "[]", json.dumps({**good, "v": 2}), json.dumps({**good, "us": "x"}),
+                json.dumps({k: v for k, v in good.items() if k != "tview"})]:
+        with pytest.raises(MalformedEvent):
+            Event.from_payload(bad)
+
+
+def test_rolling_stats_percentiles_and_bounded_window():
+    stats = TviewStats(window=100)
+    base = {"v": 1, "ts": "2026-11-24T10:00:00Z", "pid": 1, "xid": "1", "tview": "tv_a", "source": None,
+            "op": "UPDATE", "depth": 0, "mode": "recompute", "rows": 1, "upserted": 1, "deleted": 0}
+    for us in range(1, 1001):
+        stats.add(Event.from_payload({**base, "us": us * 1000}))
+    assert stats.count == 1000 and len(stats.recent_us) == 100       # bounded
+    assert stats.percentile(50) == pytest.approx(950, abs=1)           # last 100: 901..1000 ms
+    assert stats.percentile(95) == pytest.approx(995, abs=1)
+    assert stats.max_ms() == 1000
+    assert stats.per_minute() == 100
+    book = StatsBook()
+    book.add([Event.from_payload({**base, "us": 5})])
+    assert book.get("public.tv_a").count == 1
+
+
+async def drain(stream: EventStream, want, timeout: float = 10.0) -> list:
+    """Items from the stream until `want(items)` is true."""
+    items: list = []
+
+    async def run() -> None:
+        async for batch in stream.batches():
+            items.extend(batch)
+            if want(items):
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return items
+
+
+def events_only(items) -> list[Event]:
+    return [i for i in items if isinstance(i, Event)]
+
+
+@pytest.mark.engine
+async def test_stream_skips_and_counts_malformed_payloads(blog, dsn):
+    stream = EventStream(dsn)
+    task = asyncio.create_task(drain(stream, lambda items: len(events_only(items)) >= 2))
+    await asyncio.sleep(0.5)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_notify('tview_events', 'not json')")
+        conn.execute("""SELECT pg_notify('tview_events', '{"v": 99}')""")
+        conn.execute("UPDATE tb_user SET name = 'after garbage' WHERE pk_user = 1")
+    items = await task
+    await stream.close()
+    assert stream.malformed == 2
+    assert [e.tview for e in events_only(items)] == ["tv_user", "tv_post"]
+
+
+@pytest.mark.engine
+async def test_stream_survives_terminated_backend_and_reports_the_gap(blog, dsn):
+    stream = EventStream(dsn)
+    task = asyncio.create_task(drain(
+        stream, lambda items: any(isinstance(i, Gap) for i in items) and len(events_only(items)) >= 2,
+        timeout=20))
+    await asyncio.sleep(0.5)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = 'LISTEN tview_events'"
+            " AND pid <> pg_backend_pid()").fetchone()[0]
+        assert killed == 1
+        await asyncio.sleep(1.5)            # the stream reconnects
+        conn.execute("UPDATE tb_user SET name = 'after restart' WHERE pk_user = 2")
+    items = await task
+    await stream.close()
+    gaps = [i for i in items if isinstance(i, Gap)]
+    assert len(gaps) == 1 and gaps[0].seconds >= 0 and stream.reconnects == 1
+    assert [e.tview for e in events_only(items)][-2:] == ["tv_user", "tv_post"]
+
+
+@pytest.mark.engine
+async def test_polling_the_log_yields_the_same_events_as_listen(blog, dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT set_config('tview.log', 'on', false)")
+        db_name = conn.info.dbname
+        conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET tview.log = on").format(psycopg.sql.Identifier(db_name)))
+    listening = EventStream(dsn)
+    polling = EventStream(dsn, poll=True, poll_interval=0.1)
+    want = lambda items: len(events_only(items)) >= 4  # noqa: E731
+    tasks = [asyncio.create_task(drain(s, want)) for s in (listening, polling)]
+    await asyncio.sleep(0.7)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE tb_user SET name = 'a' WHERE pk_user = 1")
+        conn.execute("DELETE FROM tb_post WHERE pk_post = 3")
+        conn.execute("INSERT INTO tb_user VALUES (9, 'nine')")
+    heard, polled = await asyncio.gather(*tasks)
+    for s in (listening, polling):
+        await s.close()
+
+    def key(e: Event):
+        return (e.tview, e.op, e.xid, e.keys, e.rows)
+
+    assert [key(e) for e in events_only(heard)] == [key(e) for e in events_only(polled)]
+    assert all(e.log_id is not None for e in events_only(polled))
+
+
+@pytest.mark.engine
+def test_tail_cli_prints_json_lines_and_stops_on_ctrl_c(blog, dsn):
+    proc = subprocess.Popen([sys.executable, "-m", "tview_tui", "tail", dsn, "--json", "--tview", "post"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE tb_user SET name = 'tailed' WHERE pk_user = 3")
+        line = proc.stdout.readline()
+        event = json.loads(line)
+        assert event["tview"] == "tv_post" and event["source"] == "tb_user"   # filtered: no tv_user
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "Traceback" not in err
+
+
+@pytest.mark.engine
+def test_tail_since_reads_the_log(blog, dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET tview.log = on")
+        conn.execute("UPDATE tb_user SET name = 'old news' WHERE pk_user = 1")
+    proc = subprocess.Popen([sys.executable, "-m", "tview_tui", "tail", dsn, "--since", "5m"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        first = proc.stdout.readline()
+        second = proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    assert "public.tv_user" in first and "UPDATE" in first
+    assert "public.tv_post" in second

@@ -1,0 +1,327 @@
+"""Cascade events: parsing protocol v1, a reconnecting stream, and rolling statistics.
+
+The engine publishes one JSON event per TVIEW refresh on channel ``tview_events`` and, when
+``tview.log = on``, in the table ``tview.events``. :class:`EventStream` listens on its own
+autocommit connection (or polls the log where LISTEN cannot work, e.g. behind a
+transaction-pooling proxy), hands events to consumers in batches, reconnects with backoff
+and reports the time it was away as a :class:`Gap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+
+from .connection import Target, TviewError, connect_async
+
+CHANNEL = "tview_events"
+PROTOCOL_VERSION = 1
+
+
+class MalformedEvent(ValueError):
+    """A payload that is not a protocol-v1 event."""
+
+
+@dataclass(frozen=True)
+class Event:
+    ts: datetime
+    pid: int
+    xid: str
+    schema: str
+    tview: str
+    source: str | None
+    op: str
+    depth: int
+    mode: str
+    rows: int
+    upserted: int
+    patched: int
+    deleted: int
+    us: int
+    keys: tuple[int, ...]
+    keys_more: int
+    log_id: int | None = None
+
+    @property
+    def name(self) -> str:
+        """schema-qualified TVIEW table name."""
+        return f"{self.schema}.{self.tview}"
+
+    @property
+    def ms(self) -> float:
+        return self.us / 1000.0
+
+    @classmethod
+    def from_payload(cls, payload: str | dict, log_id: int | None = None) -> Event:
+        try:
+            data = json.loads(payload) if isinstance(payload, str) else payload
+            if not isinstance(data, dict) or data.get("v") != PROTOCOL_VERSION:
+                raise MalformedEvent(f"not a v{PROTOCOL_VERSION} event")
+            return cls(
+                ts=datetime.fromisoformat(data["ts"].replace("Z", "+00:00")),
+                pid=int(data["pid"]),
+                xid=str(data["xid"]),
+                schema=str(data.get("schema", "public")),
+                tview=str(data["tview"]),
+                source=data.get("source"),
+                op=str(data["op"]),
+                depth=int(data["depth"]),
+                mode=str(data["mode"]),
+                rows=int(data["rows"]),
+                upserted=int(data["upserted"]),
+                patched=int(data.get("patched", 0)),
+                deleted=int(data["deleted"]),
+                us=int(data["us"]),
+                keys=tuple(int(k) for k in data.get("keys", [])),
+                keys_more=int(data.get("keys_more", 0)),
+                log_id=log_id,
+            )
+        except MalformedEvent:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MalformedEvent(str(exc)) from None
+
+    def as_dict(self) -> dict:
+        return {
+            "v": PROTOCOL_VERSION, "ts": self.ts.isoformat(), "pid": self.pid, "xid": self.xid,
+            "schema": self.schema, "tview": self.tview, "source": self.source, "op": self.op,
+            "depth": self.depth, "mode": self.mode, "rows": self.rows, "upserted": self.upserted,
+            "patched": self.patched, "deleted": self.deleted, "us": self.us,
+            "keys": list(self.keys), "keys_more": self.keys_more,
+        }
+
+
+@dataclass(frozen=True)
+class Gap:
+    """The stream was disconnected from ``started`` to ``ended``: events may be missing."""
+
+    started: datetime
+    ended: datetime
+    reason: str
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended - self.started).total_seconds()
+
+
+Item = Event | Gap
+
+
+@dataclass
+class TviewStats:
+    """Rolling statistics of one TVIEW's refreshes (bounded memory)."""
+
+    window: int = 2000
+    count: int = 0
+    last: Event | None = None
+    recent_us: deque = field(default_factory=deque)
+    recent_at: deque = field(default_factory=deque)
+
+    def add(self, event: Event) -> None:
+        self.count += 1
+        self.last = event
+        self.recent_us.append(event.us)
+        self.recent_at.append(time.monotonic())
+        while len(self.recent_us) > self.window:
+            self.recent_us.popleft()
+            self.recent_at.popleft()
+
+    def percentile(self, q: float) -> float | None:
+        """q-th percentile (0..100) of recent refresh times, in milliseconds."""
+        if not self.recent_us:
+            return None
+        ordered = sorted(self.recent_us)
+        index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+        return ordered[index] / 1000.0
+
+    def max_ms(self) -> float | None:
+        return max(self.recent_us) / 1000.0 if self.recent_us else None
+
+    def per_minute(self, now: float | None = None) -> float:
+        """Events in the last 60 seconds."""
+        now = time.monotonic() if now is None else now
+        return float(len(self.recent_at) - bisect.bisect_left(self.recent_at, now - 60.0))
+
+
+class StatsBook:
+    """Statistics for every TVIEW seen on the stream."""
+
+    def __init__(self) -> None:
+        self.by_tview: dict[str, TviewStats] = {}
+
+    def add(self, items: Iterable[Item]) -> None:
+        for item in items:
+            if isinstance(item, Event):
+                self.by_tview.setdefault(item.name, TviewStats()).add(item)
+
+    def get(self, name: str) -> TviewStats | None:
+        return self.by_tview.get(name)
+
+
+LOG_QUERY = "SELECT id, payload FROM tview.events WHERE id > %s ORDER BY id LIMIT %s"
+
+
+class EventStream:
+    """Events from a database, in batches, surviving disconnects.
+
+    ``poll=True`` reads the log table instead of LISTEN (needs ``tview.log = on`` in the
+    writers' sessions or database)."""
+
+    def __init__(self, target: Target | str, *, poll: bool = False, poll_interval: float = 0.5,
+                 batch_wait: float = 0.05, batch_max: int = 1000, max_backoff: float = 5.0,
+                 since_log_id: int | None = None):
+        self.target = Target(target) if isinstance(target, str) else target
+        self.poll = poll
+        self.poll_interval = poll_interval
+        self.batch_wait = batch_wait
+        self.batch_max = batch_max
+        self.max_backoff = max_backoff
+        self.received = 0
+        self.malformed = 0
+        self.reconnects = 0
+        self.connected = False
+        self._last_log_id = since_log_id
+        self._conn: psycopg.AsyncConnection | None = None
+        self._closed = False
+
+    def _parse(self, payload: str, log_id: int | None = None) -> Event | None:
+        try:
+            event = Event.from_payload(payload, log_id)
+        except MalformedEvent:
+            self.malformed += 1
+            return None
+        self.received += 1
+        return event
+
+    async def _open(self) -> psycopg.AsyncConnection:
+        conn = await connect_async(self.target, autocommit=True)
+        if self.poll:
+            if self._last_log_id is None:
+                row = await (await conn.execute("SELECT coalesce(max(id), 0) FROM tview.events")).fetchone()
+                self._last_log_id = row[0]
+        else:
+            await conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    async def batches(self) -> AsyncIterator[list[Item]]:
+        """Yield lists of events (and gaps) until :meth:`close` is called."""
+        backoff = 0.2
+        down_since: datetime | None = None
+        reason = ""
+        while not self._closed:
+            try:
+                self._conn = await self._open()
+            except (TviewError, psycopg.Error) as exc:
+                if down_since is None:
+                    down_since = datetime.now(UTC)
+                reason = str(exc).splitlines()[0]
+                self.connected = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            self.connected = True
+            backoff = 0.2
+            if down_since is not None:
+                self.reconnects += 1
+                yield [Gap(down_since, datetime.now(UTC), reason)]
+                down_since = None
+            try:
+                reader = self._poll_batches() if self.poll else self._listen_batches()
+                async for batch in reader:
+                    yield batch
+            except psycopg.Error as exc:
+                down_since = datetime.now(UTC)
+                reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+                self.connected = False
+            finally:
+                await self._close_conn()
+
+    async def _listen_batches(self) -> AsyncIterator[list[Item]]:
+        assert self._conn is not None
+        while not self._closed:
+            batch: list[Item] = []
+            async for notify in self._conn.notifies(timeout=self.batch_wait, stop_after=self.batch_max):
+                event = self._parse(notify.payload)
+                if event is not None:
+                    batch.append(event)
+            if batch:
+                yield batch
+            elif self._conn.closed:
+                raise psycopg.OperationalError("connection closed")
+
+    async def _poll_batches(self) -> AsyncIterator[list[Item]]:
+        assert self._conn is not None
+        while not self._closed:
+            cur = await self._conn.execute(LOG_QUERY, (self._last_log_id, self.batch_max))
+            rows = await cur.fetchall()
+            batch: list[Item] = []
+            for log_id, payload in rows:
+                self._last_log_id = log_id
+                event = self._parse(json.dumps(payload) if not isinstance(payload, str) else payload, log_id)
+                if event is not None:
+                    batch.append(event)
+            if batch:
+                yield batch
+            if len(rows) < self.batch_max:
+                await asyncio.sleep(self.poll_interval)
+
+    async def _close_conn(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._close_conn()
+
+
+async def read_log_since(target: Target | str, seconds: float) -> list[Event]:
+    """Events kept in the log table during the last ``seconds``."""
+    conn = await connect_async(target, autocommit=True)
+    try:
+        cur = await conn.execute(
+            "SELECT id, payload FROM tview.events WHERE ts >= now() - make_interval(secs => %s) ORDER BY id",
+            (seconds,))
+        events = []
+        for log_id, payload in await cur.fetchall():
+            try:
+                events.append(Event.from_payload(payload, log_id))
+            except MalformedEvent:
+                continue
+        return events
+    finally:
+        await conn.close()
+
+
+def matches(event: Event, tviews: Iterable[str] = (), sources: Iterable[str] = (),
+            ops: Iterable[str] = ()) -> bool:
+    """Filter used by ``tail`` and the live view: empty filters let everything through."""
+    tviews, sources, ops = list(tviews), list(sources), [o.upper() for o in ops]
+    if tviews and not any(t in (event.tview, event.name, event.tview.removeprefix("tv_")) for t in tviews):
+        return False
+    if sources and (event.source or "") not in sources:
+        return False
+    return not ops or event.op in ops
+
+
+def format_event(event: Event) -> str:
+    """One human-readable line: time, tview, source, op, rows, mode, milliseconds."""
+    local = event.ts.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    source = event.source or "-"
+    shown = event.keys[:5]
+    keys = ",".join(str(k) for k in shown)
+    more = len(event.keys) - len(shown) + event.keys_more
+    if more:
+        keys += f",+{more}"
+    return (f"{local}  {event.name:<28} {source:<20} {event.op:<8} d{event.depth} "
+            f"rows={event.rows:<6} {event.mode:<9} {event.ms:9.3f} ms  [{keys}]")
