@@ -1,0 +1,181 @@
+"""Every catalog query and engine call the app and the CLI make, in one place.
+
+Probes run under a short statement_timeout so a busy server slows the screen down
+instead of freezing it; nothing here keeps a transaction open.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+PROBE_TIMEOUT_MS = 2000
+EXACT_COUNT_MAX_BYTES = 16 * 1024 * 1024  # count rows exactly below this size, else estimate
+
+
+@dataclass(frozen=True)
+class TviewInfo:
+    """One TVIEW as the list screen shows it."""
+
+    id: int
+    schema: str
+    name: str            # without tv_
+    mode: str
+    topo_level: int
+    key_column: str
+    rows: int | None
+    rows_exact: bool
+    bytes: int
+    lineage: str         # 'incremental', or 'full (tb_x, ...)'
+    full_sources: tuple[str, ...]
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.tv_{self.name}"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    tview: str           # schema.tv_name reading the source
+    source: str          # schema.relation
+    source_kind: str     # table | tview
+    lineage: str
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass
+class TviewDetail:
+    info: TviewInfo
+    definition: str
+    columns: list[Column] = field(default_factory=list)
+    reads: list[Dependency] = field(default_factory=list)
+    analysis: str | None = None
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    tview: str
+    keys: tuple[int, ...] | None   # None: whole TVIEW
+    rows_written: int
+    ms: float
+
+    def describe(self) -> str:
+        what = "whole TVIEW" if self.keys is None else f"{len(self.keys)} key(s)"
+        return f"refreshed {self.tview} ({what}): {self.rows_written} row(s) written in {self.ms:.1f} ms"
+
+
+def _probe(conn: psycopg.Connection) -> None:
+    conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(PROBE_TIMEOUT_MS)))
+
+
+def engine_installed(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('tview.tviews') IS NOT NULL").fetchone()[0]
+
+
+LIST_QUERY = """
+SELECT t.id, t.schema_name, t.name, t.mode, t.topo_level, t.key_column,
+       c.reltuples::bigint, pg_total_relation_size(t.table_oid),
+       coalesce(array_agg(d.source_oid::regclass::text ORDER BY d.source_oid)
+                FILTER (WHERE d.lineage = 'full'), '{}')
+FROM tview.tviews t
+JOIN pg_class c ON c.oid = t.table_oid
+LEFT JOIN tview.dependencies d ON d.tview_id = t.id
+GROUP BY t.id, c.reltuples
+ORDER BY t.schema_name, t.name
+"""
+
+
+def list_tviews(conn: psycopg.Connection) -> list[TviewInfo]:
+    """All TVIEWs with size and lineage; rows exact for small tables, estimated otherwise."""
+    with conn.transaction():
+        _probe(conn)
+        rows = conn.execute(LIST_QUERY).fetchall()
+        small = [(r[0], r[1], r[2]) for r in rows if r[7] <= EXACT_COUNT_MAX_BYTES]
+        exact: dict[int, int] = {}
+        if small:
+            union = sql.SQL(" UNION ALL ").join(
+                sql.SQL("SELECT {}::int, count(*) FROM {}").format(
+                    sql.Literal(tid), sql.Identifier(schema, f"tv_{name}"))
+                for tid, schema, name in small)
+            exact = dict(conn.execute(union).fetchall())
+    result = []
+    for tid, schema, name, mode, level, key, estimate, size, full in rows:
+        count = exact.get(tid, estimate if estimate >= 0 else None)
+        result.append(TviewInfo(
+            id=tid, schema=schema, name=name, mode=mode, topo_level=level, key_column=key,
+            rows=count, rows_exact=tid in exact, bytes=size,
+            lineage=("full (" + ", ".join(full) + ")") if full else "incremental",
+            full_sources=tuple(full)))
+    return result
+
+
+GRAPH_QUERY = """
+SELECT format('%I.%I', t.schema_name, 'tv_' || t.name),
+       format('%I.%I', n.nspname, c.relname),
+       d.source_kind, d.lineage
+FROM tview.dependencies d
+JOIN tview.tviews t ON t.id = d.tview_id
+JOIN pg_class c ON c.oid = d.source_oid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+ORDER BY 1, 2
+"""
+
+
+def dependencies(conn: psycopg.Connection) -> list[Dependency]:
+    """Every edge TVIEW -> relation it reads (the graph of the whole database)."""
+    with conn.transaction():
+        _probe(conn)
+        return [Dependency(*row) for row in conn.execute(GRAPH_QUERY).fetchall()]
+
+
+def detail(conn: psycopg.Connection, info: TviewInfo) -> TviewDetail:
+    """Definition, columns, what it reads and why lineage may be full."""
+    with conn.transaction():
+        _probe(conn)
+        definition, analysis, table_oid = conn.execute(
+            "SELECT definition, analysis, table_oid FROM tview.tviews WHERE id = %s", (info.id,)).fetchone()
+        columns = [Column(*r) for r in conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table_oid,))]
+    reads = [d for d in dependencies(conn) if d.tview == sql_name(info.schema, f"tv_{info.name}")]
+    return TviewDetail(info=info, definition=definition, columns=columns, reads=reads, analysis=analysis)
+
+
+def sql_name(schema: str, name: str) -> str:
+    """schema.name quoted as PostgreSQL's format('%I.%I') does."""
+    def ident(part: str) -> str:
+        plain = part.isidentifier() and part == part.lower() and part.isascii()
+        return part if plain else '"' + part.replace('"', '""') + '"'
+    return f"{ident(schema)}.{ident(name)}"
+
+
+def refresh(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = None) -> RefreshResult:
+    """Recompute a whole TVIEW (keys None) or some keys, cascading; timed on the client."""
+    name = sql_name(info.schema, info.name)
+    started = time.perf_counter()
+    with conn.transaction():
+        if keys is None:
+            written = conn.execute("SELECT tview.refresh(%s)", (name,)).fetchone()[0]
+        else:
+            written = conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)).fetchone()[0]
+    return RefreshResult(info.table, tuple(keys) if keys is not None else None, int(written),
+                         (time.perf_counter() - started) * 1000)
+
+
+def can_write(conn: psycopg.Connection) -> bool:
+    """Whether this session may refresh (not read-only, and allowed to write a TVIEW)."""
+    with conn.transaction():
+        read_only = conn.execute("SHOW transaction_read_only").fetchone()[0] == "on"
+        if read_only:
+            return False
+        row = conn.execute(
+            "SELECT bool_and(has_table_privilege(table_oid, 'UPDATE')) FROM tview.tviews").fetchone()
+    return row[0] is not False

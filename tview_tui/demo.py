@@ -1,0 +1,219 @@
+"""The demo: a blog schema with four levels of TVIEWs and a writer that keeps it moving.
+
+Levels: companies -> users (embed their company TVIEW) -> comments (embed their author)
+-> posts (embed the author, an ordered array of comment documents, and counts from a
+helper view) -> post cards (a second read model of posts, reading tv_post).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from . import installer
+from .connection import Target, connect
+from .embedded import LocalServer
+
+DEMO_DATABASE = "tview_demo"
+
+SCHEMA = """
+CREATE TABLE tb_company (pk_company int PRIMARY KEY, name text NOT NULL, country text NOT NULL);
+CREATE TABLE tb_user (pk_user int PRIMARY KEY, fk_company int NOT NULL REFERENCES tb_company,
+                      name text NOT NULL, email text NOT NULL);
+CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int NOT NULL REFERENCES tb_user,
+                      title text NOT NULL, published_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE tb_comment (pk_comment int PRIMARY KEY,
+                         fk_post int NOT NULL REFERENCES tb_post ON DELETE CASCADE,
+                         fk_user int NOT NULL REFERENCES tb_user, body text NOT NULL,
+                         created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX ON tb_user (fk_company);
+CREATE INDEX ON tb_post (fk_user);
+CREATE INDEX ON tb_comment (fk_post);
+CREATE INDEX ON tb_comment (fk_user);
+CREATE SEQUENCE demo_ids START 100000;
+
+-- a helper view: TVIEWs may read views; the engine follows them down to the tables
+CREATE VIEW v_post_stats AS
+SELECT fk_post, count(*) AS comments, max(created_at) AS last_comment_at
+FROM tb_comment GROUP BY fk_post;
+
+INSERT INTO tb_company SELECT g, 'Company ' || g, (ARRAY['FR','DE','US','JP','BR'])[1 + g % 5]
+FROM generate_series(1, 5) g;
+INSERT INTO tb_user SELECT g, 1 + g % 5, 'User ' || g, 'user' || g || '@example.com'
+FROM generate_series(1, 50) g;
+INSERT INTO tb_post SELECT g, 1 + g % 50, 'Post number ' || g, now() - g * interval '1 hour'
+FROM generate_series(1, 300) g;
+INSERT INTO tb_comment SELECT g, 1 + g % 300, 1 + (g * 7) % 50, 'Comment ' || g, now() - g * interval '1 minute'
+FROM generate_series(1, 1500) g;
+"""
+
+TVIEWS = [
+    ("company", """
+        SELECT c.pk_company, jsonb_build_object('name', c.name, 'country', c.country) AS data
+        FROM tb_company c"""),
+    ("user", """
+        SELECT u.pk_user, u.fk_company,
+               jsonb_build_object('name', u.name, 'email', u.email, 'company', c.data) AS data
+        FROM tb_user u JOIN tv_company c ON c.pk_company = u.fk_company"""),
+    ("comment", """
+        SELECT c.pk_comment, c.fk_post, c.fk_user,
+               jsonb_build_object('body', c.body, 'at', c.created_at, 'author', u.data -> 'name') AS data
+        FROM tb_comment c JOIN tv_user u ON u.pk_user = c.fk_user"""),
+    ("post", """
+        SELECT p.pk_post, p.fk_user,
+               jsonb_build_object(
+                   'title', p.title,
+                   'author', u.data,
+                   'comment_count', coalesce(s.comments, 0),
+                   'comments', coalesce((SELECT jsonb_agg(c.data ORDER BY c.pk_comment)
+                                         FROM tv_comment c WHERE c.fk_post = p.pk_post), '[]')) AS data
+        FROM tb_post p
+        JOIN tv_user u ON u.pk_user = p.fk_user
+        LEFT JOIN v_post_stats s ON s.fk_post = p.pk_post"""),
+    ("post_card", """
+        SELECT p.pk_post, jsonb_build_object('title', p.data -> 'title',
+                                             'author', p.data -> 'author' -> 'name',
+                                             'comments', p.data -> 'comment_count') AS data
+        FROM tv_post p"""),
+]
+
+
+def setup(conn: psycopg.Connection) -> bool:
+    """Create the demo schema and TVIEWs unless they exist; True when it created them."""
+    if conn.execute("SELECT to_regclass('public.tb_company') IS NOT NULL").fetchone()[0]:
+        return False
+    with conn.transaction():
+        conn.execute(SCHEMA)
+        for name, definition in TVIEWS:
+            conn.execute("SELECT tview.create(%s, %s)", (name, definition))
+        conn.execute("ANALYZE")
+    return True
+
+
+def ensure_database(admin_dsn: str, name: str = DEMO_DATABASE) -> str:
+    """Create the demo database on the local server if needed; return its DSN."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(admin_dsn, dbname=name)
+
+
+WRITES = [
+    # (weight, statement) — each a realistic small write of a blog
+    (30, "INSERT INTO tb_comment (pk_comment, fk_post, fk_user, body) "
+         "SELECT nextval('demo_ids'), 1 + floor(random() * 300)::int, 1 + floor(random() * 50)::int, "
+         "'New comment ' || currval('demo_ids')"),
+    (20, "UPDATE tb_comment SET body = body || '!' WHERE pk_comment = "
+         "(SELECT pk_comment FROM tb_comment TABLESAMPLE SYSTEM (5) LIMIT 1)"),
+    (15, "DELETE FROM tb_comment WHERE pk_comment = "
+         "(SELECT pk_comment FROM tb_comment TABLESAMPLE SYSTEM (5) LIMIT 1)"),
+    (15, "UPDATE tb_user SET name = 'User ' || pk_user || ' v' || floor(random() * 100)::int "
+         "WHERE pk_user = 1 + floor(random() * 50)::int"),
+    (10, "UPDATE tb_post SET fk_user = 1 + floor(random() * 50)::int "
+         "WHERE pk_post = 1 + floor(random() * 300)::int"),
+    (7, "UPDATE tb_post SET title = 'Post ' || pk_post || ' (edited)' WHERE pk_post = 1 + floor(random() * 300)::int"),
+    (3, "UPDATE tb_company SET name = 'Company ' || pk_company || ' ' || floor(random() * 10)::int "
+        "WHERE pk_company = 1 + floor(random() * 5)::int"),
+]
+
+
+@dataclass
+class DemoWriter:
+    """A background thread writing to the demo tables at `rate` statements per second."""
+
+    target: Target
+    rate: float = 5.0
+    writes: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tview-demo-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = max(0.0, min(rate, 1000.0))
+
+    def _run(self) -> None:
+        rng = random.Random()
+        statements = [s for _, s in WRITES]
+        weights = [w for w, _ in WRITES]
+        conn = None
+        while not self._stop.is_set():
+            if self.rate <= 0:
+                self._stop.wait(0.2)
+                continue
+            try:
+                if conn is None or conn.closed:
+                    conn = connect(Target(self.target.dsn, application_name="tview-tui demo writer"),
+                                   autocommit=True)
+                conn.execute(rng.choices(statements, weights)[0])
+                self.writes += 1
+            except Exception as exc:  # noqa: BLE001 - the writer must never die; it reports instead
+                self.errors += 1
+                self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if conn is not None and conn.broken:
+                    conn = None
+                self._stop.wait(1.0)
+            self._stop.wait(1.0 / self.rate if self.rate > 0 else 0.2)
+        if conn is not None:
+            conn.close()
+
+
+def wait_for_writes(writer: DemoWriter, count: int, timeout: float = 10.0) -> bool:
+    """For tests and screenshots: wait until the writer made `count` writes."""
+    deadline = time.monotonic() + timeout
+    while writer.writes < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return writer.writes >= count
+
+
+@dataclass
+class DemoSession:
+    """A running demo: local server, demo database, background writer."""
+
+    server: LocalServer
+    target: Target
+    writer: DemoWriter
+
+    def stop(self, stop_server: bool = True) -> None:
+        self.writer.stop()
+        if stop_server:
+            self.server.stop()
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("tview-tui")) / "demo-pg"
+
+
+def start(data_dir: Path | None = None, rate: float = 5.0, progress=print) -> DemoSession:
+    """Start (or reuse) the local server, set up the demo database and start the writer."""
+    server = LocalServer(data_dir=data_dir or default_data_dir())
+    progress(f"starting local PostgreSQL in {server.data_dir} ...")
+    admin = server.start()
+    dsn = ensure_database(admin)
+    with psycopg.connect(dsn) as conn:
+        outcome = installer.install(conn)
+        progress(outcome.describe())
+        if setup(conn):
+            progress("created the demo schema and its TVIEWs")
+    target = Target(dsn)
+    writer = DemoWriter(target, rate=rate)
+    writer.start()
+    return DemoSession(server, target, writer)

@@ -1,0 +1,62 @@
+"""The dependency graph: relations and TVIEWs as nodes, "is read by" as edges.
+
+Built with networkx from the catalog's edges; used for the detail screen's trees
+(upstream: what a TVIEW reads, transitively; downstream: what reads it) and the order in
+which refreshes cascade.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .catalog import Dependency
+
+
+@dataclass
+class TreeNode:
+    """A node of an upstream/downstream tree, ready for a Tree widget."""
+
+    name: str
+    kind: str            # table | tview
+    lineage: str | None  # how changes travel along the edge to its parent
+    children: list[TreeNode] = field(default_factory=list)
+
+
+def build(edges: list[Dependency]) -> nx.DiGraph:
+    """source -> tview edges, with each node's kind and each edge's lineage."""
+    graph = nx.DiGraph()
+    for dep in edges:
+        graph.add_node(dep.tview, kind="tview")
+        if dep.source not in graph or graph.nodes[dep.source].get("kind") != "tview":
+            graph.add_node(dep.source, kind=dep.source_kind)
+        graph.add_edge(dep.source, dep.tview, lineage=dep.lineage)
+    return graph
+
+
+def upstream(graph: nx.DiGraph, name: str) -> TreeNode:
+    """What `name` reads, transitively (the tree of its sources)."""
+    return _tree(graph, name, graph.predecessors, lambda parent, child: (child, parent))
+
+
+def downstream(graph: nx.DiGraph, name: str) -> TreeNode:
+    """What reads `name`, transitively (where its changes cascade to)."""
+    return _tree(graph, name, graph.successors, lambda parent, child: (parent, child))
+
+
+def _tree(graph: nx.DiGraph, root: str, neighbours, edge_of) -> TreeNode:
+    def node(name: str, lineage: str | None, seen: frozenset[str]) -> TreeNode:
+        kind = graph.nodes[name].get("kind", "table") if name in graph else "tview"
+        tree = TreeNode(name, kind, lineage)
+        if name in graph and name not in seen:
+            for other in sorted(neighbours(name)):
+                tree.children.append(node(other, graph.edges[edge_of(name, other)]["lineage"], seen | {name}))
+        return tree
+
+    return node(root, None, frozenset())
+
+
+def cascade_order(graph: nx.DiGraph) -> list[str]:
+    """TVIEWs in the order a cascade refreshes them (sources before readers)."""
+    return [n for n in nx.topological_sort(graph) if graph.nodes[n].get("kind") == "tview"]
