@@ -68,34 +68,50 @@ $f$, k, cols, tview._qname(view_oid), tview._qname(table_oid), coalesce(diff, 'f
 END;
 $$;
 
--- Serialise concurrent refreshes of the same keys, so that none recomputes from a snapshot
--- that misses another's committed change (the READ COMMITTED lost update):
---  * keys without a row yet get a placeholder row first (ON CONFLICT waits for a concurrent
+-- Keyed refreshes run in a function generated per TVIEW (tview._refresh_<id>) whose SQL is
+-- static, so PostgreSQL caches its plans instead of planning the view at every statement.
+-- It first serialises concurrent refreshes of the same keys, so that none recomputes from a
+-- snapshot that misses another's committed change (the READ COMMITTED lost update):
+--  * keys without a row yet get a placeholder row (ON CONFLICT waits for a concurrent
 --    creator to commit), or, when there are many, the TVIEW-wide advisory lock;
 --  * then every key's row is locked FOR UPDATE, in key order (no deadlocks between
 --    refreshes). The recomputation that follows is a new statement with a new snapshot.
 -- Row locks live in the rows, so a long transaction does not fill the lock table.
-CREATE OR REPLACE FUNCTION tview._lock_keys(t tview.tviews, keys bigint[]) RETURNS void
+-- tview.row_locks = off skips the locking (only to measure what it costs).
+CREATE OR REPLACE FUNCTION tview._install_refresh_function(t tview.tviews) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tv      text := tview._qname(t.table_oid);
-    missing bigint[];
-    lock_space constant int := 1953914229;   -- 'tvie': advisory locks of this engine
+    tv  text := tview._qname(t.table_oid);
+    k   text := quote_ident(t.key_column);
 BEGIN
-    EXECUTE format('SELECT array_agg(k ORDER BY k) FROM unnest($1) k'
-                   ' WHERE NOT EXISTS (SELECT 1 FROM %s v WHERE v.%I = k)', tv, t.key_column)
-        INTO missing USING keys;
-    IF cardinality(missing) > 64 THEN
-        PERFORM pg_advisory_xact_lock(lock_space, t.id);
-    ELSIF cardinality(missing) > 0 THEN
-        PERFORM pg_advisory_xact_lock_shared(lock_space, t.id);
-        EXECUTE format('INSERT INTO %s AS v (%I) SELECT k FROM unnest($1) k ORDER BY k ON CONFLICT DO NOTHING',
-                       tv, t.key_column) USING missing;
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], OUT o_upserted bigint, OUT o_deleted bigint,
+                                     OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $body$
+#variable_conflict use_column
+DECLARE
+    missing bigint[];
+BEGIN
+    IF tview.setting('row_locks', 'on') = 'on' THEN
+        missing := ARRAY(SELECT m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m) ORDER BY m);
+        IF cardinality(missing) > 64 THEN
+            PERFORM pg_advisory_xact_lock(1953914229, %4$s);
+        ELSIF cardinality(missing) > 0 THEN
+            PERFORM pg_advisory_xact_lock_shared(1953914229, %4$s);
+            INSERT INTO %2$s AS v (%3$s) SELECT m FROM unnest(missing) m ORDER BY m ON CONFLICT DO NOTHING;
+        END IF;
+        PERFORM 1 FROM %2$s v WHERE v.%3$s = ANY ($1) ORDER BY v.%3$s FOR UPDATE;
     END IF;
-    EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s v WHERE v.%I = ANY ($1) ORDER BY v.%I FOR UPDATE) l',
-                   tv, t.key_column, t.key_column) USING keys;
+    %5$s
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
+END;
+$body$
+$f$,
+        '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)));
 END;
 $$;
 
@@ -111,20 +127,21 @@ DECLARE
     null_keys bigint;
     old_img   jsonb;
     new_img   jsonb;
-    tv        text := tview._qname(t.table_oid);
 BEGIN
-    IF keys IS NULL THEN
-        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tv);
-    ELSIF cardinality(keys) = 0 THEN
+    IF keys IS NOT NULL AND cardinality(keys) = 0 THEN
         RETURN jsonb_build_object('upserted', 0, 'deleted', 0, 'old', '[]'::jsonb, 'new', '[]'::jsonb);
-    ELSIF tview.setting('row_locks', 'on') = 'on' THEN
-        PERFORM tview._lock_keys(t, keys);
     END IF;
     BEGIN
-        EXECUTE format(t.refresh_sql, CASE WHEN keys IS NULL THEN ''
-                                           ELSE format('WHERE v.%I = ANY ($1)', t.key_column) END)
-            INTO upserted, deleted, null_keys, old_img, new_img
-            USING keys;
+        IF keys IS NULL THEN
+            EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
+            EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img;
+        ELSE
+            IF to_regprocedure(format('tview.%I(bigint[])', '_refresh_' || t.id)) IS NULL THEN
+                PERFORM tview._install_refresh_function(t);    -- e.g. made by an older version
+            END IF;
+            EXECUTE format('SELECT * FROM tview.%I($1)', '_refresh_' || t.id)
+                INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+        END IF;
     EXCEPTION WHEN cardinality_violation THEN
         RAISE EXCEPTION 'TVIEW %.tv_% has duplicate keys: % is not unique in its definition',
                         t.schema_name, t.name, t.key_column
