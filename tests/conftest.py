@@ -89,3 +89,8 @@ def db(dsn: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to a database with the engine installed."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         yield conn
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-snapshots", action="store_true", default=False,
+                     help="rewrite tests/snapshots/*.txt from the current rendering")

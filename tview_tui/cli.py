@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import events, installer
+from . import demo, events, installer
 from .connection import Target, TviewError, connect, error_from_db
 from .embedded import LocalServer, embedded_bin_dir
 
@@ -30,7 +30,9 @@ PG* environment variables and ~/.pgpass.
 
 EPILOG = """\
 examples:
-  tview-tui demo                         start a local demo database and show its status
+  tview-tui                              open the app (PG* env or profile 'default'; else offers the demo)
+  tview-tui prod                         open the app on the profile 'prod' of the config file
+  tview-tui demo                         local PostgreSQL + demo schema + writer, and the app on it
   tview-tui install postgresql://app@db/shop
   tview-tui status "service=shop" --json
   tview-tui uninstall --cascade          remove the engine and every TVIEW (PG* env)
@@ -70,12 +72,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll", action="store_true",
                    help="poll the event log instead of LISTEN (behind a transaction-pooling proxy)")
 
+    p = sub.add_parser("open", help="open the app (the default command)")
+    p.add_argument("dsn", nargs="?", default=None, help="DSN or profile name (default: PG* env, profile 'default')")
+    p.add_argument("--read-only", action="store_true", help="hide and refuse every writing action")
+    p.add_argument("--theme", help="theme name (see themes/*.toml)")
+
     p = sub.add_parser(
-        "demo", help="start a local PostgreSQL (no system install needed) and install the engine",
+        "demo", help="start a local PostgreSQL with a demo schema and a writer, and open the app on it",
     )
     p.add_argument("--data-dir", type=Path, default=None,
                    help="cluster directory (default: tview-tui's user data dir)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--rate", type=float, default=5.0, help="writes per second of the background writer")
+    p.add_argument("--no-app", action="store_true", help="set up, print the status and the DSN, and exit")
+    p.add_argument("--keep-running", action="store_true", help="leave the server running after the app exits")
+    p.add_argument("--theme", help="theme name")
+
+    p = sub.add_parser("screenshots", help="write SVGs of every screen, taken from the demo, into a folder")
+    p.add_argument("--out", type=Path, default=Path("screenshots"), help="folder (default: screenshots/)")
+    p.add_argument("--data-dir", type=Path, default=None, help="demo cluster directory")
+    p.add_argument("--theme", help="theme name")
+
+    p = sub.add_parser("ui-bench", help="measure the app: startup with many TVIEWs, tail throughput, key latency")
+    p.add_argument("dsn", nargs="?", default=None, help="database with the engine (default: a temporary server)")
+    p.add_argument("--tviews", type=int, default=200, help="TVIEWs to create for the startup measure")
+    p.add_argument("--rate", type=int, default=10_000, help="events per second to flood the tail with")
+    p.add_argument("--seconds", type=float, default=30.0, help="how long to flood")
 
     p = sub.add_parser("server", help="start/stop a local PostgreSQL cluster (for tests and demos)")
     p.add_argument("action", choices=["start", "stop", "status"])
@@ -172,22 +193,69 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_data_dir() -> Path:
-    import platformdirs
+def _run_app(target: Target | None, *, read_only: bool = False, theme: str | None = None,
+             writer=None, demo_starter=None) -> int:
+    from .config import load
+    from .ui.app import TviewApp
 
-    return Path(platformdirs.user_data_dir("tview-tui")) / "demo-pg"
+    app = TviewApp(target, config=load(), read_only=read_only, writer=writer, demo_starter=demo_starter,
+                   theme=theme)
+    message = app.run()
+    if message:
+        print(message, file=sys.stderr)
+    return app.return_code or 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from .config import choose_target, load
+
+    config = load()
+    target, profile = choose_target(args.dsn, config, args.read_only)
+    sessions = []
+
+    def demo_starter():
+        session = demo.start(progress=lambda text: None)
+        sessions.append(session)
+        return session.target, session.writer
+
+    try:
+        return _run_app(target, read_only=bool(target and target.read_only),
+                        theme=args.theme or (profile.theme if profile else None), demo_starter=demo_starter)
+    finally:
+        for session in sessions:
+            session.stop()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    server = LocalServer(data_dir=args.data_dir or default_data_dir())
-    print(f"starting local PostgreSQL in {server.data_dir} ...", file=sys.stderr)
-    dsn = server.start()
-    with connect(Target(dsn)) as conn:
-        outcome = installer.install(conn)
-        print(outcome.describe(), file=sys.stderr)
-        _print_status(args, installer.status(conn))
-    print(f"\nDSN: {dsn}\nstop it with: tview-tui server stop --data-dir {server.data_dir}",
-          file=sys.stderr)
+    session = demo.start(args.data_dir, rate=0 if args.no_app else args.rate,
+                         progress=lambda text: print(text, file=sys.stderr))
+    try:
+        if args.no_app:
+            with connect(session.target) as conn:
+                _print_status(args, installer.status(conn))
+            print(f"\nDSN: {session.target.dsn}", file=sys.stderr)
+            return 0
+        return _run_app(session.target, writer=session.writer, theme=args.theme)
+    finally:
+        session.stop(stop_server=not args.keep_running)
+
+
+def cmd_screenshots(args: argparse.Namespace) -> int:
+    from .ui.screenshots import capture
+
+    session = demo.start(args.data_dir, rate=20, progress=lambda text: print(text, file=sys.stderr))
+    try:
+        for path in asyncio.run(capture(session.target, session.writer, args.out, args.theme)):
+            print(path)
+    finally:
+        session.stop()
+    return 0
+
+
+def cmd_ui_bench(args: argparse.Namespace) -> int:
+    from .ui.perf import main as ui_bench
+
+    print(ui_bench(args.dsn, args.tviews, args.rate, args.seconds))
     return 0
 
 
@@ -210,16 +278,20 @@ COMMANDS = {
     "uninstall": cmd_uninstall,
     "status": cmd_status,
     "tail": cmd_tail,
+    "open": cmd_open,
     "demo": cmd_demo,
+    "screenshots": cmd_screenshots,
+    "ui-bench": cmd_ui_bench,
     "server": cmd_server,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["open", *argv]          # `tview-tui [DSN|profile]` opens the app
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["demo"])
     try:
         return COMMANDS[args.command](args)
     except TviewError as exc:

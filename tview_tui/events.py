@@ -280,6 +280,10 @@ class EventStream:
                 await self._conn.close()
             self._conn = None
 
+    def stop(self) -> None:
+        """Ask the stream to end (thread-safe); `batches()` returns within `batch_wait`."""
+        self._closed = True
+
     async def close(self) -> None:
         self._closed = True
         await self._close_conn()

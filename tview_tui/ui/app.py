@@ -1,0 +1,263 @@
+"""The Textual app: owns the connection, the refresh loop and the event stream.
+
+Screens never touch the database: they ask the app, which runs the work in a worker and
+keeps the results (the TVIEW list, rolling statistics, a bounded buffer of recent events)
+for the screens to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from textual import work
+from textual.app import App
+from textual.reactive import reactive
+from textual.worker import get_current_worker
+
+from .. import catalog, events, installer
+from ..config import Config
+from ..connection import Target, TviewError, connect
+from ..demo import DemoWriter
+from ..themes import load_themes
+from .commands import RegistryCommands, bindings, for_screen, key_label
+from .install import InstallScreen
+from .tail import TailScreen
+from .tviews import TviewsScreen
+from .widgets import HelpScreen, OfferDemoScreen
+
+EVENT_BUFFER = 5000   # events kept in memory for the tail and detail screens
+
+
+class Database:
+    """The app's catalog connection, used by one thread worker at a time, reopened on failure."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._lock:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = connect(self.target)
+            try:
+                return fn(self._conn, *args)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self.close_locked()
+                raise TviewError(f"lost the connection: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+            finally:
+                if self._conn is not None and not self._conn.closed and not self._conn.broken:
+                    self._conn.rollback()
+
+    def close_locked(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+
+class TviewApp(App):
+    TITLE = "tview-tui"
+    CSS_PATH = "app.tcss"
+    MODES = {
+        "tviews": TviewsScreen,
+        "tail": TailScreen,
+        "install": InstallScreen,
+    }
+    COMMANDS = App.COMMANDS | {RegistryCommands}
+    BINDINGS = bindings("app")
+
+    tviews: reactive[list[catalog.TviewInfo]] = reactive(list, always_update=True)
+    status: reactive[str] = reactive("starting")
+    connected: reactive[bool] = reactive(False)
+
+    def __init__(self, target: Target | None, *, config: Config | None = None, read_only: bool = False,
+                 writer: DemoWriter | None = None, demo_starter: Callable[[], tuple[Target, DemoWriter]] | None = None,
+                 theme: str | None = None):
+        super().__init__()
+        self.target = target
+        self.config = config or Config(path=None)  # type: ignore[arg-type]
+        self.read_only = read_only or bool(target and target.read_only)
+        self.writer = writer
+        self.demo_starter = demo_starter
+        self.preferred_theme = theme or self.config.theme
+        self.db: Database | None = None
+        self.stats = events.StatsBook()
+        self.event_buffer: deque[tuple[int, events.Item]] = deque(maxlen=EVENT_BUFFER)
+        self.event_seq = 0
+        self.stream: events.EventStream | None = None
+        self.can_write = not self.read_only
+        self.engine_status: installer.Status | None = None
+        self.last_reload_error: str | None = None
+
+    # -- start-up ----------------------------------------------------------------------
+    def on_mount(self) -> None:
+        themes, problems = load_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        for problem in problems:
+            self.notify(problem, severity="warning", timeout=8)
+        if self.preferred_theme in self.available_themes:
+            self.theme = self.preferred_theme
+        else:
+            self.notify(f"unknown theme {self.preferred_theme!r}; using the default", severity="warning")
+            self.theme = "tview-dark"
+        if self.target is None:
+            self.push_screen(OfferDemoScreen(), self._offer_demo_answered)
+        else:
+            self.start()
+
+    def _offer_demo_answered(self, accepted: bool | None) -> None:
+        if accepted and self.demo_starter is not None:
+            self.status = "starting the demo database..."
+            self.start_demo()
+        else:
+            self.exit(message="No database: pass a DSN or profile, set PG* variables, or run `tview-tui demo`.")
+
+    @work(thread=True, exclusive=True, group="demo")
+    def start_demo(self) -> None:
+        try:
+            target, writer = self.demo_starter()
+        except TviewError as exc:
+            self.call_from_thread(self.exit, message=f"error: {exc}")
+            return
+        self.target, self.writer = target, writer
+        self.call_from_thread(self.start)
+
+    def start(self) -> None:
+        assert self.target is not None
+        self.db = Database(self.target)
+        self.switch_mode("tviews")
+        self.sub_title = self.target.describe() + ("  [read-only]" if self.read_only else "")
+        self.reload()
+        self.set_interval(self.config.refresh_interval, self.reload)
+        self.stream_events()
+
+    # -- the refresh loop --------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="reload")
+    def reload(self) -> None:
+        """Load the TVIEW list (and, the first time, the engine status and write rights)."""
+        if self.db is None:
+            return
+        try:
+            if self.engine_status is None:
+                self.engine_status = self.db.run(installer.status)
+                if not self.read_only:
+                    self.can_write = bool(self.engine_status.installed) and self.db.run(catalog.can_write)
+            if not self.engine_status.installed:
+                items: list[catalog.TviewInfo] = []
+            else:
+                items = self.db.run(catalog.list_tviews)
+        except (TviewError, psycopg.Error) as exc:
+            message = str(exc).splitlines()[0]
+            self.call_from_thread(self._set_disconnected, message)
+            return
+        self.call_from_thread(self._set_loaded, items)
+
+    def _set_loaded(self, items: list[catalog.TviewInfo]) -> None:
+        self.connected = True
+        self.last_reload_error = None
+        self.tviews = items
+        self.status = self._status_line()
+
+    def _set_disconnected(self, message: str) -> None:
+        self.connected = False
+        self.last_reload_error = message
+        self.status = f"disconnected: {message} — retrying every {self.config.refresh_interval:g}s"
+
+    def _status_line(self) -> str:
+        parts = ["connected" if self.connected else "disconnected"]
+        if self.stream is not None:
+            parts.append("events: live" if self.stream.connected else "events: reconnecting")
+            if self.stream.reconnects:
+                parts.append(f"{self.stream.reconnects} reconnect(s)")
+        if self.writer is not None:
+            parts.append(f"demo writer {self.writer.rate:g}/s ({self.writer.writes} writes)")
+        if self.read_only or not self.can_write:
+            parts.append("read-only")
+        return " · ".join(parts)
+
+    # -- events ------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="events")
+    def stream_events(self) -> None:
+        """Consume events in a thread with its own event loop, so parsing thousands of events a
+        second never delays a key press; the UI reads the results from bounded structures."""
+        asyncio.run(self._consume_events())
+
+    async def _consume_events(self) -> None:
+        assert self.target is not None
+        self.stream = events.EventStream(self.target)
+        worker = get_current_worker()
+        try:
+            async for batch in self.stream.batches():
+                if worker.is_cancelled:
+                    break
+                self.stats.add(batch)
+                for item in batch:
+                    self.event_seq += 1
+                    self.event_buffer.append((self.event_seq, item))
+        finally:
+            await self.stream.close()
+
+    def events_since(self, seq: int) -> list[tuple[int, events.Item]]:
+        """Buffered items newer than seq (a copy: the stream thread keeps appending)."""
+        return [entry for entry in list(self.event_buffer) if entry[0] > seq]
+
+    def recent_events(self, name: str | None = None, limit: int = 50) -> list[events.Event]:
+        found = [i for _, i in reversed(list(self.event_buffer))
+                 if isinstance(i, events.Event) and (name is None or i.name == name)]
+        return found[:limit]
+
+    # -- actions shared by screens ---------------------------------------------------------
+    def refuse_if_read_only(self, what: str) -> bool:
+        if self.read_only or not self.can_write:
+            self.notify(f"read-only: {what} is not allowed here", severity="warning")
+            return True
+        return False
+
+    def run_db(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None],
+               failed: Callable[[str], None] | None = None) -> None:
+        """Run fn(conn, *args) in a worker; call done(result) or failed(message) on the UI thread."""
+
+        def job() -> None:
+            try:
+                result = self.db.run(fn, *args)
+            except (TviewError, psycopg.Error) as exc:
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.call_from_thread(failed or self._notify_error, message)
+                return
+            self.call_from_thread(done, result)
+
+        self.run_worker(job, thread=True, group="db")
+
+    def _notify_error(self, message: str) -> None:
+        self.notify(message, severity="error", timeout=8)
+
+    def action_help(self) -> None:
+        scope = getattr(self.screen, "SCOPE", "")
+        rows = [(key_label(c.key), c.title, c.help) for c in for_screen(scope, self.read_only)]
+        self.push_screen(HelpScreen(rows))
+
+    def action_writer_rate(self, factor: float) -> None:
+        if self.writer is None:
+            self.notify("no demo writer is running", severity="warning")
+            return
+        self.writer.set_rate(max(0.5, self.writer.rate * factor))
+        self.notify(f"demo writer: {self.writer.rate:g} writes/s")
+        self.status = self._status_line()
+
+    def on_unmount(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+        if self.db is not None:
+            self.db.close()

@@ -1,0 +1,91 @@
+"""One registry of user commands: it feeds the key bindings, the `?` help and the palette."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+
+@dataclass(frozen=True)
+class Command:
+    key: str
+    action: str          # a Textual action string, run on the app or the screen
+    title: str
+    help: str
+    scope: str = "app"   # "app" or a screen name (tviews, detail, tail, diagnostics, install)
+    writes: bool = False  # refused in read-only mode
+    show: bool = True     # shown in the footer
+
+
+REGISTRY: tuple[Command, ...] = (
+    Command("1", "app.switch_mode('tviews')", "TVIEWs", "List every TVIEW with size, lineage and timings"),
+    Command("2", "app.switch_mode('tail')", "Live tail", "Stream cascade events as they happen"),
+    Command("4", "app.switch_mode('install')", "Install", "Installed vs bundled engine; install/upgrade"),
+    Command("question_mark", "app.help", "Help", "Show every key and command"),
+    Command("q", "app.quit", "Quit", "Leave tview-tui"),
+    Command("plus", "app.writer_rate(2.0)", "Writer faster", "Demo: double the background writer's rate",
+            show=False),
+    Command("minus", "app.writer_rate(0.5)", "Writer slower", "Demo: halve the background writer's rate",
+            show=False),
+    Command("enter", "open_detail", "Detail", "Definition, columns, dependency trees, recent events",
+            scope="tviews"),
+    Command("slash", "filter", "Filter", "Show only TVIEWs whose name contains a text", scope="tviews"),
+    Command("s", "cycle_sort", "Sort", "Sort by the next column", scope="tviews"),
+    Command("r", "refresh_whole", "Refresh", "Recompute the selected TVIEW whole (asks first)",
+            scope="tviews", writes=True),
+    Command("k", "refresh_keys", "Refresh keys", "Recompute some keys of the selected TVIEW",
+            scope="tviews", writes=True),
+    Command("r", "refresh_whole", "Refresh", "Recompute this TVIEW whole (asks first)",
+            scope="detail", writes=True),
+    Command("k", "refresh_keys", "Refresh keys", "Recompute some keys of this TVIEW",
+            scope="detail", writes=True),
+    Command("escape", "back", "Back", "Back to the list", scope="detail"),
+    Command("space", "toggle_pause", "Pause", "Pause or resume the live tail", scope="tail"),
+    Command("f", "toggle_follow", "Follow", "Keep the newest event in view", scope="tail"),
+    Command("slash", "filter", "Filter", "Only events whose TVIEW, source or op contains a text",
+            scope="tail"),
+    Command("c", "clear", "Clear", "Clear the tail", scope="tail"),
+    Command("i", "install", "Install/upgrade", "Install or upgrade the engine (asks first)",
+            scope="install", writes=True),
+    Command("u", "uninstall", "Uninstall", "Remove the engine (asks first)", scope="install", writes=True),
+)
+
+
+def bindings(scope: str) -> list[Binding]:
+    return [Binding(c.key, c.action, c.title, show=c.show) for c in REGISTRY if c.scope == scope]
+
+
+def for_screen(scope: str, read_only: bool) -> list[Command]:
+    """Commands usable now: the app's and the current screen's, minus writes when read-only."""
+    return [c for c in REGISTRY if c.scope in ("app", scope) and not (read_only and c.writes)]
+
+
+def key_label(key: str) -> str:
+    return {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "space": "space",
+            "escape": "esc", "enter": "enter"}.get(key, key)
+
+
+class RegistryCommands(Provider):
+    """The command palette's view of the registry."""
+
+    def _commands(self) -> list[Command]:
+        screen = self.app.screen
+        return for_screen(getattr(screen, "SCOPE", ""), getattr(self.app, "read_only", False))
+
+    async def _run(self, command: Command) -> None:
+        target = self.app if command.action.startswith("app.") or command.scope == "app" else self.app.screen
+        await target.run_action(command.action.removeprefix("app."))
+
+    async def discover(self) -> Hits:
+        for command in self._commands():
+            yield DiscoveryHit(command.title, partial(self._run, command), help=command.help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for command in self._commands():
+            score = matcher.match(f"{command.title} {command.help}")
+            if score > 0:
+                yield Hit(score, matcher.highlight(command.title), partial(self._run, command), help=command.help)

@@ -1,0 +1,118 @@
+"""One TVIEW: definition, columns, dependency trees up and down, recent events."""
+
+from __future__ import annotations
+
+from rich.syntax import Syntax
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, Static, TabbedContent, TabPane, Tree
+
+from .. import catalog, graph
+from ..catalog import RefreshResult, TviewDetail, TviewInfo
+from . import refresh_actions
+from .commands import bindings
+from .widgets import StatusBar
+
+
+def _load(conn, info: TviewInfo) -> tuple[TviewDetail, list[catalog.Dependency]]:
+    return catalog.detail(conn, info), catalog.dependencies(conn)
+
+
+def fill_tree(tree: Tree, node: graph.TreeNode) -> None:
+    def label(n: graph.TreeNode) -> str:
+        kind = "[b]TVIEW [/b]" if n.kind == "tview" else "table "
+        lineage = f"  [dim]lineage: {n.lineage}[/dim]" if n.lineage else ""
+        return f"{kind}{n.name}{lineage}"
+
+    def add(parent, n: graph.TreeNode) -> None:
+        for child in n.children:
+            branch = parent.add(label(child), expand=True)
+            add(branch, child)
+            if not child.children:
+                branch.allow_expand = False
+
+    tree.reset(label(node))
+    add(tree.root, node)
+    tree.root.expand()
+
+
+class DetailScreen(Screen):
+    SCOPE = "detail"
+    BINDINGS = bindings("detail")
+
+    def __init__(self, info: TviewInfo):
+        super().__init__()
+        self.info = info
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield StatusBar(id="status")
+        yield Label(f"[b]{self.info.table}[/b] · key {self.info.key_column} · mode {self.info.mode}"
+                    f" · level {self.info.topo_level} · lineage {self.info.lineage}", id="detail-title")
+        with TabbedContent(id="detail-tabs"):
+            with TabPane("Definition", id="tab-definition"), VerticalScroll():
+                yield Static("loading ...", id="definition")
+                yield Static("", id="analysis")
+            with TabPane("Columns", id="tab-columns"):
+                yield DataTable(cursor_type="row", id="columns")
+            with TabPane("Dependencies", id="tab-dependencies"), Horizontal():
+                yield Tree("reads", id="upstream")
+                yield Tree("read by", id="downstream")
+            with TabPane("Events", id="tab-events"):
+                yield DataTable(cursor_type="row", id="events")
+        yield Label("", id="last-action")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        columns = self.query_one("#columns", DataTable)
+        columns.add_columns("column", "type", "role")
+        events = self.query_one("#events", DataTable)
+        events.add_columns("time", "source", "op", "depth", "rows", "mode", "ms", "keys")
+        self.app.run_db(_load, self.info, done=self._show, failed=self._failed)
+        self._show_events()
+        self.set_interval(1.0, self._show_events)
+
+    def _failed(self, message: str) -> None:
+        self.query_one("#definition", Static).update(f"[red]could not load: {message}[/red]")
+
+    def _show(self, loaded: tuple[TviewDetail, list[catalog.Dependency]]) -> None:
+        detail, edges = loaded
+        self.query_one("#definition", Static).update(Syntax(detail.definition.strip(), "sql", word_wrap=True))
+        reads = "\n".join(f"  {d.source} ({d.source_kind}): lineage {d.lineage}" for d in detail.reads)
+        why = f"\n[yellow]recomputed whole on any change: {detail.analysis}[/yellow]" if detail.analysis else ""
+        patch = "\n[dim]patch paths: none (smart patching is not available in this engine version)[/dim]"
+        self.query_one("#analysis", Static).update(f"\n[b]Reads[/b]\n{reads}{why}{patch}")
+        table = self.query_one("#columns", DataTable)
+        table.clear()
+        for column in detail.columns:
+            role = ("key" if column.name == detail.info.key_column else
+                    "document" if column.name == "data" else
+                    "lineage fk" if column.name.startswith("fk_") else
+                    "public id" if column.name == "id" else "")
+            table.add_row(column.name, column.type, role)
+        dependency_graph = graph.build(edges)
+        name = catalog.sql_name(self.info.schema, f"tv_{self.info.name}")
+        fill_tree(self.query_one("#upstream", Tree), graph.upstream(dependency_graph, name))
+        fill_tree(self.query_one("#downstream", Tree), graph.downstream(dependency_graph, name))
+
+    def _show_events(self) -> None:
+        table = self.query_one("#events", DataTable)
+        table.clear()
+        for event in self.app.recent_events(self.info.table, limit=100):
+            table.add_row(event.ts.astimezone().strftime("%H:%M:%S.%f")[:-3], event.source or "-", event.op,
+                          str(event.depth), str(event.rows), event.mode, f"{event.ms:.2f}",
+                          ",".join(map(str, event.keys[:8])) + (" ..." if len(event.keys) > 8 or event.keys_more
+                                                                 else ""))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_refresh_whole(self) -> None:
+        refresh_actions.refresh_whole(self, self.info)
+
+    def action_refresh_keys(self) -> None:
+        refresh_actions.refresh_keys(self, self.info)
+
+    def show_result(self, result: RefreshResult) -> None:
+        self.query_one("#last-action", Label).update(result.describe())

@@ -1,0 +1,149 @@
+"""Measure the app under load: startup with many TVIEWs, tail throughput, key latency, memory.
+
+`tview-tui ui-bench` runs it against a temporary embedded server (or a DSN): it creates the
+TVIEWs, starts the app headless, floods the event channel from a second connection at a
+target rate, presses keys meanwhile and prints what it measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from ..config import Config
+from ..connection import Target
+from .app import TviewApp
+
+SIZE = (140, 40)
+
+
+@dataclass
+class UiBenchResult:
+    tviews: int
+    startup_ms: float
+    target_rate: int
+    seconds: float
+    produced: int
+    consumed: int
+    key_latency_ms: list[float]
+    rss_mb: list[float]          # resident memory sampled along the run
+    buffer_len: int
+
+    def report(self) -> str:
+        keys = sorted(self.key_latency_ms)
+        p95 = keys[max(0, round(0.95 * (len(keys) - 1)))] if keys else float("nan")
+        return "\n".join([
+            f"startup to first screen with {self.tviews} TVIEWs: {self.startup_ms:.0f} ms (target < 1000 ms)",
+            f"events produced {self.produced} in {self.seconds:.0f} s ({self.produced / self.seconds:.0f}/s,"
+            f" target {self.target_rate}/s); consumed by the app {self.consumed}"
+            f" ({100 * self.consumed / max(self.produced, 1):.1f}%)",
+            f"key press handled: median {statistics.median(keys) if keys else float('nan'):.1f} ms,"
+            f" p95 {p95:.1f} ms, max {max(keys) if keys else float('nan'):.1f} ms over {len(keys)} presses"
+            " (target < 100 ms)",
+            f"memory (RSS): {self.rss_mb[0]:.0f} MB at start, {max(self.rss_mb):.0f} MB peak,"
+            f" {self.rss_mb[-1]:.0f} MB at the end; event buffer {self.buffer_len} items (bounded)",
+        ])
+
+
+def rss_mb() -> float:
+    """Resident set size of this process (Linux), in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def create_tviews(dsn: str, count: int) -> None:
+    """One small base table and `count` TVIEWs over it (the startup case)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS tb_item (pk_item int PRIMARY KEY, label text)")
+        conn.execute("INSERT INTO tb_item SELECT g, 'item ' || g FROM generate_series(1, 100) g ON CONFLICT DO NOTHING")
+        existing = conn.execute("SELECT count(*) FROM tview.tviews").fetchone()[0]
+        for n in range(existing, count):
+            conn.execute("SELECT tview.create(%s, %s)", (
+                f"item_{n:04d}",
+                f"SELECT i.pk_item, jsonb_build_object('label', i.label, 'n', {n}) AS data FROM tb_item i"))
+
+
+def flood(dsn: str, rate: int, seconds: float, stop: threading.Event, counter: list[int]) -> None:
+    """Send protocol-v1 events at `rate` per second (in 10 ms batches) from one connection."""
+    payload = ('{"v":1,"ts":"2026-11-24T10:00:00Z","pid":1,"xid":"1","schema":"public","tview":"tv_item_'
+               '%s","source":"tb_item","op":"UPDATE","depth":0,"mode":"recompute","rows":1,"upserted":1,'
+               '"patched":0,"deleted":0,"us":%s,"keys":[1],"keys_more":0}')
+    per_batch = max(1, rate // 100)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.monotonic()
+        sent = 0
+        while not stop.is_set() and time.monotonic() - started < seconds:
+            conn.execute(
+                "SELECT count(pg_notify('tview_events', format(%s, lpad((g %% 200)::text, 4, '0'), 100 + g %% 900)))"
+                " FROM generate_series(1, %s) g", (payload, per_batch))
+            sent += per_batch
+            counter[0] = sent
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+async def run(dsn: str, tviews: int = 200, rate: int = 10_000, seconds: float = 30.0) -> UiBenchResult:
+    create_tviews(dsn, tviews)
+    app = TviewApp(Target(dsn), config=Config(path=None, refresh_interval=2.0))
+    started = time.perf_counter()
+    async with app.run_test(size=SIZE) as pilot:
+        while not (app.screen.query("#tviews") and app.screen.query_one("#tviews").row_count >= tviews):
+            await pilot.pause(0.01)
+        startup_ms = (time.perf_counter() - started) * 1000
+        await pilot.press("2")                   # the live tail, the busiest screen
+        while not (app.stream and app.stream.connected):
+            await pilot.pause(0.05)
+        stop, counter = threading.Event(), [0]
+        writer = threading.Thread(target=flood, args=(dsn, rate, seconds, stop, counter), daemon=True)
+        received_before = app.stream.received
+        writer.start()
+        latencies: list[float] = []
+        rss_samples: list[float] = [rss_mb()]
+        t0 = time.monotonic()
+        while writer.is_alive() and time.monotonic() - t0 < seconds + 5:
+            screen = app.screen
+            before = screen.paused
+            pressed = time.perf_counter()
+            app.simulate_key("space")            # queued like a real key: pause/resume the tail
+            while screen.paused == before:
+                await pilot.pause(0.001)
+            latencies.append((time.perf_counter() - pressed) * 1000)
+            rss_samples.append(rss_mb())
+            await pilot.pause(0.5)
+        stop.set()
+        writer.join(10)
+        await pilot.pause(1.0)                   # let the stream drain
+        consumed = app.stream.received - received_before
+        buffer_len = len(app.event_buffer)
+    return UiBenchResult(tviews, startup_ms, rate, seconds, counter[0], consumed, latencies, rss_samples,
+                         buffer_len)
+
+
+def main(dsn: str | None, tviews: int, rate: int, seconds: float) -> str:
+    from ..embedded import TemporaryServer
+    from ..installer import install
+
+    server = None
+    try:
+        if dsn is None:
+            server = TemporaryServer()
+            admin = server.start()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute("CREATE DATABASE tview_ui_bench")
+            dsn = make_conninfo(admin, dbname="tview_ui_bench")
+            with psycopg.connect(dsn) as conn:
+                install(conn)
+        return asyncio.run(run(dsn, tviews, rate, seconds)).report()
+    finally:
+        if server is not None:
+            server.cleanup()

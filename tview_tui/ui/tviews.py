@@ -1,0 +1,179 @@
+"""The TVIEW list: updated in place every refresh interval, keeping the cursor on its row."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label
+
+from ..catalog import RefreshResult, TviewInfo
+from . import refresh_actions
+from .commands import bindings
+from .widgets import PromptScreen, StatusBar
+
+COLUMNS = [  # key, label
+    ("tview", "TVIEW"), ("rows", "rows"), ("size", "size"), ("mode", "mode"), ("lineage", "lineage"),
+    ("last", "last event"), ("rate", "ev/min"), ("p50", "p50 ms"), ("p95", "p95 ms"), ("health", "health"),
+]
+SORTS = ["tview", "rows", "size", "rate", "p95"]
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+class TviewsScreen(Screen):
+    SCOPE = "tviews"
+    BINDINGS = bindings("tviews")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter_text = ""
+        self.sort_key = "tview"
+        self.rows_by_key: dict[str, TviewInfo] = {}
+        self.cells_by_key: dict[str, dict[str, str]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield StatusBar(id="status")
+        yield Label("", id="list-info")
+        table = DataTable(cursor_type="row", zebra_stripes=True, id="tviews")
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Label("", id="last-action")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "tviews", self._tviews_changed, init=True)
+        self.set_interval(1.0, self._update_stats)
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#tviews", DataTable)
+
+    def _cells(self, info: TviewInfo) -> dict[str, str]:
+        stats = self.app.stats.get(info.table)
+        last = stats.last.ts.astimezone().strftime("%H:%M:%S") if stats and stats.last else "-"
+        health = self.app.health_of(info) if hasattr(self.app, "health_of") else ""
+        return {
+            "tview": info.table,
+            "rows": "?" if info.rows is None else (f"{info.rows:,}" if info.rows_exact else f"~{info.rows:,}"),
+            "size": human_bytes(info.bytes),
+            "mode": info.mode,
+            "lineage": info.lineage,
+            "last": last,
+            "rate": f"{stats.per_minute():.0f}" if stats else "0",
+            "p50": fmt_ms(stats.percentile(50) if stats else None),
+            "p95": fmt_ms(stats.percentile(95) if stats else None),
+            "health": health or "ok",
+        }
+
+    def _sort_value(self, info: TviewInfo):
+        stats = self.app.stats.get(info.table)
+        return {
+            "tview": info.table,
+            "rows": -(info.rows or 0),
+            "size": -info.bytes,
+            "rate": -(stats.per_minute() if stats else 0),
+            "p95": -((stats.percentile(95) or 0) if stats else 0),
+        }[self.sort_key]
+
+    def _update_table(self, items: list[TviewInfo]) -> None:
+        """Update rows in place, touching only cells that changed; the cursor stays on its TVIEW."""
+        table = self.table
+        selected = self.selected
+        wanted = [i for i in items if self.filter_text.lower() in i.table.lower()]
+        wanted.sort(key=self._sort_value)
+        wanted_keys = [i.table for i in wanted]
+        for key in [k for k in self.rows_by_key if k not in set(wanted_keys)]:
+            table.remove_row(key)
+            del self.rows_by_key[key]
+            del self.cells_by_key[key]
+        for info in wanted:
+            cells = self._cells(info)
+            shown = self.cells_by_key.get(info.table)
+            if shown is None:
+                table.add_row(*cells.values(), key=info.table)
+            else:
+                for column, value in cells.items():
+                    if shown[column] != value:
+                        table.update_cell(info.table, column, value, update_width=True)
+            self.rows_by_key[info.table] = info
+            self.cells_by_key[info.table] = cells
+        current = [str(row.key.value) for row in table.ordered_rows]
+        if current != wanted_keys:
+            order = {key: n for n, key in enumerate(wanted_keys)}
+            table.sort("tview", key=lambda name: order.get(str(name), 0))
+            if selected in order:
+                table.move_cursor(row=order[selected], animate=False)
+        shown_count = f"{len(wanted)} of {len(items)} TVIEWs" if self.filter_text else f"{len(items)} TVIEWs"
+        filt = f" · filter: '{self.filter_text}' (/ then enter on empty text to clear)" if self.filter_text else ""
+        self.query_one("#list-info", Label).update(f"{shown_count} · sorted by {self.sort_key}{filt}")
+
+    def _tviews_changed(self, items: list[TviewInfo]) -> None:
+        if self.is_current or not self.rows_by_key:
+            self._update_table(items)
+
+    def on_screen_resume(self) -> None:
+        self._update_table(list(self.app.tviews))
+
+    def _update_stats(self) -> None:
+        if self.is_current:          # screens of other modes stay mounted: do not work for nothing
+            self._update_table(list(self.app.tviews))
+
+    @property
+    def selected(self) -> str | None:
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except Exception:  # noqa: BLE001 - an empty or shrinking table has no cursor row
+            return None
+
+    def selected_info(self) -> TviewInfo | None:
+        key = self.selected
+        return self.rows_by_key.get(key) if key else None
+
+    # -- actions ----------------------------------------------------------------------
+    def action_open_detail(self) -> None:
+        info = self.selected_info()
+        if info is not None:
+            from .detail import DetailScreen
+
+            self.app.push_screen(DetailScreen(info))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_detail()
+
+    def action_filter(self) -> None:
+        def apply(text: str | None) -> None:
+            if text is not None:
+                self.filter_text = text.strip()
+                self._update_table(list(self.app.tviews))
+
+        self.app.push_screen(PromptScreen("Show TVIEWs whose name contains:", "text (empty: all)",
+                                          self.filter_text), apply)
+
+    def action_cycle_sort(self) -> None:
+        self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]
+        self._update_table(list(self.app.tviews))
+
+    def action_refresh_whole(self) -> None:
+        refresh_actions.refresh_whole(self, self.selected_info())
+
+    def action_refresh_keys(self) -> None:
+        refresh_actions.refresh_keys(self, self.selected_info())
+
+    def show_result(self, result: RefreshResult) -> None:
+        self.query_one("#last-action", Label).update(result.describe())

@@ -1,0 +1,101 @@
+"""Small widgets and modal screens shared by the screens."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Label, Static
+
+
+class StatusBar(Static):
+    """One line under the header: connection, event stream, writer, read-only."""
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "status", self._show, init=True)
+
+    def _show(self, status: str) -> None:
+        self.update(status)
+        self.set_class(status.startswith("disconnected"), "-disconnected")
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask yes/no before anything that rewrites a whole TVIEW or changes the engine."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n", "answer(False)", "No"),
+                Binding("escape", "answer(False)", "Cancel")]
+
+    def __init__(self, question: str):
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.question, id="question")
+            yield Label("[b]y[/b] yes   [b]n[/b] no", id="choices")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """Ask for one line of text (keys to refresh, a filter)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, placeholder: str = "", value: str = ""):
+        super().__init__()
+        self.question = question
+        self.placeholder = placeholder
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.question, id="question")
+            yield Input(value=self.value, placeholder=self.placeholder, id="answer")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key and command available here, from the same registry as the bindings."""
+
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, rows: list[tuple[str, str, str]]):
+        super().__init__()
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="help"):
+            yield Label("[b]Keys[/b]  (ctrl+p opens the command palette with the same commands)")
+            table = DataTable(cursor_type="none", id="help-table")
+            table.add_columns("key", "command", "what it does")
+            for row in self.rows:
+                table.add_row(*row)
+            yield table
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class OfferDemoScreen(ModalScreen[bool]):
+    """Nothing configured: offer the demo database instead of failing."""
+
+    BINDINGS = [Binding("d,y", "answer(True)", "Start demo"), Binding("q,n,escape", "answer(False)", "Quit")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("[b]No database configured.[/b]", id="question")
+            yield Label("Pass a DSN or a profile, or set PG* variables.\n\n"
+                        "Start the demo? It runs a local PostgreSQL (no system install), creates a blog\n"
+                        "schema with four levels of TVIEWs and a writer so the live tail moves.")
+            yield Label("[b]d[/b] start the demo   [b]q[/b] quit", id="choices")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
