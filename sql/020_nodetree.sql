@@ -4,7 +4,8 @@
 -- node-text format ({QUERY :rtable (...) :jointree {...} ...}). Lineage analysis needs
 -- that tree (which relations are read where, joined by which equalities), so we turn the
 -- text into jsonb: a node becomes {"_": "NODETYPE", "field": value, ...}, a list becomes
--- an array, <> becomes null. Constant datums ([ 4 0 0 0 ]) are dropped: never needed.
+-- an array, <> becomes null. A constant's datum ([ 4 0 0 0 ]) becomes a "datum" field
+-- holding its bytes (see tview._const_text).
 
 CREATE OR REPLACE FUNCTION tview._nodetree_to_jsonb(tree text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE STRICT
@@ -36,6 +37,9 @@ BEGIN
         END IF;
 
         IF skip_rest AND tok NOT IN ('}', ')') AND left(tok, 1) <> '{' AND tok <> '(' THEN
+            IF left(tok, 1) = '[' THEN      -- a constant's datum: kept as its byte list
+                out := out || (',"datum":' || to_json(btrim(tok, '[] '))::text);
+            END IF;
             CONTINUE;
         END IF;
 
@@ -103,4 +107,33 @@ AS $$
     SELECT tview._nodetree_to_jsonb(r.ev_action::text) -> 0
     FROM pg_rewrite r
     WHERE r.ev_class = view_oid AND r.rulename = '_RETURN'
+$$;
+
+-- The text of a text/unknown/varchar constant node, decoded from its datum bytes.
+CREATE OR REPLACE FUNCTION tview._const_text(node jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bytes int[];
+    len   int;
+    body  int[];
+BEGIN
+    IF node ->> '_' IS DISTINCT FROM 'CONST' OR (node ->> 'constisnull')::boolean
+       OR (node ->> 'consttype')::oid NOT IN (25, 705, 1043) OR node ->> 'datum' IS NULL THEN
+        RETURN NULL;
+    END IF;
+    bytes := string_to_array(regexp_replace(node ->> 'datum', '\s+', ' ', 'g'), ' ')::int[];
+    IF (node ->> 'constlen')::int = -2 THEN                 -- C string, NUL-terminated
+        body := bytes[1:coalesce(array_position(bytes, 0), cardinality(bytes) + 1) - 1];
+    ELSIF bytes[1] & 1 = 1 THEN                             -- varlena, 1-byte header
+        len := bytes[1] >> 1;
+        body := bytes[2:len];
+    ELSE                                                    -- varlena, 4-byte header
+        len := (bytes[1] | bytes[2] << 8 | bytes[3] << 16 | bytes[4] << 24) >> 2;
+        body := bytes[5:len];
+    END IF;
+    RETURN convert_from(decode(coalesce(string_agg(lpad(to_hex(b), 2, '0'), '' ORDER BY n), ''), 'hex'), 'UTF8')
+    FROM unnest(body) WITH ORDINALITY u(b, n);
+END;
 $$;

@@ -42,7 +42,7 @@ $$;
 
 -- The rules: one row per relation read, with its lineage and keys query.
 -- A keys query selects TVIEW keys from %1$s, the changed rows of that relation.
-CREATE OR REPLACE FUNCTION tview._lineage_rules(view_oid oid, table_oid oid, key_column name, analysis jsonb)
+CREATE OR REPLACE FUNCTION tview._lineage_rules(view_oid oid, analysis jsonb)
 RETURNS TABLE (source_oid oid, lineage text, key_sql text, roles jsonb)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -64,7 +64,6 @@ DECLARE
     sql      text;
     rule     text;
     last_att int;
-    tv_col   name;
     rel      record;
     occ_sqls text[];
     occ_rules text[];
@@ -130,23 +129,12 @@ BEGIN
                     sql := format('SELECT %s.%I ', prev, tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int)) || sql;
                     rule := CASE WHEN n = 1 THEN 'child' ELSE 'path' END;
                 ELSE
-                    -- prefer the TVIEW's own (indexed) copy of the root column when it has one
-                    tv_col := NULL;
-                    SELECT a.attname INTO tv_col
-                    FROM jsonb_array_elements(analysis -> 'out') WITH ORDINALITY o(m, pos)
-                    JOIN pg_attribute a ON a.attrelid = view_oid AND a.attnum = o.pos AND NOT a.attisdropped
-                    WHERE jsonb_typeof(o.m) = 'array' AND (o.m ->> 0)::int = root_occ AND (o.m ->> 1)::int = last_att
-                    LIMIT 1;
-                    IF tv_col IS NOT NULL THEN
-                        sql := format('SELECT t.%I ', key_column) || sql || format(' JOIN %s t ON t.%I = %s.%I',
-                            tview._qname(table_oid), tv_col, prev,
-                            tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int));
-                    ELSE
-                        sql := format('SELECT r.%I ', tview._colname(occ_rel[root_occ + 1], root_att)) || sql
-                            || format(' JOIN %s r ON r.%I = %s.%I', tview._qname(occ_rel[root_occ + 1]),
-                                      tview._colname(occ_rel[root_occ + 1], last_att), prev,
-                                      tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int));
-                    END IF;
+                    -- the root's own table, not the TVIEW's copy of the column: a root row that
+                    -- the definition dropped (e.g. an inner join without a match) has no TVIEW row
+                    sql := format('SELECT r.%I ', tview._colname(occ_rel[root_occ + 1], root_att)) || sql
+                        || format(' JOIN %s r ON r.%I = %s.%I', tview._qname(occ_rel[root_occ + 1]),
+                                  tview._colname(occ_rel[root_occ + 1], last_att), prev,
+                                  tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int));
                     rule := CASE WHEN n = 1 THEN 'fk' ELSE 'path' END;
                 END IF;
             END IF;

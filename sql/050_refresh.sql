@@ -10,8 +10,10 @@ COMMENT ON FUNCTION tview.setting(text, text) IS
     'Engine setting tview.<name>: session value, else database value, else the default';
 
 -- The refresh statement of one TVIEW. %1$s is where the key filter goes ('' for a whole
--- refresh). $1 = keys (bigint[]). Returns upserted, deleted, null keys seen, and the old and
--- new images (all columns but data) of the rows that changed, for the cascade.
+-- refresh). $1 = keys (bigint[]), $2 = keys whose row is only a placeholder made by the
+-- locking (tview._install_refresh_function): not a row that existed, so neither reported as
+-- an old image nor counted as deleted. Returns upserted, deleted, null keys seen, and the
+-- old and new images (all columns but data) of the rows that changed, for the cascade.
 CREATE OR REPLACE FUNCTION tview._build_refresh_sql(view_oid oid, table_oid oid, key_column name)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -45,19 +47,19 @@ BEGIN
 
     RETURN format($f$
 WITH src AS MATERIALIZED (SELECT %2$s FROM %3$s v %%1$s),
-cur AS MATERIALIZED (SELECT %2$s FROM %4$s v %%1$s),
+cur AS MATERIALIZED (SELECT %2$s, v.%1$s = ANY ($2) AS _tview_placeholder FROM %4$s v %%1$s),
 d AS MATERIALIZED (
     SELECT s.%1$s AS new_key, c.%1$s AS old_key,
-           CASE WHEN c.%1$s IS NOT NULL THEN jsonb_build_object(%7$s) END AS old_img,
+           CASE WHEN c.%1$s IS NOT NULL AND NOT c._tview_placeholder THEN jsonb_build_object(%7$s) END AS old_img,
            CASE WHEN s.%1$s IS NOT NULL THEN jsonb_build_object(%8$s) END AS new_img
     FROM src s FULL JOIN cur c ON c.%1$s = s.%1$s
     WHERE s.%1$s IS NULL OR c.%1$s IS NULL OR %5$s),
-del AS (DELETE FROM %4$s t USING d WHERE d.new_key IS NULL AND t.%1$s = d.old_key RETURNING 1),
+del AS (DELETE FROM %4$s t USING d WHERE d.new_key IS NULL AND t.%1$s = d.old_key RETURNING t.%1$s AS k),
 ups AS (INSERT INTO %4$s AS t (%2$s)
         SELECT %9$s FROM src s WHERE s.%1$s IN (SELECT new_key FROM d)
         ON CONFLICT (%1$s) DO UPDATE SET %6$s
         RETURNING 1)
-SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del),
+SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del WHERE k <> ALL ($2)),
        (SELECT count(*) FROM src WHERE %1$s IS NULL),
        (SELECT jsonb_agg(old_img) FROM d WHERE old_img IS NOT NULL),
        (SELECT jsonb_agg(new_img) FROM d WHERE new_img IS NOT NULL)
@@ -87,8 +89,8 @@ DECLARE
     k   text := quote_ident(t.key_column);
 BEGIN
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], OUT o_upserted bigint, OUT o_deleted bigint,
-                                     OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
+CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT o_upserted bigint,
+                                     OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $body$
@@ -96,6 +98,7 @@ AS $body$
 DECLARE
     missing bigint[];
 BEGIN
+    placeholders := '{}';
     IF tview.setting('row_locks', 'on') = 'on' THEN
         missing := ARRAY(SELECT m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m) ORDER BY m);
         IF cardinality(missing) > 64 THEN
@@ -103,6 +106,7 @@ BEGIN
         ELSIF cardinality(missing) > 0 THEN
             PERFORM pg_advisory_xact_lock_shared(1953914229, %4$s);
             INSERT INTO %2$s AS v (%3$s) SELECT m FROM unnest(missing) m ORDER BY m ON CONFLICT DO NOTHING;
+            placeholders := missing;
         END IF;
         PERFORM 1 FROM %2$s v WHERE v.%3$s = ANY ($1) ORDER BY v.%3$s FOR UPDATE;
     END IF;
@@ -134,12 +138,13 @@ BEGIN
     BEGIN
         IF keys IS NULL THEN
             EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
-            EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img;
+            EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
+                USING NULL::bigint[], '{}'::bigint[];
         ELSE
-            IF to_regprocedure(format('tview.%I(bigint[])', '_refresh_' || t.id)) IS NULL THEN
+            IF to_regprocedure(format('tview.%I(bigint[],bigint[])', '_refresh_' || t.id)) IS NULL THEN
                 PERFORM tview._install_refresh_function(t);    -- e.g. made by an older version
             END IF;
-            EXECUTE format('SELECT * FROM tview.%I($1)', '_refresh_' || t.id)
+            EXECUTE format('SELECT * FROM tview.%I($1, NULL)', '_refresh_' || t.id)
                 INTO upserted, deleted, null_keys, old_img, new_img USING keys;
         END IF;
     EXCEPTION WHEN cardinality_violation THEN
@@ -168,11 +173,27 @@ AS $$
     SELECT CASE
         WHEN NOT whole AND cardinality(keys) = 0 THEN work
         ELSE jsonb_set(work, ARRAY[tview_id::text], jsonb_build_object(
+            'patch', coalesce(work -> tview_id::text -> 'patch', '[]'::jsonb),
             'full', whole OR coalesce((work -> tview_id::text ->> 'full')::boolean, false),
             'keys', CASE WHEN whole THEN '[]'::jsonb
                          ELSE coalesce(work -> tview_id::text -> 'keys', '[]'::jsonb) || to_jsonb(keys) END,
             'depth', greatest(depth, coalesce((work -> tview_id::text ->> 'depth')::int, 0))))
     END
+$$;
+
+-- Queue a patch for a TVIEW: the changed rows (images) of a TVIEW it embeds.
+CREATE OR REPLACE FUNCTION tview._add_patch(work jsonb, tview_id int, source_oid oid, old_images jsonb,
+                                            new_images jsonb, depth int)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_set(work, ARRAY[tview_id::text], jsonb_build_object(
+        'patch', coalesce(work -> tview_id::text -> 'patch', '[]'::jsonb)
+                 || jsonb_build_array(jsonb_build_object('source_oid', source_oid, 'old', old_images, 'new', new_images)),
+        'full', coalesce((work -> tview_id::text ->> 'full')::boolean, false),
+        'keys', coalesce(work -> tview_id::text -> 'keys', '[]'::jsonb),
+        'depth', greatest(depth, coalesce((work -> tview_id::text ->> 'depth')::int, 0))))
 $$;
 
 -- Run a cascade: refresh every TVIEW in the work list in topological order, each once,
@@ -194,6 +215,7 @@ DECLARE
     depth    int;
     whole    boolean;
     started  timestamptz;
+    patch    jsonb;
     max_depth int := tview.setting('max_cascade_depth', '32')::int;
 BEGIN
     LOOP
@@ -215,13 +237,36 @@ BEGIN
             CONTINUE;
         END IF;
         started := clock_timestamp();
+        patch := NULL;
+        IF NOT whole AND jsonb_array_length(coalesce(item -> 'patch', '[]')) > 0 THEN
+            patch := tview._apply_patches(t, item -> 'patch', keys);
+            keys := ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
+                        SELECT jsonb_array_elements_text(patch -> 'recompute')::bigint)) k ORDER BY 1);
+        END IF;
         result := tview._refresh_one(t, keys);
-        written := written + (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint;
-        PERFORM tview._publish(t, source, op, depth, keys, result,
-                               (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint);
+        IF patch IS NOT NULL THEN
+            result := result || jsonb_build_object('patched', patch -> 'patched',
+                                                   'old', (result -> 'old') || (patch -> 'images'),
+                                                   'new', (result -> 'new') || (patch -> 'images'));
+        END IF;
+        written := written + (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint
+                 + coalesce((result ->> 'patched')::bigint, 0);
+        PERFORM tview._publish(t, source, op, depth, whole, cardinality(keys),
+                               CASE WHEN whole THEN NULL ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
+                                   SELECT (i ->> t.key_column)::bigint
+                                   FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
+                               result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint);
         CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
-        FOR dep IN SELECT d.tview_id, d.key_sql FROM tview.dependencies d WHERE d.source_oid = t.table_oid LOOP
-            IF dep.key_sql IS NULL THEN
+        FOR dep IN
+            SELECT d.tview_id, d.key_sql,
+                   tview._patching_on(x) AND EXISTS (SELECT 1 FROM jsonb_array_elements(x.patch_specs) s
+                                                    WHERE (s ->> 'source_oid')::oid = d.source_oid) AS patch
+            FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
+            WHERE d.source_oid = t.table_oid
+        LOOP
+            IF dep.patch THEN
+                work := tview._add_patch(work, dep.tview_id, t.table_oid, result -> 'old', result -> 'new', depth + 1);
+            ELSIF dep.key_sql IS NULL THEN
                 work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
             ELSE
                 EXECUTE format('SELECT coalesce(array_agg(DISTINCT k), ''{}'') FROM (%s UNION ALL %s) s(k) WHERE k IS NOT NULL',

@@ -90,6 +90,7 @@ DECLARE
     data_type   regtype;
     col         record;
     analysis    jsonb;
+    specs       jsonb;
     new_id      int;
     rule        record;
     level       int;
@@ -210,9 +211,11 @@ BEGIN
             tview._build_refresh_sql(view_oid, table_oid, key_col))
     RETURNING id INTO new_id;
 
+    specs := tview._patch_specs(view_oid, analysis);
+    UPDATE tview.tviews t SET patch_specs = specs WHERE t.id = new_id;
     PERFORM tview._install_refresh_function(t) FROM tview.tviews t WHERE t.id = new_id;
 
-    FOR rule IN SELECT * FROM tview._lineage_rules(view_oid, table_oid, key_col, analysis) LOOP
+    FOR rule IN SELECT * FROM tview._lineage_rules(view_oid, analysis) LOOP
         INSERT INTO tview.dependencies (tview_id, source_oid, source_kind, lineage, key_sql, roles)
         VALUES (new_id, rule.source_oid,
                 CASE WHEN EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = rule.source_oid)
@@ -279,7 +282,7 @@ DECLARE
     v  text := format('%I.%I', t.schema_name, 'v_' || t.name);
 BEGIN
     DELETE FROM tview.tviews WHERE id = t.id;
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[])', '_refresh_' || t.id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || t.id);
     IF EXISTS (SELECT 1 FROM pg_class WHERE oid = t.view_oid) THEN
         EXECUTE format('DROP VIEW %s', v);
     END IF;

@@ -15,8 +15,9 @@ CREATE TABLE IF NOT EXISTS tview.events (
 );
 COMMENT ON TABLE tview.events IS 'Recent cascade events (when tview.log = on), pruned to tview.log_max rows';
 
-CREATE OR REPLACE FUNCTION tview._publish(t tview.tviews, source text, op text, depth int, keys bigint[],
-                                          result jsonb, us bigint)
+-- keys: every key written (recomputed or patched); NULL for a whole refresh.
+CREATE OR REPLACE FUNCTION tview._publish(t tview.tviews, source text, op text, depth int, whole boolean,
+                                          recomputed int, keys bigint[], result jsonb, us bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -42,10 +43,14 @@ BEGIN
         'source', source,
         'op', op,
         'depth', depth,
-        'mode', CASE WHEN keys IS NULL THEN 'full' ELSE 'recompute' END,
-        'rows', (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint,
+        'mode', CASE WHEN whole THEN 'full'
+                     WHEN coalesce((result ->> 'patched')::bigint, 0) = 0 THEN 'recompute'
+                     WHEN coalesce(recomputed, 0) = 0 THEN 'patch'
+                     ELSE 'patch+recompute' END,
+        'rows', (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint
+                + coalesce((result ->> 'patched')::bigint, 0),
         'upserted', (result ->> 'upserted')::bigint,
-        'patched', 0,
+        'patched', coalesce((result ->> 'patched')::bigint, 0),
         'deleted', (result ->> 'deleted')::bigint,
         'us', us,
         'keys', coalesce(to_jsonb(keys[1:shown]), '[]'::jsonb),

@@ -1,0 +1,205 @@
+"""Smart patching: embedded TVIEW documents patched in place must equal recomputation."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from oracle import assert_oracle
+
+pytestmark = pytest.mark.engine
+
+SCHEMA = """
+CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text, score numeric);
+CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int, title text);
+CREATE TABLE tb_comment (pk_comment int PRIMARY KEY, fk_post int, body text);
+INSERT INTO tb_user VALUES (1, 'ann', 1.10), (2, 'bob', 2);
+INSERT INTO tb_post VALUES (1, 1, 'first'), (2, 1, 'second'), (3, 2, 'third');
+SELECT tview.create('user', $$SELECT u.pk_user, jsonb_build_object('name', u.name, 'score', u.score) AS data
+                              FROM tb_user u$$);
+SELECT tview.create('comment', $$SELECT c.pk_comment, c.fk_post, jsonb_build_object('body', c.body) AS data
+                                 FROM tb_comment c$$);
+"""
+
+POST = """
+SELECT p.pk_post, p.fk_user,
+       jsonb_build_object(
+           'title', p.title,
+           'author', u.data,
+           'comments', coalesce((SELECT jsonb_agg(c.data ORDER BY c.pk_comment {order})
+                                 FROM tv_comment c WHERE c.fk_post = p.pk_post), '[]'::jsonb)) AS data
+FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user
+"""
+
+
+@pytest.fixture
+def blog(db):
+    db.execute(SCHEMA)
+    return db
+
+
+def create_post(conn, order: str = "") -> None:
+    conn.execute("SELECT tview.create('post', %s)", (POST.format(order=order),))
+
+
+def listen(dsn):
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("LISTEN tview_events")
+    return conn
+
+
+def post_event(listener) -> dict:
+    for notify in listener.notifies(timeout=2):
+        event = json.loads(notify.payload)
+        if event["tview"] == "tv_post":
+            return event
+    raise AssertionError("no tv_post event")
+
+
+def comments(conn, post: int) -> list:
+    return [c["body"] for c in conn.execute("SELECT data->'comments' FROM tv_post WHERE pk_post = %s",
+                                            (post,)).fetchone()[0]]
+
+
+def test_shapes_are_recognised_and_recorded(blog):
+    create_post(blog)
+    specs = blog.execute("SELECT patch_specs FROM tview.tviews WHERE name = 'post'").fetchone()[0]
+    by_kind = {s["kind"]: s for s in specs}
+    assert by_kind["object"]["path"] == ["author"] and by_kind["object"]["link_column"] == "fk_user"
+    assert by_kind["array"]["path"] == ["comments"] and by_kind["array"]["parent_column"] == "fk_post"
+    assert by_kind["array"]["descending"] is False
+
+
+def test_embedded_tview_read_elsewhere_is_not_patched(blog):
+    blog.execute("""SELECT tview.create('post', $$
+        SELECT p.pk_post, p.fk_user, jsonb_build_object('author', u.data, 'name', u.data->'name') AS data
+        FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user WHERE u.data->>'name' <> 'x' $$)""")
+    assert blog.execute("SELECT patch_specs FROM tview.tviews WHERE name = 'post'").fetchone()[0] == []
+
+
+def test_object_patch_equals_recompute_and_keeps_number_text(blog, dsn):
+    create_post(blog)
+    listener = listen(dsn)
+    try:
+        blog.execute("UPDATE tb_user SET name = 'Ann ✓', score = 3.500 WHERE pk_user = 1")
+        event = post_event(listener)
+    finally:
+        listener.close()
+    assert event["mode"] == "patch" and event["patched"] == 2 and sorted(event["keys"]) == [1, 2]
+    text = blog.execute("SELECT data->'author'->>'score' FROM tv_post WHERE pk_post = 1").fetchone()[0]
+    assert text == "3.500"
+    assert_oracle(blog)
+
+
+@pytest.mark.parametrize("order", ["", "DESC"])
+def test_array_sequence_insert_middle_delete_first_last_only(blog, dsn, order):
+    create_post(blog, order)
+    listener = listen(dsn)
+    steps = [
+        ("INSERT INTO tb_comment VALUES (20, 1, 'b')", ["b"]),
+        ("INSERT INTO tb_comment VALUES (30, 1, 'c')", ["b", "c"]),
+        ("INSERT INTO tb_comment VALUES (10, 1, 'a')", ["a", "b", "c"]),
+        ("INSERT INTO tb_comment VALUES (25, 1, 'm')", ["a", "b", "m", "c"]),   # the middle
+        ("UPDATE tb_comment SET body = 'M' WHERE pk_comment = 25", ["a", "b", "M", "c"]),
+        ("DELETE FROM tb_comment WHERE pk_comment = 10", ["b", "M", "c"]),        # the first
+        ("DELETE FROM tb_comment WHERE pk_comment = 30", ["b", "M"]),             # the last
+        ("DELETE FROM tb_comment WHERE pk_comment = 25", ["b"]),
+        ("DELETE FROM tb_comment WHERE pk_comment = 20", []),                     # the only one
+    ]
+    try:
+        for statement, expected in steps:
+            blog.execute(statement)
+            event = post_event(listener)
+            assert event["mode"] == "patch", (statement, event)
+            assert comments(blog, 1) == (list(reversed(expected)) if order else expected), statement
+            assert_oracle(blog)
+    finally:
+        listener.close()
+
+
+def test_moving_a_child_patches_both_parents(blog):
+    create_post(blog)
+    blog.execute("INSERT INTO tb_comment VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 2, 'z')")
+    blog.execute("UPDATE tb_comment SET fk_post = 2 WHERE pk_comment = 1")
+    assert comments(blog, 1) == [] and comments(blog, 2) == ["x", "y", "z"]
+    assert_oracle(blog)
+
+
+def test_several_children_of_one_parent_in_one_statement(blog):
+    create_post(blog)
+    blog.execute("INSERT INTO tb_comment SELECT g, 1 + g % 3, 'c' || g FROM generate_series(1, 60) g")
+    blog.execute("UPDATE tb_comment SET body = body || '!' WHERE pk_comment % 7 = 0")
+    blog.execute("DELETE FROM tb_comment WHERE pk_comment % 5 = 0")
+    assert_oracle(blog)
+    assert len(comments(blog, 1)) == 16
+
+
+def test_patching_can_be_switched_off_globally_and_per_tview(blog, dsn):
+    create_post(blog)
+    listener = listen(dsn)
+    try:
+        blog.execute("SET tview.patching = off")
+        blog.execute("UPDATE tb_user SET name = 'off' WHERE pk_user = 2")
+        assert post_event(listener)["mode"] == "recompute"
+        blog.execute("RESET tview.patching")
+        blog.execute("SELECT tview.set_patching('post', false)")
+        blog.execute("UPDATE tb_user SET name = 'still off' WHERE pk_user = 2")
+        assert post_event(listener)["mode"] == "recompute"
+        blog.execute("SELECT tview.set_patching('post', true)")
+        blog.execute("UPDATE tb_user SET name = 'on' WHERE pk_user = 2")
+        assert post_event(listener)["mode"] == "patch"
+    finally:
+        listener.close()
+    assert_oracle(blog)
+
+
+def test_a_changed_author_appearing_or_vanishing_is_recomputed(blog):
+    """Inner join: a post without its author is not in the TVIEW until the author exists."""
+    create_post(blog)
+    blog.execute("INSERT INTO tb_post VALUES (9, 7, 'orphan')")
+    assert blog.execute("SELECT count(*) FROM tv_post WHERE pk_post = 9").fetchone()[0] == 0
+    blog.execute("INSERT INTO tb_user VALUES (7, 'late', 0)")
+    assert blog.execute("SELECT count(*) FROM tv_post WHERE pk_post = 9").fetchone()[0] == 1
+    blog.execute("DELETE FROM tb_user WHERE pk_user = 7")
+    assert blog.execute("SELECT count(*) FROM tv_post WHERE pk_post = 9").fetchone()[0] == 0
+    assert_oracle(blog)
+
+
+PRIMITIVES = [
+    ("SELECT tview.jsonb_patch_object('{\"a\": {\"b\": 1}, \"c\": 2}', '{a}', '{\"z\": 1.10}')",
+     '{"a": {"z": 1.10}, "c": 2}'),
+    ("SELECT tview.jsonb_patch_object('{\"c\": 2}', '{a,b}', '1')", '{"c": 2}'),        # no parent: not created
+    ("SELECT tview.jsonb_patch_object('{\"c\": 2}', '{a}', NULL)", '{"a": null, "c": 2}'),
+    ("SELECT tview.jsonb_array_update('{\"a\": [{\"k\": 1.0, \"v\": 1}, {\"k\": 3}]}', '{a}', 'k', '1', '{\"k\": 1.0, \"v\": 2}')",
+     '{"a": [{"k": 1.0, "v": 2}, {"k": 3}]}'),                                          # 1.0 = 1, text kept
+    ("SELECT tview.jsonb_array_update('{\"a\": [{\"k\": 1}]}', '{a}', 'k', '9', '{\"k\": 9}')", '{"a": [{"k": 1}]}'),
+    ("SELECT tview.jsonb_array_update('{\"a\": [1, {\"k\": 1}]}', '{a}', 'k', '1', '{\"k\": 2}')",
+     '{"a": [1, {"k": 2}]}'),                                                           # only objects match
+    ("SELECT tview.jsonb_array_insert_sorted('{\"a\": []}', '{a}', '{\"k\": 2}', 'k')", '{"a": [{"k": 2}]}'),
+    ("SELECT tview.jsonb_array_insert_sorted('{}', '{a}', '{\"k\": 2}', 'k')", '{"a": [{"k": 2}]}'),
+    ("SELECT tview.jsonb_array_insert_sorted('{\"a\": [{\"k\": 2}]}', '{a}', '{\"k\": 1}', 'k')",
+     '{"a": [{"k": 1}, {"k": 2}]}'),                                                    # first
+    ("SELECT tview.jsonb_array_insert_sorted('{\"a\": [{\"k\": 1}, {\"k\": 3}]}', '{a}', '{\"k\": 2}', 'k')",
+     '{"a": [{"k": 1}, {"k": 2}, {"k": 3}]}'),                                          # middle
+    ("SELECT tview.jsonb_array_insert_sorted('{\"a\": [{\"k\": 1}]}', '{a}', '{\"k\": 2}', 'k')",
+     '{"a": [{"k": 1}, {"k": 2}]}'),                                                    # last
+    ("SELECT tview.jsonb_array_insert_sorted('{\"a\": [{\"k\": 2, \"n\": 1}]}', '{a}', '{\"k\": 2, \"n\": 2}', 'k')",
+     '{"a": [{"k": 2, "n": 1}, {"k": 2, "n": 2}]}'),                                    # ties after equal keys
+    ("SELECT tview.jsonb_array_insert_sorted('{\"a\": [{\"k\": 3}, {\"k\": 1}]}', '{a}', '{\"k\": 2}', 'k', true)",
+     '{"a": [{"k": 3}, {"k": 2}, {"k": 1}]}'),                                          # descending
+    ("SELECT tview.jsonb_array_delete('{\"a\": [{\"k\": 1}, {\"k\": 2}, {\"k\": 3}]}', '{a}', 'k', '1')",
+     '{"a": [{"k": 2}, {"k": 3}]}'),
+    ("SELECT tview.jsonb_array_delete('{\"a\": [{\"k\": 1}, {\"k\": 2}, {\"k\": 3}]}', '{a}', 'k', '2')",
+     '{"a": [{"k": 1}, {"k": 3}]}'),
+    ("SELECT tview.jsonb_array_delete('{\"a\": [{\"k\": 1}, {\"k\": 2}]}', '{a}', 'k', '2')", '{"a": [{"k": 1}]}'),
+    ("SELECT tview.jsonb_array_delete('{\"a\": [{\"k\": 1}]}', '{a}', 'k', '1')", '{"a": []}'),
+    ("SELECT tview.jsonb_array_delete('{\"a\": [{\"k\": 1}]}', '{a}', 'k', '5')", '{"a": [{"k": 1}]}'),
+]
+
+
+@pytest.mark.parametrize("query, expected", PRIMITIVES)
+def test_patch_primitives(db, query, expected):
+    assert db.execute(query.replace("%", "%%")).fetchone()[0] == json.loads(expected)
+    assert db.execute(f"SELECT ({query.replace('%', '%%')})::text").fetchone()[0] == expected
