@@ -259,8 +259,9 @@ BEGIN
         CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
         FOR dep IN
             SELECT d.tview_id, d.key_sql,
-                   tview._patching_on(x) AND EXISTS (SELECT 1 FROM jsonb_array_elements(x.patch_specs) s
-                                                    WHERE (s ->> 'source_oid')::oid = d.source_oid) AS patch
+                   d.key_sql IS NOT NULL AND tview._patching_on(x)
+                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(x.patch_specs) s
+                               WHERE (s ->> 'source_oid')::oid = d.source_oid) AS patch
             FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
             WHERE d.source_oid = t.table_oid
         LOOP

@@ -80,8 +80,8 @@ DECLARE
     sort_te  jsonb;
     specs    jsonb := '[]';
 BEGIN
-    IF root_rel IS NULL THEN
-        RETURN specs;
+    IF root_rel IS NULL OR analysis ->> 'reason' IS NOT NULL THEN
+        RETURN specs;       -- nothing is provable: everything is recomputed whole
     END IF;
     SELECT e -> 'expr' INTO data_te FROM jsonb_array_elements(q -> 'targetList') e WHERE e ->> 'resname' = 'data';
     IF data_te ->> '_' <> 'FUNCEXPR'
@@ -190,118 +190,148 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT t.patching AND tview.setting('patching', 'on') = 'on' AND jsonb_array_length(t.patch_specs) > 0 $$;
 
--- Apply the patches queued for TVIEW t (changes of embedded TVIEWs, as row images), except
--- to the keys in `exclude` (they are recomputed anyway). Returns
+-- Patches run in a function generated per TVIEW (tview._patch_<id>), one block of static
+-- SQL per recognised shape, so their plans are cached like the refresh's.
+-- tview._patch_<id>(patches, exclude) applies the queued patches (changes of embedded
+-- TVIEWs, as row images) except to the keys in `exclude` (recomputed anyway) and returns
 -- {"patched": n, "recompute": [keys that could not be patched], "images": [patched rows]}.
+CREATE OR REPLACE FUNCTION tview._install_patch_function(t tview.tviews) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    spec   jsonb;
+    src    tview.tviews;
+    tv     text := tview._qname(t.table_oid);
+    img    text := tview._image_sql(t.table_oid);
+    k      text := quote_ident(t.key_column);
+    path   text;
+    dep_sql text;
+    blocks text := '';
+BEGIN
+    FOR spec IN SELECT s FROM jsonb_array_elements(t.patch_specs) s LOOP
+        SELECT * INTO src FROM tview.tviews x WHERE x.table_oid = (spec ->> 'source_oid')::oid;
+        CONTINUE WHEN src.id IS NULL;
+        SELECT d.key_sql INTO dep_sql FROM tview.dependencies d WHERE d.tview_id = t.id AND d.source_oid = src.table_oid;
+        CONTINUE WHEN dep_sql IS NULL;     -- never routed here (see tview._cascade)
+        path := quote_literal(ARRAY(SELECT jsonb_array_elements_text(spec -> 'path'))::text);
+        IF spec ->> 'kind' = 'object' THEN
+            blocks := blocks || format($b$
+    FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = %3$s LOOP
+        -- documents updated in place are patched; inserted or deleted ones recomputed
+        kept := ARRAY(SELECT (o ->> %4$L)::bigint FROM jsonb_array_elements(entry -> 'old') o
+                      INTERSECT
+                      SELECT (o ->> %4$L)::bigint FROM jsonb_array_elements(entry -> 'new') o);
+        recompute := recompute || ARRAY(%9$s UNION %10$s);
+        WITH p AS (
+            UPDATE %1$s t SET data = jsonb_set(t.data, %7$s, coalesce(s.data, 'null'))
+            FROM %2$s s
+            WHERE s.%4$I = ANY (kept) AND t.%6$I = s.%4$I AND t.%5$s <> ALL (exclude || recompute)
+              AND (t.data #> %7$s)::text IS DISTINCT FROM coalesce(s.data, 'null')::text
+            RETURNING %8$s AS img)
+        SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM p;
+        patched := patched + n;
+        images := images || more;
+    END LOOP;$b$,
+                tv, tview._qname(src.table_oid), src.table_oid, src.key_column, k, spec ->> 'link_column', path, img,
+                format(dep_sql, format('(SELECT * FROM jsonb_populate_recordset(NULL::%s, entry -> ''old'') x'
+                                       ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)),
+                format(dep_sql, format('(SELECT * FROM jsonb_populate_recordset(NULL::%s, entry -> ''new'') x'
+                                       ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)));
+        ELSE
+            blocks := blocks || format($b$
+    FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = %3$s LOOP
+        -- one element operation per parent row: set, insert (at the ORDER BY position) or delete
+        WITH old_rows AS (SELECT (o ->> %4$L)::bigint AS sk, (o ->> %5$L)::bigint AS par
+                          FROM jsonb_array_elements(entry -> 'old') o),
+             new_rows AS (SELECT (o ->> %4$L)::bigint AS sk, (o ->> %5$L)::bigint AS par
+                          FROM jsonb_array_elements(entry -> 'new') o),
+             all_ops AS (
+                SELECT nw.par AS tkey, 'set' AS op, nw.sk FROM new_rows nw JOIN old_rows od USING (sk)
+                WHERE od.par = nw.par
+                UNION ALL
+                SELECT od.par, 'delete', od.sk FROM old_rows od LEFT JOIN new_rows nw USING (sk)
+                WHERE nw.sk IS NULL OR nw.par IS DISTINCT FROM od.par
+                UNION ALL
+                SELECT nw.par, 'insert', nw.sk FROM new_rows nw LEFT JOIN old_rows od USING (sk)
+                WHERE od.sk IS NULL OR od.par IS DISTINCT FROM nw.par),
+             counted AS (SELECT a.*, count(*) OVER (PARTITION BY tkey) AS per_parent
+                         FROM all_ops a WHERE tkey IS NOT NULL AND tkey <> ALL (exclude || recompute))
+        SELECT coalesce(jsonb_agg(jsonb_build_object('tkey', tkey, 'op', op, 'skey', sk)) FILTER (WHERE per_parent = 1), '[]'),
+               coalesce(array_agg(DISTINCT tkey) FILTER (WHERE per_parent > 1), '{}')
+        INTO ops, failed FROM counted;
+        recompute := recompute || failed;
+        WITH o AS (SELECT * FROM jsonb_to_recordset(ops) AS o(tkey bigint, op text, skey bigint)),
+        pos AS (
+            SELECT o.*,
+                   (SELECT count(*) FROM %2$s x WHERE x.%5$I = o.tkey AND x.%4$I <> o.skey AND x.%4$I %8$s o.skey) AS idx,
+                   (SELECT count(*) FROM %2$s x WHERE x.%5$I = o.tkey) AS n_now
+            FROM o),
+        chk AS (
+            SELECT p.*, s.data AS sdata, t.data AS tdata,
+                   coalesce(jsonb_typeof(t.data #> %7$s) = 'array'
+                            AND jsonb_array_length(t.data #> %7$s)
+                                = p.n_now + CASE p.op WHEN 'insert' THEN -1 WHEN 'delete' THEN 1 ELSE 0 END,
+                            false) AS sane
+            FROM pos p JOIN %1$s t ON t.%6$s = p.tkey LEFT JOIN %2$s s ON s.%4$I = p.skey),
+        upd AS (
+            UPDATE %1$s t SET data = CASE c.op
+                WHEN 'set' THEN jsonb_set(t.data, %7$s::text[] || c.idx::text, coalesce(c.sdata, 'null'))
+                WHEN 'insert' THEN jsonb_insert(t.data, %7$s::text[] || c.idx::text, coalesce(c.sdata, 'null'))
+                ELSE t.data #- (%7$s::text[] || c.idx::text) END
+            FROM chk c
+            WHERE t.%6$s = c.tkey AND c.sane
+              AND (c.op <> 'set'
+                   OR (c.tdata #> (%7$s::text[] || c.idx::text))::text IS DISTINCT FROM coalesce(c.sdata, 'null')::text)
+            RETURNING %9$s AS img)
+        SELECT (SELECT count(*) FROM upd), (SELECT coalesce(jsonb_agg(img), '[]') FROM upd),
+               ARRAY(SELECT tkey FROM o EXCEPT SELECT tkey FROM chk WHERE sane)
+        INTO n, more, failed;
+        recompute := recompute || failed;
+        patched := patched + n;
+        images := images || more;
+    END LOOP;$b$,
+                tv, tview._qname(src.table_oid), src.table_oid, src.key_column, spec ->> 'parent_column', k, path,
+                CASE WHEN (spec ->> 'descending')::boolean THEN '>' ELSE '<' END, img);
+        END IF;
+    END LOOP;
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION tview.%1$I(patches jsonb, exclude bigint[]) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $body$
+#variable_conflict use_column
+DECLARE
+    entry     jsonb;
+    kept      bigint[];
+    recompute bigint[] := '{}';
+    failed    bigint[];
+    ops       jsonb;
+    n         bigint;
+    more      jsonb;
+    patched   bigint := 0;
+    images    jsonb := '[]';
+BEGIN%2$s
+    RETURN jsonb_build_object('patched', patched, 'recompute', to_jsonb(ARRAY(SELECT DISTINCT unnest(recompute))),
+                              'images', images);
+END;
+$body$
+$f$, '_patch_' || t.id, blocks);
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION tview._apply_patches(t tview.tviews, patches jsonb, exclude bigint[]) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    entry     jsonb;
-    spec      jsonb;
-    src       tview.tviews;
-    tv        text := tview._qname(t.table_oid);
-    img       text := tview._image_sql(t.table_oid);
-    k         text := quote_ident(t.key_column);
-    patched   bigint := 0;
-    n         bigint;
-    images    jsonb := '[]';
-    more      jsonb;
-    recompute bigint[] := '{}';
-    failed    bigint[];
-    kept      bigint[];
-    ops       jsonb;
-    dep_sql   text;
+    result jsonb;
 BEGIN
-    FOR entry IN SELECT e FROM jsonb_array_elements(patches) e LOOP
-        SELECT * INTO src FROM tview.tviews x WHERE x.table_oid = (entry ->> 'source_oid')::oid;
-        FOR spec IN SELECT s FROM jsonb_array_elements(t.patch_specs) s
-                    WHERE (s ->> 'source_oid')::oid = src.table_oid LOOP
-            IF spec ->> 'kind' = 'object' THEN
-                -- documents updated in place: patch; inserted or deleted ones: recompute
-                kept := ARRAY(SELECT (o ->> src.key_column)::bigint FROM jsonb_array_elements(entry -> 'old') o
-                              INTERSECT
-                              SELECT (o ->> src.key_column)::bigint FROM jsonb_array_elements(entry -> 'new') o);
-                SELECT key_sql INTO dep_sql FROM tview.dependencies WHERE tview_id = t.id AND source_oid = src.table_oid;
-                EXECUTE format('SELECT coalesce(array_agg(k), ''{}'') FROM (%s UNION ALL %s) s(k)',
-                               format(dep_sql, format('(SELECT * FROM jsonb_populate_recordset(NULL::%s, $1) x'
-                                                      ' WHERE x.%I <> ALL ($3))', tview._qname(src.table_oid), src.key_column)),
-                               format(dep_sql, format('(SELECT * FROM jsonb_populate_recordset(NULL::%s, $2) x'
-                                                      ' WHERE x.%I <> ALL ($3))', tview._qname(src.table_oid), src.key_column)))
-                    INTO failed USING entry -> 'old', entry -> 'new', kept;
-                recompute := recompute || failed;
-                EXECUTE format($q$
-                    WITH p AS (
-                        UPDATE %1$s t SET data = jsonb_set(t.data, %2$L, coalesce(s.data, 'null'))
-                        FROM %3$s s
-                        WHERE s.%4$I = ANY ($1) AND t.%5$I = s.%4$I AND t.%6$s <> ALL ($2)
-                          AND (t.data #> %2$L)::text IS DISTINCT FROM coalesce(s.data, 'null')::text
-                        RETURNING %7$s AS img)
-                    SELECT count(*), coalesce(jsonb_agg(img), '[]') FROM p$q$,
-                    tv, ARRAY(SELECT jsonb_array_elements_text(spec -> 'path')), tview._qname(src.table_oid),
-                    src.key_column, spec ->> 'link_column', k, img)
-                    INTO n, more USING kept, exclude || recompute;
-            ELSE
-                -- one element operation per parent row: set, insert (at the ORDER BY position) or delete
-                WITH old_rows AS (SELECT (o ->> src.key_column)::bigint AS sk, (o ->> (spec ->> 'parent_column'))::bigint AS par
-                                  FROM jsonb_array_elements(entry -> 'old') o),
-                     new_rows AS (SELECT (o ->> src.key_column)::bigint AS sk, (o ->> (spec ->> 'parent_column'))::bigint AS par
-                                  FROM jsonb_array_elements(entry -> 'new') o),
-                     all_ops AS (
-                        SELECT nw.par AS tkey, 'set' AS op, nw.sk FROM new_rows nw JOIN old_rows od USING (sk)
-                        WHERE od.par = nw.par
-                        UNION ALL
-                        SELECT od.par, 'delete', od.sk FROM old_rows od LEFT JOIN new_rows nw USING (sk)
-                        WHERE nw.sk IS NULL OR nw.par IS DISTINCT FROM od.par
-                        UNION ALL
-                        SELECT nw.par, 'insert', nw.sk FROM new_rows nw LEFT JOIN old_rows od USING (sk)
-                        WHERE od.sk IS NULL OR od.par IS DISTINCT FROM nw.par),
-                     counted AS (SELECT a.*, count(*) OVER (PARTITION BY tkey) AS per_parent
-                                 FROM all_ops a WHERE tkey IS NOT NULL AND tkey <> ALL (exclude || recompute))
-                SELECT coalesce(jsonb_agg(jsonb_build_object('tkey', tkey, 'op', op, 'skey', sk)) FILTER (WHERE per_parent = 1), '[]'),
-                       coalesce(array_agg(DISTINCT tkey) FILTER (WHERE per_parent > 1), '{}')
-                INTO ops, failed FROM counted;
-                recompute := recompute || failed;
-                EXECUTE format($q$
-                    WITH ops AS (SELECT * FROM jsonb_to_recordset($1) AS o(tkey bigint, op text, skey bigint)),
-                    pos AS (
-                        SELECT o.*,
-                               (SELECT count(*) FROM %3$s x WHERE x.%5$I = o.tkey AND x.%4$I <> o.skey
-                                  AND x.%4$I %8$s o.skey) AS idx,
-                               (SELECT count(*) FROM %3$s x WHERE x.%5$I = o.tkey) AS n_now
-                        FROM ops o),
-                    chk AS (
-                        SELECT p.*, s.data AS sdata, t.data AS tdata,
-                               coalesce(jsonb_typeof(t.data #> %2$L) = 'array'
-                                        AND jsonb_array_length(t.data #> %2$L)
-                                            = p.n_now + CASE p.op WHEN 'insert' THEN -1 WHEN 'delete' THEN 1 ELSE 0 END,
-                                        false) AS sane
-                        FROM pos p JOIN %1$s t ON t.%6$s = p.tkey LEFT JOIN %3$s s ON s.%4$I = p.skey),
-                    upd AS (
-                        UPDATE %1$s t SET data = CASE c.op
-                            WHEN 'set' THEN jsonb_set(t.data, %2$L::text[] || c.idx::text, coalesce(c.sdata, 'null'))
-                            WHEN 'insert' THEN jsonb_insert(t.data, %2$L::text[] || c.idx::text, coalesce(c.sdata, 'null'))
-                            ELSE t.data #- (%2$L::text[] || c.idx::text) END
-                        FROM chk c
-                        WHERE t.%6$s = c.tkey AND c.sane
-                          AND (c.op <> 'set'
-                               OR (c.tdata #> (%2$L::text[] || c.idx::text))::text IS DISTINCT FROM coalesce(c.sdata, 'null')::text)
-                        RETURNING %7$s AS img)
-                    SELECT (SELECT count(*) FROM upd), (SELECT coalesce(jsonb_agg(img), '[]') FROM upd),
-                           ARRAY(SELECT tkey FROM ops EXCEPT SELECT tkey FROM chk WHERE sane)$q$,
-                    tv, ARRAY(SELECT jsonb_array_elements_text(spec -> 'path')), tview._qname(src.table_oid),
-                    src.key_column, spec ->> 'parent_column', k, img,
-                    CASE WHEN (spec ->> 'descending')::boolean THEN '>' ELSE '<' END)
-                    INTO n, more, failed USING ops;
-                recompute := recompute || failed;
-            END IF;
-            patched := patched + n;
-            images := images || more;
-        END LOOP;
-    END LOOP;
-    RETURN jsonb_build_object('patched', patched, 'recompute', to_jsonb(ARRAY(SELECT DISTINCT unnest(recompute))),
-                              'images', images);
+    IF to_regprocedure(format('tview.%I(jsonb,bigint[])', '_patch_' || t.id)) IS NULL THEN
+        PERFORM tview._install_patch_function(t);
+    END IF;
+    EXECUTE format('SELECT tview.%I($1, $2)', '_patch_' || t.id) INTO result USING patches, exclude;
+    RETURN result;
 END;
 $$;
 

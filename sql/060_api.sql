@@ -283,6 +283,7 @@ DECLARE
 BEGIN
     DELETE FROM tview.tviews WHERE id = t.id;
     EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || t.id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || t.id);
     IF EXISTS (SELECT 1 FROM pg_class WHERE oid = t.view_oid) THEN
         EXECUTE format('DROP VIEW %s', v);
     END IF;
