@@ -241,3 +241,21 @@ async def test_snapshots_of_main_screens_from_fixed_data(demo_db, screen_key, re
         if not request.config.getoption("--update-snapshots"):
             pytest.fail(f"snapshot {expected_file.name} was missing and has been written; run again")
     assert text == expected_file.read_text()
+
+
+async def test_diagnostics_screen_lists_findings_and_fixes_with_one_key(demo_db, db):
+    db.execute("ALTER TABLE tb_post DISABLE TRIGGER tview_after_update")
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.query("#findings") and app.screen.query_one("#findings").row_count > 0)
+        rows = table_rows(app, "#findings")
+        assert rows[0][:2] == ["error", "disabled_trigger"]
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any("re-enabled 1 trigger(s)" in m for m in notifications(app)))
+        await wait_for(pilot, lambda: "healthy" in str(app.screen.query_one("#diag-info", Label).render()))
+    assert db.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'tview_after_update'"
+                      " AND tgrelid = 'tb_post'::regclass").fetchone()[0] == "O"

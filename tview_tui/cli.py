@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import demo, events, installer
+from . import demo, diagnostics, events, installer
 from .connection import Target, TviewError, connect, error_from_db
 from .embedded import LocalServer, embedded_bin_dir
 
@@ -36,6 +36,7 @@ examples:
   tview-tui install postgresql://app@db/shop
   tview-tui status "service=shop" --json
   tview-tui uninstall --cascade          remove the engine and every TVIEW (PG* env)
+  tview-tui check service=prod --json    health findings; exit 0 healthy, 1 warnings, 2 errors
 """
 
 
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cascade", action="store_true", help="also drop all TVIEWs")
     p = sub.add_parser("status", help="installed vs bundled engine version, DDL interception")
     _add_target_args(p)
+
+    diagnostics.add_parser(sub)
 
     p = sub.add_parser("tail", help="live-tail cascade events (LISTEN, or --poll the event log)")
     _add_target_args(p)
@@ -277,6 +280,7 @@ COMMANDS = {
     "upgrade": cmd_install,
     "uninstall": cmd_uninstall,
     "status": cmd_status,
+    "check": diagnostics.run,
     "tail": cmd_tail,
     "open": cmd_open,
     "demo": cmd_demo,

@@ -25,6 +25,7 @@ from ..connection import Target, TviewError, connect
 from ..demo import DemoWriter
 from ..themes import load_themes
 from .commands import RegistryCommands, bindings, for_screen, key_label
+from .diagnostics import DiagnosticsScreen
 from .install import InstallScreen
 from .tail import TailScreen
 from .tviews import TviewsScreen
@@ -72,6 +73,7 @@ class TviewApp(App):
     MODES = {
         "tviews": TviewsScreen,
         "tail": TailScreen,
+        "diagnostics": DiagnosticsScreen,
         "install": InstallScreen,
     }
     COMMANDS = App.COMMANDS | {RegistryCommands}

@@ -23,6 +23,7 @@ class Command:
 REGISTRY: tuple[Command, ...] = (
     Command("1", "app.switch_mode('tviews')", "TVIEWs", "List every TVIEW with size, lineage and timings"),
     Command("2", "app.switch_mode('tail')", "Live tail", "Stream cascade events as they happen"),
+    Command("3", "app.switch_mode('diagnostics')", "Diagnostics", "Health checks and drift, with fixes"),
     Command("4", "app.switch_mode('install')", "Install", "Installed vs bundled engine; install/upgrade"),
     Command("question_mark", "app.help", "Help", "Show every key and command"),
     Command("q", "app.quit", "Quit", "Leave tview-tui"),
@@ -48,6 +49,10 @@ REGISTRY: tuple[Command, ...] = (
     Command("slash", "filter", "Filter", "Only events whose TVIEW, source or op contains a text",
             scope="tail"),
     Command("c", "clear", "Clear", "Clear the tail", scope="tail"),
+    Command("r", "rerun", "Re-run", "Run the health checks again", scope="diagnostics"),
+    Command("d", "deep", "Deep check", "Verify every row of every TVIEW (slower)", scope="diagnostics"),
+    Command("x", "fix", "Fix", "Apply the selected finding's fix (asks first)", scope="diagnostics",
+            writes=True),
     Command("i", "install", "Install/upgrade", "Install or upgrade the engine (asks first)",
             scope="install", writes=True),
     Command("u", "uninstall", "Uninstall", "Remove the engine (asks first)", scope="install", writes=True),
