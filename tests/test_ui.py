@@ -221,6 +221,8 @@ async def test_snapshots_of_main_screens_from_fixed_data(demo_db, screen_key, re
     app = make_app(demo_db)
     async with app.run_test(size=(120, 30)) as pilot:
         await loaded(pilot, app)
+        await wait_for(pilot, lambda: app.findings is not None)
+        await pilot.pause(1.2)                     # the health column is filled on the next tick
         if screen_key == "install":
             await pilot.press("4")
             await wait_for(pilot, lambda: "engine bundled" in str(app.screen.query_one("#install-status").render()))
@@ -259,3 +261,15 @@ async def test_diagnostics_screen_lists_findings_and_fixes_with_one_key(demo_db,
         await wait_for(pilot, lambda: "healthy" in str(app.screen.query_one("#diag-info", Label).render()))
     assert db.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'tview_after_update'"
                       " AND tgrelid = 'tb_post'::regclass").fetchone()[0] == "O"
+
+
+async def test_health_column_shows_findings_per_tview(demo_db, db):
+    db.execute("UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 2")     # drift in tv_company
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await wait_for(pilot, lambda: app.findings is not None)
+        await pilot.pause(1.2)                     # the list refreshes its cells every second
+        rows = {r[0]: r[9] for r in table_rows(app, "#tviews")}
+        assert rows["public.tv_company"] == "error"
+        assert rows["public.tv_post"] == "ok"

@@ -19,7 +19,7 @@ from textual.app import App
 from textual.reactive import reactive
 from textual.worker import get_current_worker
 
-from .. import catalog, events, installer
+from .. import catalog, diagnostics, events, installer
 from ..config import Config
 from ..connection import Target, TviewError, connect
 from ..demo import DemoWriter
@@ -32,6 +32,7 @@ from .tviews import TviewsScreen
 from .widgets import HelpScreen, OfferDemoScreen
 
 EVENT_BUFFER = 5000   # events kept in memory for the tail and detail screens
+HEALTH_INTERVAL = 30.0  # seconds between background health checks (the list's health column)
 
 
 class Database:
@@ -101,6 +102,7 @@ class TviewApp(App):
         self.can_write = not self.read_only
         self.engine_status: installer.Status | None = None
         self.last_reload_error: str | None = None
+        self.findings: list[diagnostics.Finding] | None = None    # None: not checked yet
 
     # -- start-up ----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -143,6 +145,8 @@ class TviewApp(App):
         self.sub_title = self.target.describe() + ("  [read-only]" if self.read_only else "")
         self.reload()
         self.set_interval(self.config.refresh_interval, self.reload)
+        self.check_health()
+        self.set_interval(HEALTH_INTERVAL, self.check_health)
         self.stream_events()
 
     # -- the refresh loop --------------------------------------------------------------
@@ -165,6 +169,25 @@ class TviewApp(App):
             self.call_from_thread(self._set_disconnected, message)
             return
         self.call_from_thread(self._set_loaded, items)
+
+    @work(thread=True, exclusive=True, group="health")
+    def check_health(self) -> None:
+        """Cheap health checks in the background, for the list's health column."""
+        if self.db is None:
+            return
+        try:
+            findings = self.db.run(diagnostics.run_checks)
+        except (TviewError, psycopg.Error):
+            return                       # the list shows the connection problem already
+        self.call_from_thread(setattr, self, "findings", findings)
+
+    def health_of(self, table: str) -> str:
+        """Worst severity of the findings about one TVIEW ('ok' when none, '-' before the first check)."""
+        if self.findings is None:
+            return "-"
+        worst = max((diagnostics.SEVERITY_RANK[f.severity] for f in self.findings
+                     if f.tview and table in f.tview.split(", ")), default=None)
+        return {None: "ok", 0: "info", 1: "warning", 2: "error"}[worst]
 
     def _set_loaded(self, items: list[catalog.TviewInfo]) -> None:
         self.connected = True

@@ -64,7 +64,6 @@ class TviewsScreen(Screen):
     def _cells(self, info: TviewInfo) -> dict[str, str]:
         stats = self.app.stats.get(info.table)
         last = stats.last.ts.astimezone().strftime("%H:%M:%S") if stats and stats.last else "-"
-        health = self.app.health_of(info) if hasattr(self.app, "health_of") else ""
         return {
             "tview": info.table,
             "rows": "?" if info.rows is None else (f"{info.rows:,}" if info.rows_exact else f"~{info.rows:,}"),
@@ -75,7 +74,7 @@ class TviewsScreen(Screen):
             "rate": f"{stats.per_minute():.0f}" if stats else "0",
             "p50": fmt_ms(stats.percentile(50) if stats else None),
             "p95": fmt_ms(stats.percentile(95) if stats else None),
-            "health": health or "ok",
+            "health": self.app.health_of(info.table),
         }
 
     def _sort_value(self, info: TviewInfo):
