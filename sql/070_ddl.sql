@@ -95,6 +95,61 @@ BEGIN
 END;
 $$;
 
+-- Rebuild what the engine generated for a TVIEW (lineage keys queries, refresh and patch
+-- functions) from its definition as it is now, e.g. after a table or column it reads was
+-- renamed: the view follows renames by itself, the generated SQL does not.
+CREATE OR REPLACE FUNCTION tview._rebuild(t tview.tviews) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_lineage jsonb := tview._analyze(t.view_oid, t.key_column);
+    rule     record;
+BEGIN
+    UPDATE tview.tviews x
+    SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
+        patch_specs = tview._patch_specs(t.view_oid, found_lineage),
+        analysis = found_lineage ->> 'reason',
+        root_column = tview._colname(x.root_oid, (found_lineage -> 'root' ->> 1)::int)
+    WHERE x.id = t.id;
+    DELETE FROM tview.dependencies WHERE tview_id = t.id;
+    FOR rule IN SELECT * FROM tview._lineage_rules(t.view_oid, found_lineage) LOOP
+        INSERT INTO tview.dependencies (tview_id, source_oid, source_kind, lineage, key_sql, roles)
+        VALUES (t.id, rule.source_oid,
+                CASE WHEN EXISTS (SELECT 1 FROM tview.tviews v WHERE v.table_oid = rule.source_oid)
+                     THEN 'tview' ELSE 'table' END,
+                rule.lineage, rule.key_sql, rule.roles);
+    END LOOP;
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || t.id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || t.id);
+    PERFORM tview._install_refresh_function(x) FROM tview.tviews x WHERE x.id = t.id;
+END;
+$$;
+
+-- ALTER TABLE on a relation a TVIEW reads (or on a TVIEW table): rebuild those TVIEWs.
+CREATE OR REPLACE FUNCTION tview._on_ddl_alter() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tview.tviews;
+BEGIN
+    IF to_regclass('tview.tviews') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR t IN
+        SELECT DISTINCT ON (x.id) x.*
+        FROM pg_event_trigger_ddl_commands() cmd
+        JOIN tview.dependencies d ON d.source_oid = cmd.objid
+        JOIN tview.tviews x ON x.id = d.tview_id
+        WHERE cmd.classid = 'pg_class'::regclass
+        ORDER BY x.id
+    LOOP
+        PERFORM tview._rebuild(t);
+    END LOOP;
+END;
+$$;
+
 DO $$
 BEGIN
     IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
@@ -105,6 +160,11 @@ BEGIN
         CREATE EVENT TRIGGER tview_ddl_create ON ddl_command_end
             WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
             EXECUTE FUNCTION tview._on_ddl_end();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_alter') THEN
+        CREATE EVENT TRIGGER tview_ddl_alter ON ddl_command_end
+            WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION tview._on_ddl_alter();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_drop') THEN
         CREATE EVENT TRIGGER tview_ddl_drop ON sql_drop

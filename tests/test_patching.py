@@ -203,3 +203,18 @@ PRIMITIVES = [
 def test_patch_primitives(db, query, expected):
     assert db.execute(query.replace("%", "%%")).fetchone()[0] == json.loads(expected)
     assert db.execute(f"SELECT ({query.replace('%', '%%')})::text").fetchone()[0] == expected
+
+
+def test_renamed_tables_and_columns_keep_being_maintained(blog):
+    """The view follows renames by itself; the engine rebuilds what it generated."""
+    create_post(blog)
+    blog.execute("INSERT INTO tb_comment VALUES (1, 1, 'x')")
+    blog.execute("ALTER TABLE tb_user RENAME TO tb_person")
+    blog.execute("ALTER TABLE tb_person RENAME COLUMN pk_user TO pk_person")
+    blog.execute("ALTER TABLE tb_post RENAME COLUMN fk_user TO fk_person")
+    blog.execute("ALTER TABLE tb_comment RENAME COLUMN fk_post TO fk_article")
+    blog.execute("UPDATE tb_person SET name = 'renamed' WHERE pk_person = 1")
+    blog.execute("UPDATE tb_post SET fk_person = 2 WHERE pk_post = 2")
+    blog.execute("INSERT INTO tb_comment VALUES (2, 1, 'y')")
+    assert comments(blog, 1) == ["x", "y"]
+    assert_oracle(blog)
