@@ -93,6 +93,7 @@ CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT 
                                      OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan     -- plan once per session, not at every call
 AS $body$
 #variable_conflict use_column
 DECLARE
@@ -142,7 +143,11 @@ BEGIN
                 USING NULL::bigint[], '{}'::bigint[];
         ELSE
             IF to_regprocedure(format('tview.%I(bigint[],bigint[])', '_refresh_' || t.id)) IS NULL THEN
-                PERFORM tview._install_refresh_function(t);    -- e.g. made by an older version
+                -- made by an older engine version: create it once, whoever comes first
+                PERFORM pg_advisory_xact_lock(1953914229, -t.id);
+                IF to_regprocedure(format('tview.%I(bigint[],bigint[])', '_refresh_' || t.id)) IS NULL THEN
+                    PERFORM tview._install_refresh_function(t);
+                END IF;
             END IF;
             EXECUTE format('SELECT * FROM tview.%I($1, NULL)', '_refresh_' || t.id)
                 INTO upserted, deleted, null_keys, old_img, new_img USING keys;
@@ -161,6 +166,18 @@ BEGIN
     END IF;
     RETURN jsonb_build_object('upserted', upserted, 'deleted', deleted,
                               'old', coalesce(old_img, '[]'), 'new', coalesce(new_img, '[]'));
+END;
+$$;
+
+-- The changed rows (images) of a TVIEW as a relation for the keys queries of what reads it.
+-- Declared ROWS 10 (jsonb_populate_recordset says 100): a cascade passes few rows, and the
+-- planner must pick index lookups into the tables it joins, not full scans.
+CREATE OR REPLACE FUNCTION tview._rows(template anyelement, images jsonb) RETURNS SETOF anyelement
+LANGUAGE plpgsql STABLE ROWS 10
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM jsonb_populate_recordset(template, images);
 END;
 $$;
 
@@ -229,7 +246,7 @@ BEGIN
                      ELSE ARRAY(SELECT DISTINCT jsonb_array_elements_text(item -> 'keys')::bigint ORDER BY 1) END;
         IF depth > max_depth THEN
             RAISE EXCEPTION 'TVIEW cascade deeper than % levels at %.tv_%', max_depth, t.schema_name, t.name
-                USING ERRCODE = 'program_limit_exceeded',
+                USING ERRCODE = '54001',   -- statement_too_complex
                       HINT = 'Raise tview.max_cascade_depth, or flatten the chain of TVIEWs.';
         END IF;
         IF t.mode = 'deferred' AND NOT flushing THEN
@@ -271,8 +288,8 @@ BEGIN
                 work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
             ELSE
                 EXECUTE format('SELECT coalesce(array_agg(DISTINCT k), ''{}'') FROM (%s UNION ALL %s) s(k) WHERE k IS NOT NULL',
-                               format(dep.key_sql, format('jsonb_populate_recordset(NULL::%s, $1)', tview._qname(t.table_oid))),
-                               format(dep.key_sql, format('jsonb_populate_recordset(NULL::%s, $2)', tview._qname(t.table_oid))))
+                               format(dep.key_sql, format('tview._rows(NULL::%s, $1)', tview._qname(t.table_oid))),
+                               format(dep.key_sql, format('tview._rows(NULL::%s, $2)', tview._qname(t.table_oid))))
                     INTO keys USING result -> 'old', result -> 'new';
                 work := tview._add_work(work, dep.tview_id, keys, false, depth + 1);
             END IF;

@@ -234,9 +234,9 @@ BEGIN
         images := images || more;
     END LOOP;$b$,
                 tv, tview._qname(src.table_oid), src.table_oid, src.key_column, k, spec ->> 'link_column', path, img,
-                format(dep_sql, format('(SELECT * FROM jsonb_populate_recordset(NULL::%s, entry -> ''old'') x'
+                format(dep_sql, format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''old'') x'
                                        ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)),
-                format(dep_sql, format('(SELECT * FROM jsonb_populate_recordset(NULL::%s, entry -> ''new'') x'
+                format(dep_sql, format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''new'') x'
                                        ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)));
         ELSE
             blocks := blocks || format($b$
@@ -328,7 +328,11 @@ DECLARE
     result jsonb;
 BEGIN
     IF to_regprocedure(format('tview.%I(jsonb,bigint[])', '_patch_' || t.id)) IS NULL THEN
-        PERFORM tview._install_patch_function(t);
+        -- made by an older engine version: create it once, whoever comes first
+        PERFORM pg_advisory_xact_lock(1953914229, -t.id);
+        IF to_regprocedure(format('tview.%I(jsonb,bigint[])', '_patch_' || t.id)) IS NULL THEN
+            PERFORM tview._install_patch_function(t);
+        END IF;
     END IF;
     EXECUTE format('SELECT tview.%I($1, $2)', '_patch_' || t.id) INTO result USING patches, exclude;
     RETURN result;

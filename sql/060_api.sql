@@ -144,9 +144,10 @@ BEGIN
     PERFORM tview._check_single_query(definition, label);
     BEGIN
         EXECUTE format('CREATE VIEW %I.%I AS %s', target_schema, 'v_' || bare, definition);
-    EXCEPTION WHEN syntax_error THEN
-        RAISE EXCEPTION 'definition of % is not a SELECT: %', label, SQLERRM
-            USING ERRCODE = 'syntax_error', HINT = 'The definition must be a single SELECT statement.';
+    EXCEPTION WHEN syntax_error OR feature_not_supported THEN
+        -- e.g. DML, or a data-modifying WITH (views refuse those)
+        RAISE EXCEPTION 'definition of % is not a plain SELECT: %', label, SQLERRM
+            USING ERRCODE = 'syntax_error', HINT = 'The definition must be a single SELECT statement that only reads.';
     END;
     PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
     view_oid := format('%I.%I', target_schema, 'v_' || bare)::regclass;
@@ -226,18 +227,9 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- A TVIEW may never (transitively) read itself.
-    IF EXISTS (
-        WITH RECURSIVE up(id) AS (
-            SELECT t.id FROM tview.dependencies d JOIN tview.tviews t ON t.table_oid = d.source_oid
-            WHERE d.tview_id = new_id
-            UNION
-            SELECT t.id FROM up JOIN tview.dependencies d ON d.tview_id = up.id
-            JOIN tview.tviews t ON t.table_oid = d.source_oid)
-        SELECT 1 FROM up WHERE id = new_id) THEN
-        RAISE EXCEPTION 'TVIEW % would read itself through other TVIEWs', label
-            USING ERRCODE = 'lock_not_available', HINT = 'Remove the cycle from the definitions.';
-    END IF;
+    PERFORM tview._check_cycle(new_id, label);
+    -- the patch function reads the dependency rows: made now, not by the first writer
+    PERFORM tview._install_patch_function(t) FROM tview.tviews t WHERE t.id = new_id;
 
     -- The engine's owner runs refreshes for writers; let it read the view and write the table.
     SELECT r.rolname INTO engine_owner FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
@@ -260,6 +252,27 @@ BEGIN
                       HINT = format('Filter out rows where %I IS NULL, or use an inner join.', key_col);
     END;
     RETURN table_oid;
+END;
+$$;
+
+-- A TVIEW may never (transitively) read itself.
+CREATE OR REPLACE FUNCTION tview._check_cycle(tview_id int, label text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (
+        WITH RECURSIVE up(id) AS (
+            SELECT t.id FROM tview.dependencies d JOIN tview.tviews t ON t.table_oid = d.source_oid
+            WHERE d.tview_id = _check_cycle.tview_id
+            UNION
+            SELECT t.id FROM up JOIN tview.dependencies d ON d.tview_id = up.id
+            JOIN tview.tviews t ON t.table_oid = d.source_oid)
+        SELECT 1 FROM up WHERE id = _check_cycle.tview_id) THEN
+        RAISE EXCEPTION 'TVIEW % would read itself through other TVIEWs', label
+            USING ERRCODE = 'lock_not_available',    -- 55P03, as the spec of the engine says
+                  HINT = 'Remove the cycle: a TVIEW cannot depend on a TVIEW that reads it.';
+    END IF;
 END;
 $$;
 

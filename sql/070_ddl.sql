@@ -49,9 +49,14 @@ BEGIN
         WHERE cmd.object_type = 'table' AND c.relname OPERATOR(pg_catalog.~) '^tv_'
           AND c.relpersistence OPERATOR(pg_catalog.<>) 't'
     LOOP
+        IF pg_catalog.regexp_replace(obj.relname, '^tv_', '') OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_]*$' THEN
+            RAISE EXCEPTION 'invalid TVIEW name "%"', obj.relname
+                USING ERRCODE = 'invalid_name',
+                      HINT = 'Use tv_ and a lower-case identifier: letters, digits and underscores.';
+        END IF;
         -- the text after "CREATE ... TABLE [IF NOT EXISTS] <name> ... AS"
         rest := pg_catalog.substring(query,
-            '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:[^\s(]*\.)?"?'
+            '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:(?:"(?:[^"]|"")*"|[^\s(".]+)\s*\.\s*)?"?'
             OPERATOR(pg_catalog.||) obj.relname OPERATOR(pg_catalog.||)
             '"?\s+(?:WITH\s*\([^)]*\)\s+)?(?:TABLESPACE\s+\S+\s+)?AS\s+(.*)$');
         IF rest IS NULL THEN
@@ -69,6 +74,35 @@ BEGIN
         EXECUTE pg_catalog.format('DROP TABLE %I.%I', obj.nspname, obj.relname);
         PERFORM tview._create(obj.relname, definition, 'immediate', obj.nspname, caller_path);
     END LOOP;
+END;
+$$;
+
+-- CREATE TABLE tv_x AS ... for an existing TVIEW: the same error as tview.create gives
+-- (PostgreSQL would otherwise say 42P07 before the conversion could).
+CREATE OR REPLACE FUNCTION tview._on_ddl_start() RETURNS event_trigger
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    found text[];
+    t     tview.tviews;
+BEGIN
+    found := pg_catalog.regexp_match(pg_catalog.current_query(),
+        '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(IF\s+NOT\s+EXISTS\s+)?'
+        '((?:"(?:[^"]|"")*"|[^\s(".;]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[^\s(".;]+))?)');
+    IF found IS NULL OR found[1] IS NOT NULL THEN
+        RETURN;
+    END IF;
+    BEGIN
+        t := tview._find(pg_catalog.regexp_replace(found[2], '\s', '', 'g'), pg_catalog.current_schemas(false));
+    EXCEPTION WHEN OTHERS THEN
+        RETURN;
+    END;
+    IF t.id IS NOT NULL AND (pg_catalog.parse_ident(found[2]))[pg_catalog.cardinality(pg_catalog.parse_ident(found[2]))]
+                            OPERATOR(pg_catalog.=) ('tv_' OPERATOR(pg_catalog.||) t.name) THEN
+        RAISE EXCEPTION 'TVIEW %.tv_% already exists', t.schema_name, t.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = pg_catalog.format('Drop it first with tview.drop(%L), or choose another name.', t.name);
+    END IF;
 END;
 $$;
 
@@ -120,13 +154,23 @@ BEGIN
                      THEN 'tview' ELSE 'table' END,
                 rule.lineage, rule.key_sql, rule.roles);
     END LOOP;
+    PERFORM tview._check_cycle(t.id, format('%I.%I', t.schema_name, 'tv_' || t.name));
+    PERFORM tview._ensure_triggers(d.source_oid) FROM tview.dependencies d
+    WHERE d.tview_id = t.id AND d.source_kind = 'table';
+    PERFORM tview._drop_unused_triggers();
+    UPDATE tview.tviews x
+    SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
+                      JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
+    WHERE x.id = t.id;
     EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || t.id);
     EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || t.id);
     PERFORM tview._install_refresh_function(x) FROM tview.tviews x WHERE x.id = t.id;
+    PERFORM tview._install_patch_function(x) FROM tview.tviews x WHERE x.id = t.id;
 END;
 $$;
 
--- ALTER TABLE on a relation a TVIEW reads (or on a TVIEW table): rebuild those TVIEWs.
+-- ALTER TABLE on a relation a TVIEW reads, or CREATE OR REPLACE / ALTER VIEW of a helper
+-- view one reads: rebuild those TVIEWs (and refuse a change that closes a cycle).
 CREATE OR REPLACE FUNCTION tview._on_ddl_alter() RETURNS event_trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -138,16 +182,36 @@ BEGIN
         RETURN;
     END IF;
     FOR t IN
-        SELECT DISTINCT ON (x.id) x.*
-        FROM pg_event_trigger_ddl_commands() cmd
-        JOIN tview.dependencies d ON d.source_oid = cmd.objid
-        JOIN tview.tviews x ON x.id = d.tview_id
-        WHERE cmd.classid = 'pg_class'::regclass
-        ORDER BY x.id
+        SELECT x.*
+        FROM tview.tviews x
+        WHERE EXISTS (
+            SELECT 1 FROM pg_event_trigger_ddl_commands() cmd
+            WHERE cmd.classid = 'pg_class'::regclass AND cmd.objid <> x.view_oid AND cmd.objid <> x.table_oid
+              AND (EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.tview_id = x.id AND d.source_oid = cmd.objid)
+                   OR tview._reads_view(x.view_oid, cmd.objid)))
+        ORDER BY x.topo_level, x.id
     LOOP
         PERFORM tview._rebuild(t);
     END LOOP;
 END;
+$$;
+
+-- Does view_oid read relid, directly or through other views?
+CREATE OR REPLACE FUNCTION tview._reads_view(view_oid oid, relid oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE reads(oid) AS (
+        SELECT d.refobjid FROM pg_rewrite r
+        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> view_oid
+        WHERE r.ev_class = view_oid
+        UNION
+        SELECT d.refobjid FROM reads
+        JOIN pg_rewrite r ON r.ev_class = reads.oid
+        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> reads.oid)
+    SELECT EXISTS (SELECT 1 FROM reads WHERE oid = relid)
 $$;
 
 DO $$
@@ -161,9 +225,14 @@ BEGIN
             WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
             EXECUTE FUNCTION tview._on_ddl_end();
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_create_check') THEN
+        CREATE EVENT TRIGGER tview_ddl_create_check ON ddl_command_start
+            WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
+            EXECUTE FUNCTION tview._on_ddl_start();
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_alter') THEN
         CREATE EVENT TRIGGER tview_ddl_alter ON ddl_command_end
-            WHEN TAG IN ('ALTER TABLE')
+            WHEN TAG IN ('ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW')
             EXECUTE FUNCTION tview._on_ddl_alter();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_drop') THEN
