@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import demo, diagnostics, events, installer
+from . import bench, demo, diagnostics, events, installer
 from .connection import Target, TviewError, connect, error_from_db
 from .embedded import LocalServer, embedded_bin_dir
 
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_args(p)
 
     diagnostics.add_parser(sub)
+    bench.add_parser(sub)
 
     p = sub.add_parser("tail", help="live-tail cascade events (LISTEN, or --poll the event log)")
     _add_target_args(p)
@@ -281,6 +282,7 @@ COMMANDS = {
     "uninstall": cmd_uninstall,
     "status": cmd_status,
     "check": diagnostics.run,
+    "bench": bench.run,
     "tail": cmd_tail,
     "open": cmd_open,
     "demo": cmd_demo,
