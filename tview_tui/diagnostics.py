@@ -1,5 +1,11 @@
-"""On-call diagnostics: the engine's health findings plus the installed-version check, and
-their fixes. Used by `tview-tui check` (exit code for monitoring) and the app's screen.
+"""On-call diagnostics: the engine's health findings, the installed-version check, and fixes.
+
+``run_checks`` is what the app's diagnostics screen and list use; ``add_parser``/``run``
+make the ``tview-tui check`` subcommand (exit code 0 healthy or info only, 1 warnings,
+2 errors, for monitoring). Every SQL statement of the diagnostics is in this module.
+
+Automatic fixes are built here, with the TVIEW name bound as a parameter: the ``fix`` text
+a finding carries is shown to people, never executed.
 """
 
 from __future__ import annotations
@@ -8,68 +14,150 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
+from typing import TextIO
 
 import psycopg
-from psycopg import sql
 
 from . import installer
-from .connection import Target, TviewError, connect
+from .connection import Target, TviewError, connect, error_from_db
 
 SEVERITY_RANK = {"error": 2, "warning": 1, "info": 0}
-CHECK_TIMEOUT_MS = 30_000     # the whole health() call; drift checks use their own time budget
+SEVERITY_TITLES = {"error": "errors", "warning": "warnings", "info": "info"}
+DEFAULT_BUDGET_MS = 2_000          # sampled drift: the app runs this in the background
+DEEP_BUDGET_MS = 60_000            # every row of every TVIEW
+GRACE_MS = 500                     # statement_timeout = budget + grace: a verification in
+                                   # progress at the end of the budget gets this long to finish
+
+PRIVILEGE_FIX = "run the check as a role that can use the tview schema (e.g. the engine's owner)"
+
+HEALTH = "SELECT check_name, severity, tview, detail, fix FROM tview.health(%s, %s)"
+SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
+
+# The steps of each automatic fix, in the order they run; %s is the finding's TVIEW.
+REFRESH = "SELECT tview.refresh(%s)"
+REPAIR_TRIGGERS = "SELECT tview.repair_triggers(%s)"
+CLEAN_QUEUE = "SELECT tview.clean_queue()"
+FIX_STEPS = {
+    # writes made while a trigger was missing or off never reached the TVIEW: refresh it too
+    "missing_trigger": (REPAIR_TRIGGERS, REFRESH),
+    "foreign_trigger": (REPAIR_TRIGGERS, REFRESH),
+    "disabled_trigger": (REPAIR_TRIGGERS, REFRESH),
+    "deferred_backlog": (CLEAN_QUEUE,),
+    "drift": (REFRESH,),
+}
 
 
 @dataclass(frozen=True)
 class Finding:
     check_name: str
     severity: str          # error | warning | info
-    tview: str | None
+    tview: str | None      # 'schema.tv_name', several joined by ', ', or None (the database)
     detail: str
-    fix: str | None
-    fix_sql: str | None    # a statement that fixes it, when one can
+    fix: str | None        # the statement that fixes it, or what to do
 
-    def line(self) -> str:
-        where = f" {self.tview}:" if self.tview else ""
-        advice = f" — fix: {self.fix}" if self.fix else ""
-        return f"[{self.severity}] {self.check_name}{where} {self.detail}{advice}"
+    def as_dict(self) -> dict:
+        return dict(asdict(self), fixable=can_fix(self))
 
 
 def can_fix(finding: Finding) -> bool:
-    return finding.fix_sql is not None
+    """True when `apply_fix` can fix it (the others say what to do in `fix`)."""
+    steps = FIX_STEPS.get(finding.check_name)
+    if steps is None:
+        return False
+    needs_tview = any("%s" in step for step in steps)
+    return not needs_tview or bool(finding.tview and ", " not in finding.tview)
 
 
-def run_checks(conn: psycopg.Connection, deep: bool = False, time_budget_ms: int = 2000) -> list[Finding]:
-    """Every finding, most severe first. A database without the engine is one finding."""
-    status = installer.status(conn)
-    findings: list[Finding] = []
-    if status.installed is None:
-        return [Finding("engine_missing", "error", None, "the TVIEW engine is not installed in this database",
-                        "install it with `tview-tui install`", None)]
-    if status.state == "upgrade available":
-        findings.append(Finding("engine_outdated", "warning", None,
-                                f"engine {status.installed} is installed; this tool bundles {status.bundled}",
-                                "upgrade it with `tview-tui upgrade`", None))
-    with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(CHECK_TIMEOUT_MS + time_budget_ms)))
-        try:
-            rows = conn.execute("SELECT * FROM tview.health(%s, %s)", (deep, time_budget_ms)).fetchall()
-        except psycopg.errors.UndefinedFunction:
-            rows = []
-            findings.append(Finding("engine_outdated", "warning", None, "this engine version has no health checks",
-                                    "upgrade it with `tview-tui upgrade`", None))
-    findings.extend(Finding(*row) for row in rows)
-    return sorted(findings, key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.check_name, f.tview or ""))
+def _fix_steps(finding: Finding) -> list[tuple[str, tuple]]:
+    return [(step, (finding.tview,) if "%s" in step else ()) for step in FIX_STEPS[finding.check_name]]
 
 
-def apply_fix(conn: psycopg.Connection, finding: Finding) -> str:
-    """Run a finding's fix in its own transaction; return a one-line result."""
-    if finding.fix_sql is None:
+def _step_text(step: str, params: tuple) -> str:
+    """The step as SQL, for people (it runs with the parameter bound)."""
+    return step % tuple("'" + p.replace("'", "''") + "'" for p in params)
+
+
+def _step_result(step: str, params: tuple, value) -> str:
+    if step == REFRESH:
+        return f"refreshed {params[0]} ({value} row(s) written)"
+    return str(value)
+
+
+def apply_fix(conn: psycopg.Connection, finding: Finding, done: set | None = None) -> str:
+    """Run a finding's fix in one transaction; return its result line.
+
+    Steps already in `done` (from earlier fixes of the same run) are not repeated."""
+    if not can_fix(finding):
         raise TviewError(f"no automatic fix for {finding.check_name}", hint=finding.fix)
-    with conn.transaction():
-        cursor = conn.execute(finding.fix_sql)
-        row = cursor.fetchone() if cursor.description else None
-    outcome = f": {row[0]}" if row and row[0] is not None else ""
-    return f"fixed {finding.check_name}{' on ' + finding.tview if finding.tview else ''} ({finding.fix_sql}){outcome}"
+    results = []
+    try:
+        with conn.transaction():
+            for step, params in _fix_steps(finding):
+                if done is not None and (step, params) in done:
+                    results.append(f"{_step_text(step, params)} already ran")
+                    continue
+                value = conn.execute(step, params).fetchone()[0]
+                results.append(_step_result(step, params, value))
+    except psycopg.Error as exc:
+        raise error_from_db(exc, f"fixing {finding.check_name} failed") from None
+    if done is not None:
+        done.update(_fix_steps(finding))
+    where = f" {finding.tview}" if finding.tview else ""
+    return f"fixed {finding.check_name}{where}: {'; '.join(results)}"
+
+
+def _skipped(check_name: str, why: str, exc: psycopg.Error, fix: str) -> Finding:
+    """An info finding for a check that could not run: why is 'privilege' or 'timeout'."""
+    message = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+    return Finding(check_name, "info", None, f"skipped ({why}): {message}", fix)
+
+
+def _version_findings(conn: psycopg.Connection) -> list[Finding] | None:
+    """The installed engine against the bundled one; None when the engine is not installed."""
+    try:
+        status = installer.status(conn)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return [_skipped("engine_version", "privilege", exc, PRIVILEGE_FIX)]
+    if status.installed is None:
+        return None
+    if status.state == "upgrade available":
+        return [Finding("engine_outdated", "warning", None,
+                        f"engine {status.installed} is installed; this tool bundles {status.bundled}",
+                        "tview-tui upgrade [DSN]")]
+    if status.state == "newer than this tool":
+        return [Finding("engine_newer", "info", None,
+                        f"engine {status.installed} is newer than this tool's {status.bundled}",
+                        "upgrade tview-tui")]
+    return []
+
+
+def _health(conn: psycopg.Connection, deep: bool, budget_ms: int) -> list[Finding]:
+    try:
+        with conn.transaction():
+            conn.execute(SET_STATEMENT_TIMEOUT, (f"{budget_ms + GRACE_MS}ms",))
+            rows = conn.execute(HEALTH, (deep, budget_ms)).fetchall()
+    except psycopg.errors.UndefinedFunction:
+        return [Finding("engine_outdated", "warning", None, "the installed engine has no health checks",
+                        "tview-tui upgrade [DSN]")]
+    except psycopg.errors.QueryCanceled as exc:
+        return [_skipped("health", "timeout", exc, "run the check again with a larger --budget-ms")]
+    except psycopg.errors.InsufficientPrivilege as exc:
+        return [_skipped("health", "privilege", exc, PRIVILEGE_FIX)]
+    return [Finding(*row) for row in rows]
+
+
+def run_checks(conn: psycopg.Connection, deep: bool = False,
+               time_budget_ms: int | None = None) -> list[Finding]:
+    """Every finding, errors first (in check order within a severity).
+
+    A database without the engine is one error finding."""
+    found = _version_findings(conn)
+    if found is None:
+        return [Finding("engine_missing", "error", None, "the TVIEW engine is not installed in this database",
+                        "tview-tui install [DSN]")]
+    budget = time_budget_ms if time_budget_ms is not None else (DEEP_BUDGET_MS if deep else DEFAULT_BUDGET_MS)
+    found += _health(conn, deep, max(budget, 0))
+    return sorted(found, key=lambda f: -SEVERITY_RANK.get(f.severity, 0))
 
 
 def exit_code(findings: list[Finding]) -> int:
@@ -77,36 +165,82 @@ def exit_code(findings: list[Finding]) -> int:
     return max((SEVERITY_RANK.get(f.severity, 0) for f in findings), default=0)
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("check", help="health checks for monitoring: exit 0 healthy, 1 warnings, 2 errors")
-    p.add_argument("dsn", nargs="?", default="", help="connection string (default: PG* env)")
-    p.add_argument("--json", action="store_true", help="print the findings as JSON")
-    p.add_argument("--deep", action="store_true", help="verify every row of every TVIEW (slower)")
-    p.add_argument("--budget-ms", type=int, default=2000, help="time budget of the drift checks")
-    p.add_argument("--fix", action="store_true", help="apply the fixes that can be applied (asks first)")
-    p.add_argument("--yes", action="store_true", help="with --fix: do not ask")
+def summary(findings: list[Finding]) -> str:
+    counts = {s: sum(f.severity == s for f in findings) for s in SEVERITY_RANK}
+    if not counts["error"] and not counts["warning"]:
+        return "healthy" + (f" ({counts['info']} info)" if counts["info"] else ": no findings")
+    return f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
+
+
+def print_report(findings: list[Finding], out: TextIO) -> None:
+    """Findings grouped by severity, most severe first, each with its fix."""
+    for severity, title in SEVERITY_TITLES.items():
+        group = [f for f in findings if f.severity == severity]
+        if not group:
+            continue
+        print(f"{title} ({len(group)}):", file=out)
+        for f in group:
+            print(f"  {f.check_name}{'  ' + f.tview if f.tview else ''}", file=out)
+            print(f"    {f.detail}", file=out)
+            if f.fix:
+                print(f"    fix: {f.fix}{'  [--fix]' if can_fix(f) else ''}", file=out)
+    print(summary(findings), file=out)
+
+
+def _confirm(question: str, out: TextIO) -> bool:
+    print(f"{question} [y/N] ", end="", file=out, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def fix_findings(conn: psycopg.Connection, findings: list[Finding], *, ask: bool, out: TextIO) -> int:
+    """Apply every automatic fix, asking first if `ask`; print a result line each; return how many ran."""
+    order = list(FIX_STEPS)
+    fixable = sorted((f for f in findings if can_fix(f)), key=lambda f: order.index(f.check_name))
+    done: set = set()
+    applied = 0
+    for finding in fixable:
+        where = f" {finding.tview}" if finding.tview else ""
+        steps = "; ".join(_step_text(step, params) for step, params in _fix_steps(finding))
+        if ask and not _confirm(f"fix {finding.check_name}{where}: {steps}?", out):
+            print(f"skipped {finding.check_name}{where}", file=out)
+            continue
+        try:
+            print(apply_fix(conn, finding, done), file=out)
+            applied += 1
+        except TviewError as exc:
+            print(f"error: {exc}", file=out)
+    return applied
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "check", help="health checks: exit 0 healthy, 1 warnings, 2 errors (for monitoring)",
+        description="Run the engine's health checks and print the findings by severity. "
+                    "Exit status: 0 healthy (info only), 1 warnings, 2 errors.")
+    parser.add_argument("dsn", nargs="?", default="", help="connection string (default: PG* env)")
+    parser.add_argument("--json", action="store_true", help="print the findings as a JSON list")
+    parser.add_argument("--deep", action="store_true", help="verify every row of every TVIEW (slower)")
+    parser.add_argument("--budget-ms", type=int, default=None,
+                        help=f"time budget in ms (default {DEFAULT_BUDGET_MS}, with --deep {DEEP_BUDGET_MS})")
+    parser.add_argument("--fix", action="store_true",
+                        help="apply the automatic fixes (refresh, repair triggers, clean the queue); asks")
+    parser.add_argument("--yes", "-y", action="store_true", help="with --fix: do not ask")
+    parser.set_defaults(handler=run)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    """The `check` subcommand; with --json, stdout holds only the JSON (the rest goes to stderr)."""
+    notes = sys.stderr if args.json else sys.stdout
     with connect(Target(args.dsn)) as conn:
         findings = run_checks(conn, deep=args.deep, time_budget_ms=args.budget_ms)
-        if args.json:
-            print(json.dumps([asdict(f) for f in findings]))
-        else:
-            for finding in findings:
-                print(finding.line())
-            print("healthy" if not findings else
-                  f"{sum(f.severity == 'error' for f in findings)} error(s), "
-                  f"{sum(f.severity == 'warning' for f in findings)} warning(s), "
-                  f"{sum(f.severity == 'info' for f in findings)} info")
-        if args.fix:
-            fixable = [f for f in findings if can_fix(f)]
-            for finding in fixable:
-                if not args.yes:
-                    answer = input(f"apply: {finding.fix_sql}  [y/N] ").strip().lower()
-                    if answer != "y":
-                        continue
-                print(apply_fix(conn, finding), file=sys.stderr)
-            if fixable:
-                findings = run_checks(conn, deep=args.deep, time_budget_ms=args.budget_ms)
+        if not args.json:
+            print_report(findings, sys.stdout)
+        if args.fix and fix_findings(conn, findings, ask=not args.yes, out=notes):
+            findings = run_checks(conn, deep=args.deep, time_budget_ms=args.budget_ms)
+            if not args.json:
+                print("after the fixes:", file=sys.stdout)
+                print_report(findings, sys.stdout)
+    if args.json:
+        print(json.dumps([f.as_dict() for f in findings]))
     return exit_code(findings)
