@@ -9,6 +9,34 @@ AS $$ SELECT coalesce(nullif(current_setting('tview.' || setting_name, true), ''
 COMMENT ON FUNCTION tview.setting(text, text) IS
     'Engine setting tview.<name>: session value, else database value, else the default';
 
+-- A boolean setting's value as PostgreSQL reads booleans (on/off, true/false, yes/no, 1/0);
+-- NULL when it is none of them.
+CREATE OR REPLACE FUNCTION tview._truthy(value text) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN lower(btrim(value)) IN ('on', 'true', 'yes', '1', 't', 'y') THEN true
+                WHEN lower(btrim(value)) IN ('off', 'false', 'no', '0', 'f', 'n') THEN false END
+$$;
+
+-- Is boolean setting tview.<name> on? An unreadable value is an error, not a silent off.
+CREATE OR REPLACE FUNCTION tview.enabled(setting_name text, default_value boolean) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    raw text := tview.setting(setting_name, NULL);
+BEGIN
+    IF raw IS NULL THEN
+        RETURN default_value;
+    ELSIF tview._truthy(raw) IS NULL THEN
+        RAISE EXCEPTION 'invalid value for tview.%: "%"', setting_name, raw
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use on or off.';
+    END IF;
+    RETURN tview._truthy(raw);
+END;
+$$;
+
 -- The refresh statement of one TVIEW. %1$s is where the key filter goes ('' for a whole
 -- refresh). $1 = keys (bigint[]), $2 = keys whose row is only a placeholder made by the
 -- locking (tview._install_refresh_function): not a row that existed, so neither reported as
@@ -100,7 +128,7 @@ DECLARE
     missing bigint[];
 BEGIN
     placeholders := '{}';
-    IF tview.setting('row_locks', 'on') = 'on' THEN
+    IF tview.enabled('row_locks', true) THEN
         missing := ARRAY(SELECT m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m) ORDER BY m);
         IF cardinality(missing) > 64 THEN
             PERFORM pg_advisory_xact_lock(1953914229, %4$s);

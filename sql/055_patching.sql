@@ -188,7 +188,7 @@ $$;
 CREATE OR REPLACE FUNCTION tview._patching_on(t tview.tviews) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT t.patching AND tview.setting('patching', 'on') = 'on' AND jsonb_array_length(t.patch_specs) > 0 $$;
+AS $$ SELECT t.patching AND tview.enabled('patching', true) AND jsonb_array_length(t.patch_specs) > 0 $$;
 
 -- Patches run in a function generated per TVIEW (tview._patch_<id>), one block of static
 -- SQL per recognised shape, so their plans are cached like the refresh's.

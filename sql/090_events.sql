@@ -23,8 +23,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    to_notify boolean := tview.setting('notify', 'on') = 'on';
-    to_log    boolean := tview.setting('log', 'off') = 'on';
+    to_notify boolean := tview.enabled('notify', true);
+    to_log    boolean := tview.enabled('log', false);
     shown     int := 50;
     payload   jsonb;
     new_id    bigint;

@@ -447,7 +447,8 @@ AS $$
     FROM rules u
     JOIN (SELECT * FROM stored UNION ALL SELECT * FROM session) v ON v.setting = u.setting
     WHERE v.value IS NOT NULL
-      AND CASE WHEN u.good IS NULL THEN lower(v.value) = 'replica' ELSE v.value <> u.good END
+      AND CASE WHEN u.good IS NULL THEN lower(v.value) = 'replica'
+               ELSE tview._truthy(v.value) IS DISTINCT FROM tview._truthy(u.good) END
     ORDER BY u.check_name, v.scope
 $$;
 

@@ -252,3 +252,17 @@ def test_tail_since_reads_the_log(blog, dsn):
         proc.communicate(timeout=10)
     assert "public.tv_user" in first and "UPDATE" in first
     assert "public.tv_post" in second
+
+
+@pytest.mark.engine
+def test_boolean_settings_read_like_postgres_booleans(blog, listener, dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET tview.notify = 'true'")
+        conn.execute("UPDATE tb_user SET name = 'true is on' WHERE pk_user = 1")
+        assert len(collect(listener, expect=2)) == 2
+        conn.execute("SET tview.notify = 'no'")
+        conn.execute("UPDATE tb_user SET name = 'no is off' WHERE pk_user = 1")
+        assert collect(listener, timeout=0.5) == []
+        conn.execute("SET tview.notify = 'maybe'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("UPDATE tb_user SET name = 'refused' WHERE pk_user = 1")
