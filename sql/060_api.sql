@@ -92,7 +92,6 @@ DECLARE
     analysis    jsonb;
     specs       jsonb;
     new_id      int;
-    rule        record;
     level       int;
     engine_owner name;
     bad         record;
@@ -216,16 +215,7 @@ BEGIN
     UPDATE tview.tviews t SET patch_specs = specs WHERE t.id = new_id;
     PERFORM tview._install_refresh_function(t) FROM tview.tviews t WHERE t.id = new_id;
 
-    FOR rule IN SELECT * FROM tview._lineage_rules(view_oid, analysis) LOOP
-        INSERT INTO tview.dependencies (tview_id, source_oid, source_kind, lineage, key_sql, roles)
-        VALUES (new_id, rule.source_oid,
-                CASE WHEN EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = rule.source_oid)
-                     THEN 'tview' ELSE 'table' END,
-                rule.lineage, rule.key_sql, rule.roles);
-        IF NOT EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = rule.source_oid) THEN
-            PERFORM tview._ensure_triggers(rule.source_oid);
-        END IF;
-    END LOOP;
+    PERFORM tview._record_dependencies(new_id, view_oid, analysis);
 
     PERFORM tview._check_cycle(new_id, label);
     -- the patch function reads the dependency rows: made now, not by the first writer
@@ -252,6 +242,25 @@ BEGIN
                       HINT = format('Filter out rows where %I IS NULL, or use an inner join.', key_col);
     END;
     RETURN table_oid;
+END;
+$$;
+
+-- (Re)write a TVIEW's dependency rows from its analysis, and put the statement triggers
+-- on every table it reads.
+CREATE OR REPLACE FUNCTION tview._record_dependencies(tview_id int, view_oid oid, analysis jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM tview.dependencies d WHERE d.tview_id = _record_dependencies.tview_id;
+    INSERT INTO tview.dependencies (tview_id, source_oid, source_kind, lineage, key_sql, roles)
+    SELECT _record_dependencies.tview_id, r.source_oid,
+           CASE WHEN EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = r.source_oid)
+                THEN 'tview' ELSE 'table' END,
+           r.lineage, r.key_sql, r.roles
+    FROM tview._lineage_rules(view_oid, analysis) r;
+    PERFORM tview._ensure_triggers(d.source_oid) FROM tview.dependencies d
+    WHERE d.tview_id = _record_dependencies.tview_id AND d.source_kind = 'table';
 END;
 $$;
 

@@ -138,7 +138,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found_lineage jsonb := tview._analyze(t.view_oid, t.key_column);
-    rule     record;
 BEGIN
     UPDATE tview.tviews x
     SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
@@ -146,17 +145,8 @@ BEGIN
         analysis = found_lineage ->> 'reason',
         root_column = tview._colname(x.root_oid, (found_lineage -> 'root' ->> 1)::int)
     WHERE x.id = t.id;
-    DELETE FROM tview.dependencies WHERE tview_id = t.id;
-    FOR rule IN SELECT * FROM tview._lineage_rules(t.view_oid, found_lineage) LOOP
-        INSERT INTO tview.dependencies (tview_id, source_oid, source_kind, lineage, key_sql, roles)
-        VALUES (t.id, rule.source_oid,
-                CASE WHEN EXISTS (SELECT 1 FROM tview.tviews v WHERE v.table_oid = rule.source_oid)
-                     THEN 'tview' ELSE 'table' END,
-                rule.lineage, rule.key_sql, rule.roles);
-    END LOOP;
+    PERFORM tview._record_dependencies(t.id, t.view_oid, found_lineage);
     PERFORM tview._check_cycle(t.id, format('%I.%I', t.schema_name, 'tv_' || t.name));
-    PERFORM tview._ensure_triggers(d.source_oid) FROM tview.dependencies d
-    WHERE d.tview_id = t.id AND d.source_kind = 'table';
     PERFORM tview._drop_unused_triggers();
     UPDATE tview.tviews x
     SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
