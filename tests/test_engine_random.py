@@ -7,10 +7,13 @@ statements, FK moves, key changes, cascading deletes, TRUNCATE ... CASCADE, and 
 with savepoints that commit or roll back, on a real PostgreSQL. After every step the text-exact
 oracle compares every TVIEW with its backing view (inside the writing transaction as well, in
 immediate mode). The schema is created once per test function; each example starts from
-TRUNCATE + refresh + a small seed. A failure reports a standalone SQL script reproducing it.
+TRUNCATE + refresh + a small seed. A failure reports a standalone SQL script reproducing it
+(and hypothesis prints the seed).
 """
 
 from __future__ import annotations
+
+import os
 
 import psycopg
 import pytest
@@ -22,6 +25,9 @@ from psycopg import errors, sql
 from oracle import assert_oracle, tview_names
 
 pytestmark = pytest.mark.engine
+
+# TVIEW_RANDOM_SCALE=20 multiplies the examples for a soak run (default budget: about a minute).
+SCALE = float(os.environ.get("TVIEW_RANDOM_SCALE", "1"))
 
 TABLES = ("tb_company", "tb_user", "tb_post", "tb_comment")
 KEY = {t: "pk_" + t.removeprefix("tb_") for t in TABLES}
@@ -162,7 +168,9 @@ class Workload:
             return [pk, self.draw(TEXT, "name"), self.draw(TEXT, "city")]
         if table == "tb_user":
             company = self.pick("tb_company", "fk_company")
-            return None if company is None else [pk, company, self.draw(TEXT, "name"), self.draw(TEXT, "email")]
+            if company is None:
+                return None
+            return [pk, company, self.draw(TEXT, "name"), self.draw(TEXT, "email")]
         if table == "tb_post":
             user = self.pick("tb_user", "fk_user")
             return None if user is None else [pk, user, self.draw(TEXT, "title"), self.draw(TEXT, "body")]
@@ -227,7 +235,8 @@ class Workload:
         if self.draw(st.booleans(), "and a text column"):   # moved and changed in one row update
             column = TEXT_COLUMNS[child_table][-1]
             return render(self.conn, f"UPDATE {child_table} SET {fk} = {{}}, {column} = {{}} "
-                                     f"WHERE {KEY[child_table]} = {{}}", target, self.draw(TEXT, "value"), child)
+                                     f"WHERE {KEY[child_table]} = {{}}",
+                          target, self.draw(TEXT, "value"), child)
         return render(self.conn, f"UPDATE {child_table} SET {fk} = {{}} WHERE {KEY[child_table]} = {{}}",
                       target, child)
 
@@ -239,7 +248,8 @@ class Workload:
         if len(parents) < 2:
             return None
         a, b = self.draw(st.lists(st.sampled_from(parents), min_size=2, max_size=2, unique=True), "parents")
-        return render(self.conn, f"UPDATE {child_table} SET {fk} = CASE WHEN {fk} = {{}} THEN {{}} ELSE {{}} END "
+        return render(self.conn, f"UPDATE {child_table} "
+                                 f"SET {fk} = CASE WHEN {fk} = {{}} THEN {{}} ELSE {{}} END "
                                  f"WHERE {fk} IN ({{}}, {{}})", a, b, a, a, b)
 
     def cte_two_tables(self, table: str) -> str | None:
@@ -247,8 +257,9 @@ class Workload:
         user = self.pick("tb_user", "pk_user")
         if user is None:
             return None
-        return render(self.conn, "WITH u AS (UPDATE tb_user SET name = {} WHERE pk_user = {} RETURNING pk_user) "
-                                 "INSERT INTO tb_post SELECT {}, pk_user, {}, NULL FROM u ON CONFLICT DO NOTHING",
+        return render(self.conn,
+                      "WITH u AS (UPDATE tb_user SET name = {} WHERE pk_user = {} RETURNING pk_user) "
+                      "INSERT INTO tb_post SELECT {}, pk_user, {}, NULL FROM u ON CONFLICT DO NOTHING",
                       self.draw(TEXT, "name"), user, self.new_key("tb_post"), self.draw(TEXT, "title"))
 
     def rekey(self, table: str) -> str | None:
@@ -258,7 +269,8 @@ class Workload:
         if old is None or not free:
             return None
         new = self.draw(st.sampled_from(free), "new key")
-        return render(self.conn, f"UPDATE {table} SET {KEY[table]} = {{}} WHERE {KEY[table]} = {{}}", new, old)
+        return render(self.conn, f"UPDATE {table} SET {KEY[table]} = {{}} WHERE {KEY[table]} = {{}}",
+                      new, old)
 
     def bulk_insert(self, table: str) -> str | None:
         """INSERT ... SELECT generate_series, children spread over several parents."""
@@ -317,7 +329,8 @@ class Workload:
             return None
         if self.draw(st.booleans(), "by list"):
             chosen = self.draw(st.lists(st.sampled_from(found), min_size=1, max_size=4, unique=True), "keys")
-            return render(self.conn, f"DELETE FROM {table} WHERE {KEY[table]} = ANY({{}}::int[])", sorted(chosen))
+            return render(self.conn, f"DELETE FROM {table} WHERE {KEY[table]} = ANY({{}}::int[])",
+                          sorted(chosen))
         modulus = self.draw(st.integers(2, 4), "modulus")
         return render(self.conn, f"DELETE FROM {table} WHERE {KEY[table]} % {{}} = {{}}",
                       modulus, self.draw(st.integers(0, modulus - 1), "remainder"))
@@ -404,7 +417,8 @@ def run_workload(db: psycopg.Connection, dsn: str, mode: str, order: str, max_ex
                     self.run(db, f"TRUNCATE {data.draw(st.sampled_from(TABLES), 'table')} CASCADE")
                     self.check(db, "TRUNCATE")
                 elif choice <= 2:
-                    name, enabled = data.draw(st.sampled_from(TVIEWS), "tview"), data.draw(st.booleans(), "on")
+                    name = data.draw(st.sampled_from(TVIEWS), "tview")
+                    enabled = data.draw(st.booleans(), "on")
                     self.run(db, render(db, "SELECT tview.set_patching({}, {})", name, enabled))
                 else:
                     self.write(db, data, in_tx=False)
@@ -464,7 +478,8 @@ def run_workload(db: psycopg.Connection, dsn: str, mode: str, order: str, max_ex
                     tx.rollback()
 
         run_state_machine_as_test(RandomWorkload, settings=settings(
-            max_examples=max_examples, stateful_step_count=steps, deadline=None, database=None,
+            max_examples=max(1, round(max_examples * SCALE)), stateful_step_count=steps,
+            deadline=None, database=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                    HealthCheck.filter_too_much]))
 
