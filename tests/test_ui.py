@@ -97,6 +97,9 @@ async def test_filter_and_detail_navigation(demo_db):
         labels = [str(n.label) for n in upstream.root.children]
         assert any("public.tv_user" in label and "fk" in label for label in labels)
         assert any("public.tb_comment" in label for label in labels)
+        analysis = str(detail.query_one("#analysis").render())
+        assert "author: object of tv_user documents, matched on fk_user = pk_user" in analysis
+        assert "comments: array of tv_comment documents, elements of fk_post = key, ordered by pk_comment" in analysis
         downstream = detail.query_one("#downstream", Tree)
         assert any("tv_post_card" in str(n.label) for n in downstream.root.children)
         await pilot.press("escape")

@@ -51,6 +51,16 @@ class Column:
     type: str
 
 
+@dataclass(frozen=True)
+class PatchPath:
+    """A place in the document patched in place when an embedded TVIEW changes."""
+
+    path: str          # e.g. comments
+    kind: str          # object | array
+    source: str        # the embedded TVIEW
+    detail: str        # how rows are matched (link column, or parent column and order)
+
+
 @dataclass
 class TviewDetail:
     info: TviewInfo
@@ -58,6 +68,7 @@ class TviewDetail:
     columns: list[Column] = field(default_factory=list)
     reads: list[Dependency] = field(default_factory=list)
     analysis: str | None = None
+    patch_paths: list[PatchPath] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -142,11 +153,33 @@ def detail(conn: psycopg.Connection, info: TviewInfo) -> TviewDetail:
         _probe(conn)
         definition, analysis, table_oid = conn.execute(
             "SELECT definition, analysis, table_oid FROM tview.tviews WHERE id = %s", (info.id,)).fetchone()
+        patches = [PatchPath(*r) for r in conn.execute(PATCH_QUERY, (info.id,))] if _has_patching(conn) else []
         columns = [Column(*r) for r in conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
             " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table_oid,))]
     reads = [d for d in dependencies(conn) if d.tview == sql_name(info.schema, f"tv_{info.name}")]
-    return TviewDetail(info=info, definition=definition, columns=columns, reads=reads, analysis=analysis)
+    return TviewDetail(info=info, definition=definition, columns=columns, reads=reads, analysis=analysis,
+                       patch_paths=patches)
+
+
+PATCH_QUERY = """
+SELECT array_to_string(ARRAY(SELECT jsonb_array_elements_text(s -> 'path')), '.'),
+       s ->> 'kind',
+       (s ->> 'source_oid')::oid::regclass::text,
+       CASE s ->> 'kind'
+           WHEN 'object' THEN format('matched on %%s = %%s', s ->> 'link_column', s ->> 'source_key')
+           ELSE format('elements of %%s = key, ordered by %%s%%s', s ->> 'parent_column', s ->> 'source_key',
+                       CASE WHEN (s ->> 'descending')::boolean THEN ' DESC' ELSE '' END) END
+FROM tview.tviews t, jsonb_array_elements(t.patch_specs) s
+WHERE t.id = %s
+"""
+
+
+def _has_patching(conn: psycopg.Connection) -> bool:
+    """Engines before smart patching have no patch_specs column."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'tview.tviews'::regclass"
+        " AND attname = 'patch_specs' AND NOT attisdropped)").fetchone()[0]
 
 
 def sql_name(schema: str, name: str) -> str:

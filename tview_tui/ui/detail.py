@@ -81,7 +81,11 @@ class DetailScreen(Screen):
         self.query_one("#definition", Static).update(Syntax(detail.definition.strip(), "sql", word_wrap=True))
         reads = "\n".join(f"  {d.source} ({d.source_kind}): lineage {d.lineage}" for d in detail.reads)
         why = f"\n[yellow]recomputed whole on any change: {detail.analysis}[/yellow]" if detail.analysis else ""
-        patch = "\n[dim]patch paths: none (smart patching is not available in this engine version)[/dim]"
+        if detail.patch_paths:
+            patch = "\n\n[b]Patched in place[/b] (when the embedded TVIEW changes)\n" + "\n".join(
+                f"  {p.path}: {p.kind} of {p.source} documents, {p.detail}" for p in detail.patch_paths)
+        else:
+            patch = "\n\n[dim]no patch paths: every change is recomputed[/dim]"
         self.query_one("#analysis", Static).update(f"\n[b]Reads[/b]\n{reads}{why}{patch}")
         table = self.query_one("#columns", DataTable)
         table.clear()
