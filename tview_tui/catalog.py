@@ -87,10 +87,6 @@ def _probe(conn: psycopg.Connection) -> None:
     conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(PROBE_TIMEOUT_MS)))
 
 
-def engine_installed(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('tview.tviews') IS NOT NULL").fetchone()[0]
-
-
 LIST_QUERY = """
 SELECT t.id, t.schema_name, t.name, t.mode, t.topo_level, t.key_column,
        c.reltuples::bigint, pg_total_relation_size(t.table_oid),

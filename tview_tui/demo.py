@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,14 +173,6 @@ class DemoWriter:
             self._stop.wait(1.0 / self.rate if self.rate > 0 else 0.2)
         if conn is not None:
             conn.close()
-
-
-def wait_for_writes(writer: DemoWriter, count: int, timeout: float = 10.0) -> bool:
-    """For tests and screenshots: wait until the writer made `count` writes."""
-    deadline = time.monotonic() + timeout
-    while writer.writes < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return writer.writes >= count
 
 
 @dataclass

@@ -111,10 +111,6 @@ class LocalServer:
         if self.running():
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
 
-    def restart(self) -> str:
-        self.stop()
-        return self.start()
-
     def running(self) -> bool:
         if not self.initialized:
             return False

@@ -55,8 +55,3 @@ def _tree(graph: nx.DiGraph, root: str, neighbours, edge_of) -> TreeNode:
         return tree
 
     return node(root, None, frozenset())
-
-
-def cascade_order(graph: nx.DiGraph) -> list[str]:
-    """TVIEWs in the order a cascade refreshes them (sources before readers)."""
-    return [n for n in nx.topological_sort(graph) if graph.nodes[n].get("kind") == "tview"]
