@@ -1,8 +1,7 @@
 """The dependency graph: relations and TVIEWs as nodes, "is read by" as edges.
 
 Built with networkx from the catalog's edges; used for the detail screen's trees
-(upstream: what a TVIEW reads, transitively; downstream: what reads it) and the order in
-which refreshes cascade.
+(upstream: what a TVIEW reads, transitively; downstream: where its changes cascade to).
 """
 
 from __future__ import annotations
