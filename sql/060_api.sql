@@ -96,10 +96,7 @@ DECLARE
     engine_owner name;
     bad         record;
 BEGIN
-    IF p_mode IS NULL OR p_mode NOT IN ('immediate', 'deferred') THEN
-        RAISE EXCEPTION 'unknown TVIEW mode "%"', p_mode
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''immediate'' or ''deferred''.';
-    END IF;
+    PERFORM tview._check_mode(p_mode);
     bare := regexp_replace(coalesce(p_name, ''), '^tv_', '');
     IF bare !~ '^[a-z_][a-z0-9_]*$' THEN
         RAISE EXCEPTION 'invalid TVIEW name "%"', coalesce(p_name, '')
@@ -245,6 +242,29 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION tview._check_mode(mode text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF mode IS NULL OR mode NOT IN ('immediate', 'deferred') THEN
+        RAISE EXCEPTION 'unknown TVIEW mode "%"', mode
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''immediate'' or ''deferred''.';
+    END IF;
+END;
+$$;
+
+-- The refresh and patch functions generated for one TVIEW.
+CREATE OR REPLACE FUNCTION tview._drop_generated_functions(tview_id int) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || tview_id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || tview_id);
+END;
+$$;
+
 -- (Re)write a TVIEW's dependency rows from its analysis, and put the statement triggers
 -- on every table it reads.
 CREATE OR REPLACE FUNCTION tview._record_dependencies(tview_id int, view_oid oid, analysis jsonb) RETURNS void
@@ -304,8 +324,7 @@ DECLARE
     v  text := format('%I.%I', t.schema_name, 'v_' || t.name);
 BEGIN
     DELETE FROM tview.tviews WHERE id = t.id;
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || t.id);
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || t.id);
+    PERFORM tview._drop_generated_functions(t.id);
     IF EXISTS (SELECT 1 FROM pg_class WHERE oid = t.view_oid) THEN
         EXECUTE format('DROP VIEW %s', v);
     END IF;

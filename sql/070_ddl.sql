@@ -152,8 +152,7 @@ BEGIN
     SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
                       JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
     WHERE x.id = t.id;
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || t.id);
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || t.id);
+    PERFORM tview._drop_generated_functions(t.id);
     PERFORM tview._install_refresh_function(x) FROM tview.tviews x WHERE x.id = t.id;
     PERFORM tview._install_patch_function(x) FROM tview.tviews x WHERE x.id = t.id;
 END;

@@ -75,10 +75,7 @@ AS $$
 DECLARE
     t tview.tviews := tview._get(p_name, schemas);
 BEGIN
-    IF p_mode IS NULL OR p_mode NOT IN ('immediate', 'deferred') THEN
-        RAISE EXCEPTION 'unknown TVIEW mode "%"', p_mode
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use ''immediate'' or ''deferred''.';
-    END IF;
+    PERFORM tview._check_mode(p_mode);
     UPDATE tview.tviews SET mode = p_mode WHERE id = t.id;
 END;
 $$;
