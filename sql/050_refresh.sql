@@ -37,6 +37,22 @@ BEGIN
 END;
 $$;
 
+-- A whole-number setting tview.<name> (>= 0); an unreadable value is an error.
+CREATE OR REPLACE FUNCTION tview._count_setting(setting_name text, default_value int) RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    raw text := tview.setting(setting_name, default_value::text);
+BEGIN
+    IF raw !~ '^\s*\d{1,9}\s*$' THEN
+        RAISE EXCEPTION 'invalid value for tview.%: "%"', setting_name, raw
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a whole number, e.g. ' || default_value || '.';
+    END IF;
+    RETURN raw::int;
+END;
+$$;
+
 -- The refresh statement of one TVIEW. %1$s is where the key filter goes ('' for a whole
 -- refresh). $1 = keys (bigint[]), $2 = keys whose row is only a placeholder made by the
 -- locking (tview._install_refresh_function): not a row that existed, so neither reported as
@@ -177,8 +193,21 @@ BEGIN
                     PERFORM tview._install_refresh_function(t);
                 END IF;
             END IF;
-            EXECUTE format('SELECT * FROM tview.%I($1, NULL)', '_refresh_' || t.id)
-                INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+            IF cardinality(keys) = 1 OR cardinality(keys) >= tview._count_setting('batch_threshold', 2) THEN
+                EXECUTE format('SELECT * FROM tview.%I($1, NULL)', '_refresh_' || t.id)
+                    INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+            ELSE
+                -- below the batch threshold: one key at a time, in key order (row locks)
+                EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
+                               ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
+                               ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
+                               ' FROM unnest($1) WITH ORDINALITY k(key, pos),'
+                               ' LATERAL tview.%I(ARRAY[k.key], NULL) r'
+                               ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
+                               ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
+                               '_refresh_' || t.id)
+                    INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+            END IF;
         END IF;
     EXCEPTION WHEN cardinality_violation THEN
         RAISE EXCEPTION 'TVIEW %.tv_% has duplicate keys: % is not unique in its definition',

@@ -191,7 +191,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT t.patching AND tview.enabled('patching', true) AND jsonb_array_length(t.patch_specs) > 0 $$;
 
 -- Patches run in a function generated per TVIEW (tview._patch_<id>), one block of static
--- SQL per recognised shape, so their plans are cached like the refresh's.
+-- SQL per recognised shape. Each changed document is patched by its own small statement
+-- (an index lookup by key), whose generic plan is cached: a set-based statement over a
+-- list of keys would be re-planned at every call. A change of tview.patch_threshold
+-- embedded documents or more is not patched: its rows are recomputed set-based instead.
 -- tview._patch_<id>(patches, exclude) applies the queued patches (changes of embedded
 -- TVIEWs, as row images) except to the keys in `exclude` (recomputed anyway) and returns
 -- {"patched": n, "recompute": [keys that could not be patched], "images": [patched rows]}.
@@ -222,26 +225,35 @@ BEGIN
         kept := ARRAY(SELECT (o ->> %4$L)::bigint FROM jsonb_array_elements(entry -> 'old') o
                       INTERSECT
                       SELECT (o ->> %4$L)::bigint FROM jsonb_array_elements(entry -> 'new') o);
-        recompute := recompute || ARRAY(%9$s UNION %10$s);
-        WITH p AS (
-            UPDATE %1$s t SET data = jsonb_set(t.data, %7$s, coalesce(s.data, 'null'))
-            FROM %2$s s
-            WHERE s.%4$I = ANY (kept) AND t.%6$I = s.%4$I AND t.%5$s <> ALL (exclude || recompute)
-              AND (t.data #> %7$s)::text IS DISTINCT FROM coalesce(s.data, 'null')::text
-            RETURNING %8$s AS img)
-        SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM p;
-        patched := patched + n;
-        images := images || more;
+        IF cardinality(kept) >= batch THEN
+            kept := '{}';
+        END IF;
+        IF jsonb_array_length(entry -> 'old') + jsonb_array_length(entry -> 'new') > 2 * cardinality(kept) THEN
+            recompute := recompute || ARRAY(%8$s UNION %9$s);
+        END IF;
+        FOREACH skey IN ARRAY kept LOOP
+            WITH p AS (
+                UPDATE %1$s t SET data = jsonb_set(t.data, %7$s, coalesce(s.data, 'null'))
+                FROM %2$s s
+                WHERE s.%4$I = skey AND t.%6$I = skey AND t.%5$s <> ALL (exclude)
+                  AND (t.data #> %7$s)::text IS DISTINCT FROM coalesce(s.data, 'null')::text
+                RETURNING %10$s AS img)
+            SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM p;
+            patched := patched + n;
+            images := images || more;
+        END LOOP;
     END LOOP;$b$,
-                tv, tview._qname(src.table_oid), src.table_oid, src.key_column, k, spec ->> 'link_column', path, img,
+                tv, tview._qname(src.table_oid), src.table_oid, src.key_column, k, spec ->> 'link_column', path,
                 format(dep_sql, format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''old'') x'
                                        ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)),
                 format(dep_sql, format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''new'') x'
-                                       ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)));
+                                       ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)),
+                img);
         ELSE
             blocks := blocks || format($b$
     FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = %3$s LOOP
-        -- one element operation per parent row: set, insert (at the ORDER BY position) or delete
+        -- one element operation per parent row: set, insert (at the ORDER BY position) or
+        -- delete; a parent with several operations, or too many operations, is recomputed
         WITH old_rows AS (SELECT (o ->> %4$L)::bigint AS sk, (o ->> %5$L)::bigint AS par
                           FROM jsonb_array_elements(entry -> 'old') o),
              new_rows AS (SELECT (o ->> %4$L)::bigint AS sk, (o ->> %5$L)::bigint AS par
@@ -255,41 +267,40 @@ BEGIN
                 UNION ALL
                 SELECT nw.par, 'insert', nw.sk FROM new_rows nw LEFT JOIN old_rows od USING (sk)
                 WHERE od.sk IS NULL OR od.par IS DISTINCT FROM nw.par),
-             counted AS (SELECT a.*, count(*) OVER (PARTITION BY tkey) AS per_parent
-                         FROM all_ops a WHERE tkey IS NOT NULL AND tkey <> ALL (exclude || recompute))
-        SELECT coalesce(jsonb_agg(jsonb_build_object('tkey', tkey, 'op', op, 'skey', sk)) FILTER (WHERE per_parent = 1), '[]'),
-               coalesce(array_agg(DISTINCT tkey) FILTER (WHERE per_parent > 1), '{}')
+             counted AS (SELECT a.*, count(*) OVER (PARTITION BY tkey) AS per_parent, count(*) OVER () AS total
+                         FROM all_ops a WHERE tkey IS NOT NULL AND tkey <> ALL (exclude))
+        SELECT coalesce(jsonb_agg(jsonb_build_object('tkey', tkey, 'op', op, 'skey', sk))
+                            FILTER (WHERE per_parent = 1 AND total < batch), '[]'),
+               coalesce(array_agg(DISTINCT tkey) FILTER (WHERE per_parent > 1 OR total >= batch), '{}')
         INTO ops, failed FROM counted;
         recompute := recompute || failed;
-        WITH o AS (SELECT * FROM jsonb_to_recordset(ops) AS o(tkey bigint, op text, skey bigint)),
-        pos AS (
-            SELECT o.*,
-                   (SELECT count(*) FROM %2$s x WHERE x.%5$I = o.tkey AND x.%4$I <> o.skey AND x.%4$I %8$s o.skey) AS idx,
-                   (SELECT count(*) FROM %2$s x WHERE x.%5$I = o.tkey) AS n_now
-            FROM o),
-        chk AS (
-            SELECT p.*, s.data AS sdata, t.data AS tdata,
-                   coalesce(jsonb_typeof(t.data #> %7$s) = 'array'
+        FOR op IN SELECT * FROM jsonb_to_recordset(ops) AS o(tkey bigint, op text, skey bigint) LOOP
+            SELECT (SELECT count(*) FROM %2$s x WHERE x.%5$I = op.tkey AND x.%4$I <> op.skey AND x.%4$I %8$s op.skey),
+                   (SELECT count(*) FROM %2$s x WHERE x.%5$I = op.tkey),
+                   (SELECT s.data FROM %2$s s WHERE s.%4$I = op.skey)
+            INTO idx, n_now, sdata;
+            -- the array must hold what the source held before this change, else recompute
+            SELECT coalesce(jsonb_typeof(t.data #> %7$s) = 'array'
                             AND jsonb_array_length(t.data #> %7$s)
-                                = p.n_now + CASE p.op WHEN 'insert' THEN -1 WHEN 'delete' THEN 1 ELSE 0 END,
-                            false) AS sane
-            FROM pos p JOIN %1$s t ON t.%6$s = p.tkey LEFT JOIN %2$s s ON s.%4$I = p.skey),
-        upd AS (
-            UPDATE %1$s t SET data = CASE c.op
-                WHEN 'set' THEN jsonb_set(t.data, %7$s::text[] || c.idx::text, coalesce(c.sdata, 'null'))
-                WHEN 'insert' THEN jsonb_insert(t.data, %7$s::text[] || c.idx::text, coalesce(c.sdata, 'null'))
-                ELSE t.data #- (%7$s::text[] || c.idx::text) END
-            FROM chk c
-            WHERE t.%6$s = c.tkey AND c.sane
-              AND (c.op <> 'set'
-                   OR (c.tdata #> (%7$s::text[] || c.idx::text))::text IS DISTINCT FROM coalesce(c.sdata, 'null')::text)
-            RETURNING %9$s AS img)
-        SELECT (SELECT count(*) FROM upd), (SELECT coalesce(jsonb_agg(img), '[]') FROM upd),
-               ARRAY(SELECT tkey FROM o EXCEPT SELECT tkey FROM chk WHERE sane)
-        INTO n, more, failed;
-        recompute := recompute || failed;
-        patched := patched + n;
-        images := images || more;
+                                = n_now + CASE op.op WHEN 'insert' THEN -1 WHEN 'delete' THEN 1 ELSE 0 END, false)
+            INTO sane FROM %1$s t WHERE t.%6$s = op.tkey;
+            IF NOT coalesce(sane, false) THEN
+                recompute := recompute || op.tkey;
+                CONTINUE;
+            END IF;
+            WITH upd AS (
+                UPDATE %1$s t SET data = CASE op.op
+                    WHEN 'set' THEN jsonb_set(t.data, %7$s::text[] || idx::text, coalesce(sdata, 'null'))
+                    WHEN 'insert' THEN jsonb_insert(t.data, %7$s::text[] || idx::text, coalesce(sdata, 'null'))
+                    ELSE t.data #- (%7$s::text[] || idx::text) END
+                WHERE t.%6$s = op.tkey
+                  AND (op.op <> 'set'
+                       OR (t.data #> (%7$s::text[] || idx::text))::text IS DISTINCT FROM coalesce(sdata, 'null')::text)
+                RETURNING %9$s AS img)
+            SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM upd;
+            patched := patched + n;
+            images := images || more;
+        END LOOP;
     END LOOP;$b$,
                 tv, tview._qname(src.table_oid), src.table_oid, src.key_column, spec ->> 'parent_column', k, path,
                 CASE WHEN (spec ->> 'descending')::boolean THEN '>' ELSE '<' END, img);
@@ -299,14 +310,22 @@ BEGIN
 CREATE OR REPLACE FUNCTION tview.%1$I(patches jsonb, exclude bigint[]) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan     -- every statement is a lookup by key: plan once
 AS $body$
 #variable_conflict use_column
 DECLARE
+    batch     int := tview._count_setting('patch_threshold', 100);
     entry     jsonb;
     kept      bigint[];
+    skey      bigint;
     recompute bigint[] := '{}';
     failed    bigint[];
     ops       jsonb;
+    op        record;
+    idx       bigint;
+    n_now     bigint;
+    sdata     jsonb;
+    sane      boolean;
     n         bigint;
     more      jsonb;
     patched   bigint := 0;

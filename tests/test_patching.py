@@ -155,6 +155,49 @@ def test_patching_can_be_switched_off_globally_and_per_tview(blog, dsn):
     assert_oracle(blog)
 
 
+def test_changes_at_the_patch_threshold_are_recomputed_set_based(blog, dsn):
+    """tview.patch_threshold: below it each document is patched, from it on the rows are recomputed."""
+    create_post(blog)
+    blog.execute("INSERT INTO tb_comment SELECT g, 1 + g % 3, 'c' || g FROM generate_series(1, 9) g")
+    listener = listen(dsn)
+    try:
+        blog.execute("SET tview.patch_threshold = 3")
+        blog.execute("UPDATE tb_comment SET body = body || '!' WHERE pk_comment IN (1, 2)")   # 2 documents
+        assert post_event(listener)["mode"] == "patch"
+        blog.execute("UPDATE tb_comment SET body = body || '?' WHERE pk_comment IN (3, 4, 5)")   # 3 documents
+        event = post_event(listener)
+        assert event["mode"] == "recompute" and sorted(event["keys"]) == [1, 2, 3]
+        blog.execute("SET tview.patch_threshold = 0")     # never patch
+        blog.execute("UPDATE tb_user SET name = 'zero' WHERE pk_user = 1")
+        assert post_event(listener)["mode"] == "recompute"
+    finally:
+        listener.close()
+    assert_oracle(blog)
+
+
+@pytest.mark.parametrize("threshold", ["0", "2", "1000"])
+def test_batch_threshold_refreshes_key_by_key_or_set_based_with_the_same_result(blog, threshold):
+    """Below tview.batch_threshold keys are refreshed one at a time: the result is the same."""
+    create_post(blog)
+    blog.execute("SELECT tview.set_patching('post', false)")
+    blog.execute("SET tview.batch_threshold = " + threshold)
+    blog.execute("INSERT INTO tb_comment SELECT g, 1 + g % 3, 'c' || g FROM generate_series(1, 30) g")
+    blog.execute("UPDATE tb_user SET name = name || '!'")
+    blog.execute("DELETE FROM tb_post WHERE pk_post IN (1, 3)")
+    blog.execute("UPDATE tb_comment SET fk_post = 2 WHERE pk_comment % 4 = 0")
+    assert_oracle(blog)
+    assert len(comments(blog, 2)) == 14
+
+
+@pytest.mark.parametrize("setting", ["batch_threshold", "patch_threshold"])
+@pytest.mark.parametrize("value", ["many", "-1", "1.5"])
+def test_invalid_threshold_is_an_error_not_a_default(blog, setting, value):
+    create_post(blog)
+    blog.execute(f"SET tview.{setting} = '{value}'")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"tview.{setting}"):
+        blog.execute("UPDATE tb_user SET name = 'x'")
+
+
 def test_a_changed_author_appearing_or_vanishing_is_recomputed(blog):
     """Inner join: a post without its author is not in the TVIEW until the author exists."""
     create_post(blog)
