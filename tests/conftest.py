@@ -55,13 +55,23 @@ def _drop_database(admin_dsn: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture
-def empty_dsn(server_dsn: str) -> Iterator[str]:
-    """DSN of a new, empty database (no engine)."""
+def _empty_database(server_dsn: str) -> Iterator[str]:
     name = f"tview_test_{uuid.uuid4().hex[:12]}"
     dsn = _create_database(server_dsn, name)
     yield dsn
     _drop_database(server_dsn, name)
+
+
+@pytest.fixture
+def empty_dsn(server_dsn: str) -> Iterator[str]:
+    """DSN of a new, empty database (no engine)."""
+    yield from _empty_database(server_dsn)
+
+
+@pytest.fixture
+def other_empty_dsn(server_dsn: str) -> Iterator[str]:
+    """A second new, empty database, for tests that compare two."""
+    yield from _empty_database(server_dsn)
 
 
 @pytest.fixture(scope="session")

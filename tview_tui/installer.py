@@ -2,12 +2,13 @@
 
 Everything happens in one transaction under an advisory lock, so two installers never
 interleave and a failure leaves the database as it was. Installing the bundled version
-over itself is a no-op; an older installation is upgraded in place by re-applying the
-(idempotent) files; a newer one is refused.
+over itself is a no-op; an older installation is upgraded in place (see ``install``); a
+newer one is refused.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,25 @@ def sql_files() -> list[tuple[str, str]]:
     """The engine's SQL files as (name, text), in the order they are applied."""
     entries = [e for e in _sql_dir().iterdir() if e.name.endswith(".sql")]
     return [(e.name, e.read_text()) for e in sorted(entries, key=lambda e: e.name)]
+
+
+@dataclass(frozen=True)
+class Release:
+    """An engine version and its SQL files as (name, text), applied in that order.
+
+    The bundled one is what this tool installs; tests build older ones from git history
+    to upgrade from them with the same code path."""
+
+    version: str
+    files: tuple[tuple[str, str], ...]
+
+
+def bundled_release() -> Release:
+    return Release(bundled_version(), tuple(sql_files()))
+
+
+# Per-TVIEW functions the engine generates (tview._refresh_<id>, _patch_<id>, _keys_<id>).
+GENERATED_FUNCTION = re.compile(r"_(refresh|patch|keys)_[0-9]+")
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -125,12 +145,36 @@ def _privilege_error(exc: psycopg.Error, what: str) -> TviewError:
     return error
 
 
-def install(conn: psycopg.Connection, *, upgrade_only: bool = False) -> Outcome:
-    """Install the bundled engine, or upgrade an older one in place."""
-    target = bundled_version()
+def install(conn: psycopg.Connection, *, upgrade_only: bool = False, release: Release | None = None,
+            lock_timeout_ms: int = 10000) -> Outcome:
+    """Install the engine (the bundled release unless one is given), or upgrade an older one in place.
+
+    An upgrade must leave nothing of the old version's code behind, in the same transaction:
+    1. apply the files (catalog tables are kept: the files alter them idempotently);
+    2. drop the engine functions the files did not (re)create - overloads whose signature
+       changed, functions that were removed - before anything runs that could resolve a call
+       to them (an old overload with other defaults would make calls ambiguous);
+    3. regenerate every TVIEW with the engine's own tview._rebuild (refresh and patch
+       functions, refresh_sql, patch_specs, lineage rows), lowest level first, so no
+       generated code of the old version runs; tables, rows, ids, modes stay;
+    4. drop what is still untouched: generated functions of an old signature or of no TVIEW.
+    "Not (re)created" is read from pg_proc: CREATE OR REPLACE writes a new row version, so a
+    function whose row version (xmin) is the one it had before the files ran was not defined
+    by them. This holds whatever the files' syntax, in subtransactions too, and needs every
+    engine function to be created unconditionally (CREATE OR REPLACE, never IF NOT EXISTS).
+    The drops are RESTRICT: if a user object depends on a removed function, the upgrade
+    fails and rolls back instead of dropping the user's object.
+
+    Lock waits are capped at lock_timeout_ms (after the installer lock is taken): an upgrade
+    queued behind a long transaction would otherwise block every writer of every TVIEW
+    until that transaction ends; failing fast leaves the old engine working.
+    """
+    release = release or bundled_release()
+    target = release.version
     try:
         with conn.transaction():
             _locked(conn)
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",))
             before = installed_version(conn)
             if before is not None:
                 if parse_version(before) > parse_version(target):
@@ -142,13 +186,18 @@ def install(conn: psycopg.Connection, *, upgrade_only: bool = False) -> Outcome:
                     return Outcome("unchanged", before, before)
             elif upgrade_only:
                 raise TviewError("the engine is not installed", hint="run `tview-tui install`")
-            for name, text in sql_files():
+            old_routines = _routine_versions(conn)
+            for name, text in release.files:
                 try:
                     conn.execute(text)
                 except psycopg.errors.InsufficientPrivilege as exc:
                     raise _privilege_error(exc, f"install the engine ({name})") from None
                 except psycopg.Error as exc:
-                    raise error_from_db(exc, f"installing {name} failed") from None
+                    raise _step_error(exc, f"installing {name} failed") from None
+            if old_routines:
+                _drop_untouched_routines(conn, old_routines, target, generated=False)
+                _regenerate_tviews(conn)
+                _drop_untouched_routines(conn, old_routines, target, generated=True)
             conn.execute(
                 "INSERT INTO tview.meta (version) VALUES (%s) ON CONFLICT (singleton)"
                 " DO UPDATE SET version = EXCLUDED.version, upgraded_at = now()",
@@ -159,6 +208,56 @@ def install(conn: psycopg.Connection, *, upgrade_only: bool = False) -> Outcome:
     except psycopg.Error as exc:
         raise error_from_db(exc, "install failed") from None
     return Outcome("installed" if before is None else "upgraded", before, target)
+
+
+def _step_error(exc: psycopg.Error, context: str) -> TviewError:
+    error = error_from_db(exc, context)
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        error.hint = ("another transaction holds a lock the engine needs (see pg_locks);"
+                      " nothing was changed: retry when it has ended")
+    return error
+
+
+def _routine_versions(conn: psycopg.Connection) -> dict[int, str]:
+    """Every routine in schema tview: oid -> the xmin of its pg_proc row."""
+    return dict(conn.execute(
+        "SELECT p.oid, p.xmin::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'tview'").fetchall())
+
+
+def _drop_untouched_routines(conn: psycopg.Connection, old: dict[int, str], version: str, *,
+                             generated: bool) -> None:
+    """Drop the routines whose pg_proc row is still the one in ``old`` (see ``install``).
+
+    generated=False leaves per-TVIEW generated functions for after their regeneration."""
+    stale = [oid for oid, xmin in _routine_versions(conn).items() if old.get(oid) == xmin]
+    if not stale:
+        return
+    for proname, kind, signature in conn.execute(
+        "SELECT p.proname, CASE p.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'ROUTINE' END,"
+        " format('tview.%%I(%%s)', p.proname, pg_get_function_identity_arguments(p.oid))"
+        " FROM pg_proc p WHERE p.oid = ANY (%s) ORDER BY p.oid", (stale,)
+    ).fetchall():
+        if bool(GENERATED_FUNCTION.fullmatch(proname)) != generated:
+            continue
+        try:
+            conn.execute(sql.SQL("DROP {} {}").format(sql.SQL(kind), sql.SQL(signature)))
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            raise TviewError(
+                f"cannot remove {signature}, which engine {version} no longer has: {exc.diag.message_detail}",
+                hint="change or drop the objects that use it, then upgrade again",
+                sqlstate=exc.sqlstate) from None
+
+
+def _regenerate_tviews(conn: psycopg.Connection) -> None:
+    """Rebuild every TVIEW's generated code with the engine just installed (tview._rebuild)."""
+    for tview_id, label in conn.execute(
+        "SELECT id, format('%I.%I', schema_name, 'tv_' || name) FROM tview.tviews ORDER BY topo_level, id"
+    ).fetchall():
+        try:
+            conn.execute("SELECT tview._rebuild(t) FROM tview.tviews t WHERE t.id = %s", (tview_id,))
+        except psycopg.Error as exc:
+            raise _step_error(exc, f"regenerating TVIEW {label} failed") from None
 
 
 def uninstall(conn: psycopg.Connection, *, cascade: bool = False) -> Outcome:
