@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -9,6 +10,8 @@ import time
 import psycopg
 import pytest
 from psycopg import errors
+
+from tview_tui.soak import WriteLoad
 
 from oracle import assert_oracle
 
@@ -279,55 +282,32 @@ def test_repeatable_read_conflict_is_a_serialization_failure(posts, dsn):
 
 
 def test_concurrent_random_writers_keep_the_oracle(posts, dsn):
-    """N writers over shared parents for a bounded time, retrying 40001/40P01."""
+    """N writers over shared parents for a bounded time, retrying 40001/40P01 (the soak's WriteLoad)."""
     create_post(posts)
-    writers, seconds = 4, 4.0
-    stats = {"commits": 0, "retries": 0}
-    lock = threading.Lock()
-    failures: list[BaseException] = []
-    next_id = iter(range(1000, 10_000_000))
+    ids = itertools.count(1000)          # next() of a count is atomic: unique keys across writers
 
-    def writer(seed: int) -> None:
-        rng = random.Random(seed)
-        deadline = time.monotonic() + seconds
-        with psycopg.connect(dsn) as conn:
-            isolation = ["READ COMMITTED", "REPEATABLE READ"][seed % 2]
-            while time.monotonic() < deadline:
-                try:
-                    conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
-                    for _ in range(rng.randint(1, 3)):
-                        action = rng.random()
-                        post = rng.randint(1, 3)
-                        if action < 0.5:
-                            with lock:
-                                pk = next(next_id)
-                            conn.execute("INSERT INTO tb_comment VALUES (%s, %s, %s)", (pk, post, f"w{seed}"))
-                        elif action < 0.7:
-                            conn.execute("UPDATE tb_comment SET fk_post = %s WHERE pk_comment IN "
-                                         "(SELECT pk_comment FROM tb_comment ORDER BY random() LIMIT 1)", (post,))
-                        elif action < 0.85:
-                            conn.execute("DELETE FROM tb_comment WHERE pk_comment IN "
-                                         "(SELECT pk_comment FROM tb_comment ORDER BY random() LIMIT 1)")
-                        else:
-                            conn.execute("UPDATE tb_post SET title = %s WHERE pk_post = %s",
-                                         (f"t{rng.random():.4f}", post))
-                    conn.commit()
-                    with lock:
-                        stats["commits"] += 1
-                except (errors.SerializationFailure, errors.DeadlockDetected):
-                    conn.rollback()
-                    with lock:
-                        stats["retries"] += 1
-                except BaseException as exc:  # noqa: BLE001
-                    failures.append(exc)
-                    return
+    def transaction(conn: psycopg.Connection, rng: random.Random) -> bool:
+        for _ in range(rng.randint(1, 3)):
+            action = rng.random()
+            post = rng.randint(1, 3)
+            if action < 0.5:
+                conn.execute("INSERT INTO tb_comment VALUES (%s, %s, %s)", (next(ids), post, "w"))
+            elif action < 0.7:
+                conn.execute("UPDATE tb_comment SET fk_post = %s WHERE pk_comment IN "
+                             "(SELECT pk_comment FROM tb_comment ORDER BY random() LIMIT 1)", (post,))
+            elif action < 0.85:
+                conn.execute("DELETE FROM tb_comment WHERE pk_comment IN "
+                             "(SELECT pk_comment FROM tb_comment ORDER BY random() LIMIT 1)")
+            else:
+                conn.execute("UPDATE tb_post SET title = %s WHERE pk_post = %s", (f"t{rng.random():.4f}", post))
+        return True
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not failures, failures
-    print(f"\nconcurrent writers: {stats['commits']} commits, {stats['retries']} retries")
-    assert stats["commits"] > 0
+    load = WriteLoad(dsn, writers=4, transaction=transaction, session_sql=())
+    load.start()
+    time.sleep(4.0)
+    load.stop()
+    stats = load.stats
+    assert stats.errors == 0 and stats.connection_errors == 0 and stats.conflicts == 0, stats.error_samples
+    print(f"\nconcurrent writers: {stats.commits} commits, {stats.retries} retries")
+    assert stats.commits > 0
     assert_oracle(posts)

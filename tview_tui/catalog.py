@@ -208,3 +208,15 @@ def can_write(conn: psycopg.Connection) -> bool:
         row = conn.execute(
             "SELECT bool_and(has_table_privilege(table_oid, 'UPDATE')) FROM tview.tviews").fetchone()
     return row[0] is not False
+
+
+VERIFY_NAMES = "SELECT format('%I.%I', schema_name, 'tv_' || name) FROM tview.tviews ORDER BY topo_level, id"
+VERIFY = "SELECT key, problem FROM tview.verify(%s)"
+
+
+def verify_all(conn: psycopg.Connection) -> dict[str, list[tuple[int, str]]]:
+    """The oracle over every TVIEW, every row (tview.verify): TVIEW -> (key, problem) rows that
+    differ from its definition; empty lists when all is right. No timeout: it reads everything."""
+    with conn.transaction():
+        names = [r[0] for r in conn.execute(VERIFY_NAMES)]
+        return {name: [tuple(r) for r in conn.execute(VERIFY, (name,))] for name in names}

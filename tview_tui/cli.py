@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import bench, demo, diagnostics, events, installer
+from . import bench, demo, diagnostics, events, installer, soak
 from .connection import Target, TviewError, connect, error_from_db
 from .embedded import LocalServer, embedded_bin_dir
 
@@ -37,6 +37,7 @@ examples:
   tview-tui status "service=shop" --json
   tview-tui uninstall --cascade          remove the engine and every TVIEW (PG* env)
   tview-tui check service=prod --json    health findings; exit 0 healthy, 1 warnings, 2 errors
+  tview-tui soak --seconds 60            random concurrent writes + live tail, then the oracle (temporary server)
 """
 
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     diagnostics.add_parser(sub)
     bench.add_parser(sub)
+    soak.add_parser(sub)
 
     p = sub.add_parser("tail", help="live-tail cascade events (LISTEN, or --poll the event log)")
     _add_target_args(p)
@@ -283,6 +285,7 @@ COMMANDS = {
     "status": cmd_status,
     "check": diagnostics.run,
     "bench": bench.run,
+    "soak": soak.run,
     "tail": cmd_tail,
     "open": cmd_open,
     "demo": cmd_demo,

@@ -37,7 +37,6 @@ CREATE INDEX ON tb_user (fk_company);
 CREATE INDEX ON tb_post (fk_user);
 CREATE INDEX ON tb_comment (fk_post);
 CREATE INDEX ON tb_comment (fk_user);
-CREATE SEQUENCE demo_ids START 100000;
 
 -- a helper view: TVIEWs may read views; the engine follows them down to the tables
 CREATE VIEW v_post_stats AS
@@ -52,6 +51,15 @@ INSERT INTO tb_post SELECT g, 1 + g % 50, 'Post number ' || g, now() - g * inter
 FROM generate_series(1, 300) g;
 INSERT INTO tb_comment SELECT g, 1 + g % 300, 1 + (g * 7) % 50, 'Comment ' || g, now() - g * interval '1 minute'
 FROM generate_series(1, 1500) g;
+"""
+
+# New rows take keys right after the seed data's, one sequence per table, so keys stay dense
+# and a random point in a table's key range picks its rows evenly (see any_row).
+SEQUENCES = """
+CREATE SEQUENCE IF NOT EXISTS demo_company_ids START 6;
+CREATE SEQUENCE IF NOT EXISTS demo_user_ids START 51;
+CREATE SEQUENCE IF NOT EXISTS demo_post_ids START 301;
+CREATE SEQUENCE IF NOT EXISTS demo_comment_ids START 1501;
 """
 
 TVIEWS = [
@@ -88,9 +96,11 @@ TVIEWS = [
 def setup(conn: psycopg.Connection) -> bool:
     """Create the demo schema and TVIEWs unless they exist; True when it created them."""
     if conn.execute("SELECT to_regclass('public.tb_company') IS NOT NULL").fetchone()[0]:
+        with conn.transaction():
+            conn.execute(SEQUENCES)     # demo databases made before the per-table sequences
         return False
     with conn.transaction():
-        conn.execute(SCHEMA)
+        conn.execute(SCHEMA + SEQUENCES)
         for name, definition in TVIEWS:
             conn.execute("SELECT tview.create(%s, %s)", (name, definition))
         conn.execute("ANALYZE")
@@ -106,23 +116,74 @@ def ensure_database(admin_dsn: str, name: str = DEMO_DATABASE) -> str:
     return make_conninfo(admin_dsn, dbname=name)
 
 
+def any_row(table: str, key: str) -> str:
+    """A subquery picking one existing key of ``table`` at random (index probe, any table size)."""
+    return (f"(SELECT {key} FROM {table} WHERE {key} >= (SELECT floor(random() * max({key}))::int FROM {table})"
+            f" ORDER BY {key} LIMIT 1)")
+
+
+ANY_COMPANY = any_row("tb_company", "pk_company")
+ANY_USER = any_row("tb_user", "pk_user")
+ANY_POST = any_row("tb_post", "pk_post")
+ANY_COMMENT = any_row("tb_comment", "pk_comment")
+
 WRITES = [
     # (weight, statement) — each a realistic small write of a blog
     (30, "INSERT INTO tb_comment (pk_comment, fk_post, fk_user, body) "
-         "SELECT nextval('demo_ids'), 1 + floor(random() * 300)::int, 1 + floor(random() * 50)::int, "
-         "'New comment ' || currval('demo_ids')"),
-    (20, "UPDATE tb_comment SET body = body || '!' WHERE pk_comment = "
-         "(SELECT pk_comment FROM tb_comment TABLESAMPLE SYSTEM (5) LIMIT 1)"),
-    (15, "DELETE FROM tb_comment WHERE pk_comment = "
-         "(SELECT pk_comment FROM tb_comment TABLESAMPLE SYSTEM (5) LIMIT 1)"),
+         f"SELECT nextval('demo_comment_ids'), {ANY_POST}, {ANY_USER}, 'New comment ' || currval('demo_comment_ids')"),
+    (20, f"UPDATE tb_comment SET body = body || '!' WHERE pk_comment = {ANY_COMMENT}"),
+    (15, f"DELETE FROM tb_comment WHERE pk_comment = {ANY_COMMENT}"),
     (15, "UPDATE tb_user SET name = 'User ' || pk_user || ' v' || floor(random() * 100)::int "
-         "WHERE pk_user = 1 + floor(random() * 50)::int"),
-    (10, "UPDATE tb_post SET fk_user = 1 + floor(random() * 50)::int "
-         "WHERE pk_post = 1 + floor(random() * 300)::int"),
-    (7, "UPDATE tb_post SET title = 'Post ' || pk_post || ' (edited)' WHERE pk_post = 1 + floor(random() * 300)::int"),
+         f"WHERE pk_user = {ANY_USER}"),
+    (10, f"UPDATE tb_post SET fk_user = {ANY_USER} WHERE pk_post = {ANY_POST}"),
+    (7, f"UPDATE tb_post SET title = 'Post ' || pk_post || ' (edited)' WHERE pk_post = {ANY_POST}"),
     (3, "UPDATE tb_company SET name = 'Company ' || pk_company || ' ' || floor(random() * 10)::int "
-        "WHERE pk_company = 1 + floor(random() * 5)::int"),
+        f"WHERE pk_company = {ANY_COMPANY}"),
 ]
+
+def _delete_a_user(conn: psycopg.Connection) -> None:
+    """Delete one user the load created, with everything they wrote (three levels in one transaction)."""
+    row = conn.execute(f"SELECT pk_user FROM tb_user WHERE pk_user = {ANY_USER} AND pk_user > 50").fetchone()
+    if row:
+        conn.execute("DELETE FROM tb_comment WHERE fk_user = %s", row)
+        conn.execute("DELETE FROM tb_post WHERE fk_user = %s", row)
+        conn.execute("DELETE FROM tb_user WHERE pk_user = %s", row)
+
+
+# Writes the random load adds to WRITES: rows created and deleted at every level. Only rows the
+# load created are deleted (keys above the seed data's), so the blog never runs dry.
+LOAD_WRITES = WRITES + [
+    (2, "INSERT INTO tb_company SELECT nextval('demo_company_ids'), 'Company ' || currval('demo_company_ids'), 'NZ'"),
+    (1, "DELETE FROM tb_company c WHERE pk_company = (SELECT max(pk_company) FROM tb_company) AND pk_company > 5"
+        " AND NOT EXISTS (SELECT FROM tb_user u WHERE u.fk_company = c.pk_company)"),
+    (4, "INSERT INTO tb_user SELECT nextval('demo_user_ids'), "
+        f"{ANY_COMPANY}, 'User ' || currval('demo_user_ids'), 'u' || currval('demo_user_ids') || '@example.com'"),
+    (6, f"INSERT INTO tb_post (pk_post, fk_user, title) SELECT nextval('demo_post_ids'), {ANY_USER}, 'Fresh post'"),
+    (4, f"DELETE FROM tb_post WHERE pk_post = {ANY_POST} AND pk_post > 300"),   # its comments go with it
+    (2, _delete_a_user),
+]
+
+
+def random_write(conn: psycopg.Connection, rng: random.Random) -> None:
+    """One write of the random load."""
+    write = rng.choices([s for _, s in LOAD_WRITES], [w for w, _ in LOAD_WRITES])[0]
+    if callable(write):
+        write(conn)
+    else:
+        conn.execute(write)
+
+
+def random_transaction(conn: psycopg.Connection, rng: random.Random) -> bool:
+    """1-4 random writes in the open transaction, some inside a savepoint that is rolled back
+    or released; returns False (about one time in 20) when the caller should roll back instead."""
+    for _ in range(rng.randint(1, 4)):
+        if rng.random() < 0.15:
+            conn.execute("SAVEPOINT load")
+            random_write(conn, rng)
+            conn.execute("ROLLBACK TO SAVEPOINT load" if rng.random() < 0.5 else "RELEASE SAVEPOINT load")
+        else:
+            random_write(conn, rng)
+    return rng.random() >= 0.05
 
 
 @dataclass

@@ -25,6 +25,7 @@ from .connection import Target, TviewError, connect_async
 
 CHANNEL = "tview_events"
 PROTOCOL_VERSION = 1
+EVENT_BUFFER = 5000   # recent events a consumer keeps in memory (the app's tail and detail screens)
 
 
 class MalformedEvent(ValueError):

@@ -31,7 +31,7 @@ from .tail import TailScreen
 from .tviews import TviewsScreen
 from .widgets import HelpScreen, OfferDemoScreen
 
-EVENT_BUFFER = 5000   # events kept in memory for the tail and detail screens
+EVENT_BUFFER = events.EVENT_BUFFER
 HEALTH_INTERVAL = 30.0  # seconds between background health checks (the list's health column)
 
 

@@ -1,0 +1,130 @@
+"""`tview-tui soak`: the command runs, its oracle can fail, and the engine bugs it found."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+from tview_tui import catalog, demo, soak
+
+from oracle import assert_oracle
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+def blog(db):
+    soak.prepare(db)
+    return db
+
+
+def rename_race(dsn: str, isolation: str = "READ COMMITTED") -> list[tuple[int, str]]:
+    """One transaction comments as user 40 while another renames user 40 and commits first;
+    returns tv_comment's drift afterwards (the new comment must carry the new name). Comments are
+    made immediate: deferred, the window is only the commit-time flush (the soak still hits it)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT tview.set_mode('comment', 'immediate')")
+    first, second = psycopg.connect(dsn), psycopg.connect(dsn)
+    try:
+        second.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+        second.execute("SELECT 1")                      # its snapshot predates the comment's commit
+        first.execute("INSERT INTO tb_comment (pk_comment, fk_post, fk_user, body) VALUES (9000, 2, 40, 'race')")
+        failures: list[BaseException] = []
+
+        def rename() -> None:
+            try:
+                second.execute("UPDATE tb_user SET name = 'Renamed' WHERE pk_user = 40")
+                second.commit()
+            except psycopg.errors.SerializationFailure:
+                second.rollback()                      # what the spec allows under REPEATABLE READ
+            except BaseException as exc:  # noqa: BLE001 - reported by the caller
+                failures.append(exc)
+
+        worker = threading.Thread(target=rename)
+        worker.start()
+        time.sleep(0.5)
+        first.commit()
+        worker.join(30)
+        assert not failures, failures
+    finally:
+        first.close()
+        second.close()
+    with psycopg.connect(dsn) as conn:
+        return catalog.verify_all(conn)["public.tv_comment"]
+
+
+def test_soak_command_runs_writers_tail_and_oracle(server_dsn, blog, dsn, tmp_path):
+    out = tmp_path / "soak.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tview_tui", "soak", server_dsn, "--seconds", "8", "--writers", "4",
+         "--interval", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("commits") >= 3, proc.stderr          # a progress line every 2 s
+    result = json.loads(out.read_text())
+    assert result["commits"] > 0 and result["rollbacks"] > 0
+    assert result["errors"] == 0, result["error_samples"]
+    assert result["queue_rows_left"] == 0
+    assert result["events_received"] > 0
+    assert result["events_received"] == result["events_logged"]
+    assert 0 < result["rss_start_kb"] <= result["rss_peak_kb"]
+    assert "drift rows:" in proc.stdout and "events:" in proc.stdout
+    if result["drift_rows"] and rename_race(dsn):
+        # concurrent writers hit the rename race (test_rename_race): drift is expected until it is fixed
+        pytest.xfail(f"{result['drift_rows']} drifted row(s) while the rename race exists: {result['drift']}")
+    assert result["drift_rows"] == 0, result["drift"]
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_soak_oracle_covers_every_tview_and_fails_on_damage(blog, dsn):
+    """A TVIEW the load never writes, damaged behind the engine's back, still fails the soak."""
+    blog.execute("CREATE TABLE tb_tag (pk_tag int PRIMARY KEY, label text)")
+    blog.execute("INSERT INTO tb_tag SELECT g, 'tag ' || g FROM generate_series(1, 20) g")
+    blog.execute("SELECT tview.create('tag', 'SELECT pk_tag, jsonb_build_object(''label'', label) AS data FROM tb_tag')")
+    blog.execute("""UPDATE tv_tag SET data = '{"label": "forged"}' WHERE pk_tag = 3""")
+    blog.execute("DELETE FROM tv_tag WHERE pk_tag = 7")
+    result = soak.soak(dsn, seconds=1.0, writers=1, progress=lambda _: None)
+    assert result.commits > 0
+    assert result.drift["public.tv_tag"] == [(3, "different"), (7, "missing")]
+    assert result.drift_rows == 2 and not result.ok
+    assert "FAILED" in result.describe() and "public.tv_tag" in result.describe()
+
+
+# -- engine bugs the soak found (strict: they turn into failures once fixed) -------------
+
+@pytest.mark.xfail(strict=True, reason="engine bug: a comment inserted while its author is renamed in another "
+                                       "transaction keeps the old name (refresh does not lock the rows it reads)")
+def test_rename_race(blog, dsn):
+    assert rename_race(dsn) == []
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: a deferred TVIEW reached through a patch (it embeds an "
+                                       "immediate TVIEW's documents) queues no keys, so the patch is lost")
+def test_deferred_tview_embedding_an_immediate_one(blog, dsn):
+    blog.execute("SELECT tview.set_mode('post', 'deferred')")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE tb_user SET name = 'Renamed' WHERE pk_user = 22")
+    assert sum(len(rows) for rows in catalog.verify_all(blog).values()) == 0
+
+
+def test_random_transaction_writes_every_level(blog, dsn):
+    """The load reaches every table: rows created and deleted at every level."""
+    rng = random.Random(3)
+    with psycopg.connect(dsn) as conn:
+        before = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("tb_company", "tb_user", "tb_post", "tb_comment")}
+        for _ in range(120):
+            if demo.random_transaction(conn, rng):
+                conn.commit()
+            else:
+                conn.rollback()
+        after = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in before}
+    assert all(after[t] != before[t] for t in before), (before, after)
+    assert_oracle(blog)
