@@ -143,6 +143,11 @@ def tview_tables(conn: psycopg.Connection) -> list[tuple]:
     return conn.execute("SELECT id, name, table_oid, view_oid, mode FROM tview.tviews ORDER BY id").fetchall()
 
 
+def engine_tables(conn: psycopg.Connection) -> set[tuple]:
+    return set(conn.execute("SELECT relname, oid FROM pg_class WHERE relnamespace = 'tview'::regnamespace"
+                            " AND relkind IN ('r', 'p')").fetchall())
+
+
 def generated_routines(conn: psycopg.Connection) -> set[int]:
     return {oid for oid, name in conn.execute("SELECT oid, proname FROM pg_proc WHERE pronamespace = 'tview'::regnamespace")
             if installer.GENERATED_FUNCTION.fullmatch(name)}
@@ -169,13 +174,16 @@ def test_the_old_release_is_older_than_the_bundled_one():
 def test_upgrade_from_v0_1_0_equals_a_fresh_install_and_keeps_every_tview(old_blog, other_empty_dsn):
     conn = old_blog
     tables, old_events, old_generated = tview_tables(conn), events(conn), generated_routines(conn)
-    assert old_events and old_generated
+    catalog, installed_at = engine_tables(conn), conn.execute("SELECT installed_at FROM tview.meta").fetchone()
+    assert old_events and old_generated and {"queue", "pending", "events"} <= {name for name, _ in catalog}
 
     outcome = installer.install(conn, upgrade_only=True)
 
     assert (outcome.action, outcome.before, outcome.after) == ("upgraded", "0.1.0", "0.2.0")
     assert conn.execute("SELECT tview.version()").fetchone()[0] == installer.bundled_version() == "0.2.0"
     assert tview_tables(conn) == tables, "a TVIEW was recreated or its mode lost"
+    assert catalog <= engine_tables(conn), "an engine table (catalog, deferred queue, event log) was recreated"
+    assert conn.execute("SELECT installed_at FROM tview.meta WHERE upgraded_at IS NOT NULL").fetchone() == installed_at
     assert events(conn) == old_events
     assert not generated_routines(conn) & old_generated, "generated code of the old engine is still there"
     assert_oracle(conn)
