@@ -67,10 +67,124 @@ BEGIN
             RAISE EXCEPTION 'definition of % does not parse: %', label, SQLERRM
                 USING ERRCODE = 'syntax_error',
                       HINT = 'The definition must be a single SELECT statement.';
+        WHEN OTHERS THEN
+            -- e.g. a relation, column or function that does not exist: PostgreSQL's error,
+            -- its SQLSTATE kept, naming the TVIEW
+            PERFORM tview._raise_definition_error(label, SQLSTATE, SQLERRM);
     END;
 END;
 $$;
+
+-- Does a definition that cannot be a permanent view read a temporary relation? It then
+-- can be a temporary view: tried in a subtransaction that is always rolled back.
+CREATE OR REPLACE FUNCTION tview._reads_temporary(definition text) RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    can_be_temporary boolean := false;
+BEGIN
+    BEGIN
+        EXECUTE pg_catalog.format('CREATE TEMPORARY VIEW tview_temporary_probe AS %s', definition);
+        can_be_temporary := true;
+        RAISE EXCEPTION 'undo the probe';
+    EXCEPTION WHEN OTHERS THEN
+        NULL;
+    END;
+    RETURN can_be_temporary;
+END;
+$$;
 -- (no pinned search_path: the definition resolves along the caller's path, set by _create)
+
+-- Re-raise an error PostgreSQL gave for a definition: same SQLSTATE, with the TVIEW's name
+-- and a HINT.
+CREATE OR REPLACE FUNCTION tview._raise_definition_error(label text, state text, message text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'definition of % fails: %', label, message
+        USING ERRCODE = state,
+              HINT = CASE state
+                  WHEN '42P01' THEN 'Create the relations it reads first; another TVIEW is read as tv_<name> once it exists.'
+                  WHEN '42703' THEN 'Check the column names against the tables it reads.'
+                  WHEN '42883' THEN 'Check the function''s name, its argument types (add casts) and that it is on search_path.'
+                  WHEN '42701' THEN 'Give every output column its own name with AS.'
+                  WHEN '42P16' THEN 'Give every output column a concrete type (no record), e.g. with a cast.'
+                  ELSE 'Run the SELECT on its own to see what is wrong with it.' END;
+END;
+$$;
+-- (no pinned search_path: the definition resolves along the caller's path, set by _create)
+
+-- What a definition's backing view must not do, found in its query tree (and those of the
+-- views it reads): lock rows, read catalogs (their changes fire no triggers), or give
+-- results that change between two runs over the same rows (volatile functions, the clock,
+-- TABLESAMPLE) - a TVIEW could never equal such a definition. Nor may an output column
+-- carry a system column's name (the table could not have it).
+CREATE OR REPLACE FUNCTION tview._check_definition_tree(view_oid oid, label text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    refs    jsonb := (SELECT coalesce(jsonb_agg(jsonb_build_array(r.field, r.value)), '[]')
+                      FROM tview._tree_references(view_oid) r);
+    bad     text;
+BEGIN
+    IF refs @> '[["ROWMARKCLAUSE", 0]]' THEN
+        RAISE EXCEPTION 'definition of % locks rows (FOR UPDATE / FOR SHARE)', label
+            USING ERRCODE = 'syntax_error', HINT = 'Remove the locking clause: a definition only reads.';
+    END IF;
+
+    SELECT c.oid::regclass::text INTO bad
+    FROM jsonb_array_elements(refs) e
+    JOIN pg_class c ON c.oid = (e ->> 1)::oid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE e ->> 0 = 'relid' AND (n.nspname ~ '^pg_' OR n.nspname IN ('information_schema', 'tview'))
+    ORDER BY 1 LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'definition of % reads %, a system or engine catalog', label, bad
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Catalog changes fire no triggers the TVIEW could follow: read your own tables.';
+    END IF;
+
+    SELECT p.oid::regprocedure::text INTO bad
+    FROM jsonb_array_elements(refs) e
+    JOIN pg_proc p ON p.oid = (e ->> 1)::oid
+    WHERE e ->> 0 IN ('funcid', 'opfuncid', 'aggfnoid', 'winfnoid')
+      AND (p.provolatile = 'v'
+           OR p.pronamespace = 'pg_catalog'::regnamespace
+              AND (p.proname IN ('now', 'transaction_timestamp', 'statement_timestamp', 'txid_current',
+                                 'pg_current_xact_id', 'txid_current_if_assigned', 'pg_current_xact_id_if_assigned')
+                   OR p.proname = 'age' AND p.pronargs = 1))
+    ORDER BY 1 LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'definition of % calls %, whose result changes from one run to the next', label, bad
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'A TVIEW must equal its definition at any time: remove volatile and clock functions '
+                         '(random(), now(), nextval(), ...); mark a function of your own STABLE or IMMUTABLE '
+                         'if its result depends only on its arguments and the tables it reads.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(refs) e
+               WHERE e ->> 0 = 'SQLVALUEFUNCTION' AND (e ->> 1)::int BETWEEN 0 AND 8) THEN   -- CURRENT_DATE .. LOCALTIMESTAMP
+        RAISE EXCEPTION 'definition of % reads the clock (CURRENT_DATE, CURRENT_TIMESTAMP, LOCALTIME, ...)', label
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'A TVIEW must equal its definition at any time: store the time in a table column instead.';
+    END IF;
+    IF refs @> '[["TABLESAMPLECLAUSE", 0]]' THEN
+        RAISE EXCEPTION 'definition of % samples a table (TABLESAMPLE)', label
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'A sample changes from one run to the next: remove TABLESAMPLE.';
+    END IF;
+
+    SELECT a.attname INTO bad FROM pg_attribute a
+    WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname IN ('tableoid', 'xmin', 'cmin', 'xmax', 'cmax', 'ctid')
+    LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % has the name of a system column', bad, label
+            USING ERRCODE = 'duplicate_column', HINT = format('Rename it with AS, e.g. %s AS row_%s.', bad, bad);
+    END IF;
+END;
+$$;
 
 CREATE OR REPLACE FUNCTION tview._create(p_name text, p_definition text, p_mode text, p_schema name,
                                          p_search_path text)
@@ -101,7 +215,8 @@ BEGIN
     IF bare !~ '^[a-z_][a-z0-9_]*$' THEN
         RAISE EXCEPTION 'invalid TVIEW name "%"', coalesce(p_name, '')
             USING ERRCODE = 'invalid_name',
-                  HINT = 'Use a lower-case identifier: letters, digits and underscores, not starting with a digit.';
+                  HINT = CASE WHEN p_name LIKE '%.%' THEN 'Pass the schema apart: tview.create(name, definition, schema_name => ...).'
+                              ELSE 'Use a lower-case identifier: letters, digits and underscores, not starting with a digit.' END;
     END IF;
     IF octet_length('tv_' || bare) > 63 THEN
         RAISE EXCEPTION 'TVIEW name "%" is too long: "tv_%" exceeds 63 bytes', bare, bare
@@ -115,6 +230,12 @@ BEGIN
         RAISE EXCEPTION 'no schema to create TVIEW "%" in', bare
             USING ERRCODE = 'invalid_schema_name', HINT = 'Pass schema_name, or set search_path to an existing schema.';
     END IF;
+    IF target_schema ~ '^pg_' OR target_schema IN ('information_schema', 'tview') THEN
+        RAISE EXCEPTION 'cannot create TVIEW "%" in schema %: it belongs to the system or the engine',
+                        bare, quote_ident(target_schema)
+            USING ERRCODE = 'reserved_name',
+                  HINT = 'Pass schema_name of an ordinary schema, or put one first on search_path.';
+    END IF;
     label := format('%I.%I', target_schema, 'tv_' || bare);
 
     IF EXISTS (SELECT 1 FROM tview.tviews t WHERE t.schema_name = target_schema AND t.name = bare) THEN
@@ -123,10 +244,12 @@ BEGIN
                   HINT = format('Drop it first with tview.drop(%L), or choose another name.', bare);
     END IF;
     IF to_regclass(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL
-       OR to_regclass(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL THEN
-        RAISE EXCEPTION 'cannot create TVIEW %: a relation named %.tv_% or %.v_% already exists',
+       OR to_regclass(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL
+       OR to_regtype(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL    -- a table and a view
+       OR to_regtype(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL THEN -- each make a type
+        RAISE EXCEPTION 'cannot create TVIEW %: a relation or type named %.tv_% or %.v_% already exists',
                         label, target_schema, bare, target_schema, bare
-            USING ERRCODE = 'duplicate_object', HINT = 'Rename or drop that relation, or choose another name.';
+            USING ERRCODE = 'duplicate_object', HINT = 'Rename or drop that relation or type, or choose another name.';
     END IF;
 
     definition := regexp_replace(coalesce(p_definition, ''), '[[:space:];]+$', '');
@@ -140,10 +263,20 @@ BEGIN
     PERFORM tview._check_single_query(definition, label);
     BEGIN
         EXECUTE format('CREATE VIEW %I.%I AS %s', target_schema, 'v_' || bare, definition);
-    EXCEPTION WHEN syntax_error OR feature_not_supported THEN
-        -- e.g. DML, or a data-modifying WITH (views refuse those)
-        RAISE EXCEPTION 'definition of % is not a plain SELECT: %', label, SQLERRM
-            USING ERRCODE = 'syntax_error', HINT = 'The definition must be a single SELECT statement that only reads.';
+    EXCEPTION
+        WHEN syntax_error OR feature_not_supported THEN
+            -- e.g. DML, or a data-modifying WITH (views refuse those)
+            RAISE EXCEPTION 'definition of % is not a plain SELECT: %', label, SQLERRM
+                USING ERRCODE = 'syntax_error', HINT = 'The definition must be a single SELECT statement that only reads.';
+        WHEN invalid_table_definition THEN
+            IF tview._reads_temporary(definition) THEN
+                RAISE EXCEPTION 'definition of % reads a temporary table', label
+                    USING ERRCODE = 'feature_not_supported',
+                          HINT = 'A TVIEW outlives the session: read permanent (or unlogged) tables only.';
+            END IF;
+            PERFORM tview._raise_definition_error(label, SQLSTATE, SQLERRM);
+        WHEN OTHERS THEN
+            PERFORM tview._raise_definition_error(label, SQLSTATE, SQLERRM);
     END;
     PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
     view_oid := format('%I.%I', target_schema, 'v_' || bare)::regclass;
@@ -171,6 +304,7 @@ BEGIN
         RAISE EXCEPTION 'column data of % is %, not jsonb', label, data_type
             USING ERRCODE = 'datatype_mismatch', HINT = 'Build the document with jsonb_build_object(...) or cast it ::jsonb.';
     END IF;
+    PERFORM tview._check_definition_tree(view_oid, label);
     SELECT b.relid, b.relkind INTO bad FROM tview._base_relations(view_oid) b WHERE b.relkind NOT IN ('r', 'p') LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'definition of % reads %, a %', label, bad.relid::regclass,
@@ -237,6 +371,9 @@ BEGIN
             RAISE EXCEPTION 'key % of % is NULL for some rows of its definition', key_col, label
                 USING ERRCODE = 'not_null_violation',
                       HINT = format('Filter out rows where %I IS NULL, or use an inner join.', key_col);
+        WHEN OTHERS THEN
+            -- e.g. a division by zero or a failing cast in some row
+            PERFORM tview._raise_definition_error(label, SQLSTATE, SQLERRM);
     END;
     RETURN table_oid;
 END;

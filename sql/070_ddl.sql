@@ -31,6 +31,86 @@ END;
 $$;
 -- (no pinned search_path: the query resolves along the session's path)
 
+-- The statement text with comments and string literals (quoted, E'', dollar-quoted) blanked
+-- out, same length, newlines kept: a CREATE TABLE written in a comment or a literal is not
+-- taken for the statement.
+CREATE OR REPLACE FUNCTION tview._code_only(query text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c       text[] := regexp_split_to_array(query, '');
+    n       int := cardinality(c);
+    i       int := 1;
+    j       int;
+    k       int;
+    depth   int;
+    tag     text;
+    escapes boolean;
+BEGIN
+    WHILE i <= n LOOP
+        j := i + 1;                                   -- where the scan goes on; blank c[i .. j-1]?
+        IF c[i] = '-' AND c[i + 1] = '-' THEN
+            WHILE j <= n AND c[j] <> E'\n' LOOP j := j + 1; END LOOP;
+        ELSIF c[i] = '/' AND c[i + 1] = '*' THEN     -- nested, as PostgreSQL reads them
+            depth := 1;
+            j := i + 2;
+            WHILE j <= n AND depth > 0 LOOP
+                IF c[j] = '/' AND c[j + 1] = '*' THEN depth := depth + 1; j := j + 2;
+                ELSIF c[j] = '*' AND c[j + 1] = '/' THEN depth := depth - 1; j := j + 2;
+                ELSE j := j + 1;
+                END IF;
+            END LOOP;
+        ELSIF c[i] = '''' THEN
+            escapes := i > 1 AND lower(c[i - 1]) = 'e' AND (i = 2 OR c[i - 2] !~ '[[:alnum:]_]');
+            WHILE j <= n LOOP
+                IF escapes AND c[j] = '\' THEN j := j + 2;
+                ELSIF c[j] = '''' AND c[j + 1] = '''' THEN j := j + 2;
+                ELSIF c[j] = '''' THEN j := j + 1; EXIT;
+                ELSE j := j + 1;
+                END IF;
+            END LOOP;
+        ELSIF c[i] = '"' THEN                         -- a quoted identifier is code: kept
+            WHILE j <= n LOOP
+                IF c[j] = '"' AND c[j + 1] = '"' THEN j := j + 2;
+                ELSIF c[j] = '"' THEN j := j + 1; EXIT;
+                ELSE j := j + 1;
+                END IF;
+            END LOOP;
+            i := j;
+            CONTINUE;
+        ELSIF c[i] = '$' AND (i = 1 OR c[i - 1] !~ '[[:alnum:]_$]') THEN
+            tag := substring(array_to_string(c[i:i + 70], '') FROM '^(\$(?:[[:alpha:]_][[:alnum:]_]*)?\$)');
+            IF tag IS NULL THEN
+                i := j;
+                CONTINUE;
+            END IF;
+            k := strpos(array_to_string(c[i + length(tag):n], ''), tag);
+            j := CASE WHEN k = 0 THEN n + 1 ELSE i + length(tag) + k - 1 + length(tag) END;
+        ELSE
+            i := j;
+            CONTINUE;
+        END IF;
+        FOR k IN i .. least(j, n + 1) - 1 LOOP
+            IF c[k] <> E'\n' THEN
+                c[k] := ' ';
+            END IF;
+        END LOOP;
+        i := j;
+    END LOOP;
+    RETURN array_to_string(c, '');
+END;
+$$;
+
+-- A relation's columns and their types, in order, as one text.
+CREATE OR REPLACE FUNCTION tview._columns(relid oid) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY a.attnum)
+    FROM pg_attribute a WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
 CREATE OR REPLACE FUNCTION tview._on_ddl_end() RETURNS event_trigger
 LANGUAGE plpgsql
 AS $$
@@ -40,6 +120,8 @@ DECLARE
     rest       text;
     definition text;
     caller_path text := pg_catalog.current_setting('search_path');
+    made       regclass;
+    ran_columns text;
 BEGIN
     FOR obj IN
         SELECT c.oid, c.relname, n.nspname, c.relpersistence
@@ -54,11 +136,12 @@ BEGIN
                 USING ERRCODE = 'invalid_name',
                       HINT = 'Use tv_ and a lower-case identifier: letters, digits and underscores.';
         END IF;
-        -- the text after "CREATE ... TABLE [IF NOT EXISTS] <name> ... AS"
-        rest := pg_catalog.substring(query,
+        -- the text after "CREATE ... TABLE [IF NOT EXISTS] <name> ... AS", found in code only
+        rest := pg_catalog.substring(tview._code_only(query),
             '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:(?:"(?:[^"]|"")*"|[^\s(".]+)\s*\.\s*)?"?'
             OPERATOR(pg_catalog.||) obj.relname OPERATOR(pg_catalog.||)
             '"?\s+(?:WITH\s*\([^)]*\)\s+)?(?:TABLESPACE\s+\S+\s+)?AS\s+(.*)$');
+        rest := pg_catalog.right(query, pg_catalog.length(rest));
         IF rest IS NULL THEN
             RAISE EXCEPTION 'cannot convert %.% into a TVIEW: its CREATE TABLE ... AS statement was not recognised',
                             obj.nspname, obj.relname
@@ -71,8 +154,17 @@ BEGIN
                 USING ERRCODE = 'feature_not_supported',
                       HINT = pg_catalog.format('Use SELECT tview.create(%L, ''SELECT ...'') instead.', obj.relname);
         END IF;
+        ran_columns := tview._columns(obj.oid);
         EXECUTE pg_catalog.format('DROP TABLE %I.%I', obj.nspname, obj.relname);
-        PERFORM tview._create(obj.relname, definition, 'immediate', obj.nspname, caller_path);
+        made := tview._create(obj.relname, definition, 'immediate', obj.nspname, caller_path);
+        -- the query found must be the one PostgreSQL ran (e.g. not another statement's of
+        -- the same query string): same columns, same types
+        IF (tview._columns(made) OPERATOR(pg_catalog.=) ran_columns) IS NOT TRUE THEN   -- qualified: session path
+            RAISE EXCEPTION 'cannot convert %.% into a TVIEW: the query after AS was not recognised', obj.nspname, obj.relname
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = pg_catalog.format('Found %s, which gives other columns.', definition),
+                      HINT = pg_catalog.format('Use SELECT tview.create(%L, ''SELECT ...'') instead.', obj.relname);
+        END IF;
     END LOOP;
 END;
 $$;
@@ -86,7 +178,7 @@ DECLARE
     found text[];
     t     tview.tviews;
 BEGIN
-    found := pg_catalog.regexp_match(pg_catalog.current_query(),
+    found := pg_catalog.regexp_match(tview._code_only(pg_catalog.current_query()),
         '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(IF\s+NOT\s+EXISTS\s+)?'
         '((?:"(?:[^"]|"")*"|[^\s(".;]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[^\s(".;]+))?)');
     IF found IS NULL OR found[1] IS NOT NULL THEN

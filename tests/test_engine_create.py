@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from engine_helpers import refused
 from psycopg import sql
 
 from oracle import assert_oracle
@@ -137,25 +138,6 @@ def assert_engine_empty(conn: psycopg.Connection) -> None:
         "SELECT proname FROM pg_proc WHERE pronamespace = 'tview'::regnamespace"
         " AND proname ~ '^_(refresh|patch)_[0-9]+$'").fetchall()
     assert generated == [], f"generated functions left: {generated}"
-
-
-def refused(conn: psycopg.Connection, statement: str, params, sqlstate: str, *mentions: str,
-            hint: bool = True) -> psycopg.Error:
-    """Run a statement that must fail with sqlstate and leave everything as it was."""
-    before = state(conn)
-    with pytest.raises(psycopg.Error) as info:
-        conn.execute(statement, params)
-    exc = info.value
-    if not conn.autocommit:
-        conn.rollback()
-    assert exc.sqlstate == sqlstate, f"expected {sqlstate}, got {exc.sqlstate}: {exc}"
-    message = exc.diag.message_primary or ""
-    for mention in mentions:
-        assert mention in message, f"message does not name {mention!r}: {message!r}"
-    if hint:
-        assert exc.diag.message_hint, f"no HINT on: {message!r}"
-    assert state(conn) == before, "a refused statement changed the database"
-    return exc
 
 
 def columns(conn: psycopg.Connection, regclass: str) -> list[tuple[str, str]]:

@@ -1,0 +1,58 @@
+"""What a refused engine call must leave as it was, and the check that it did (shared by the engine tests)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import psycopg
+import pytest
+
+# Schemas of the server itself, and the per-session temporary ones (gone with the session).
+_NOT_OURS = """n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+               AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'"""
+
+
+def snapshot(conn: psycopg.Connection) -> dict[str, list]:
+    """Every object and catalog row a TVIEW creation can make, in the user schemas and in tview:
+    relations, types, functions, triggers (on any table), event triggers, tview.tviews and
+    tview.dependencies rows."""
+    queries = {
+        "relations": f"""SELECT n.nspname::text, c.relname::text, c.relkind::text FROM pg_class c
+                         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {_NOT_OURS}""",
+        "types": f"""SELECT n.nspname::text, t.typname::text, t.typtype::text FROM pg_type t
+                     JOIN pg_namespace n ON n.oid = t.typnamespace WHERE {_NOT_OURS}""",
+        "functions": f"""SELECT p.oid::regprocedure::text, p.provolatile::text FROM pg_proc p
+                         JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {_NOT_OURS}""",
+        "triggers": f"""SELECT tg.tgrelid::regclass::text, tg.tgname::text, tg.tgenabled::text FROM pg_trigger tg
+                        JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE NOT tg.tgisinternal AND {_NOT_OURS}""",
+        "event_triggers": "SELECT evtname::text, evtevent::text, evtenabled::text FROM pg_event_trigger",
+        "tviews": "SELECT t::text FROM tview.tviews t",
+        "dependencies": "SELECT d::text FROM tview.dependencies d",
+    }
+    return {key: sorted(conn.execute(query).fetchall()) for key, query in queries.items()}
+
+
+def refused(conn: psycopg.Connection, statement: str, params, sqlstate: str, *mentions: str,
+            hint: bool = True) -> psycopg.Error:
+    """Run a statement that must fail with sqlstate, a message naming every mention (and a HINT),
+    and leave every object and catalog row as it was."""
+    before = snapshot(conn)
+    in_transaction = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    # inside a transaction: fail in a savepoint, so the transaction stays usable
+    savepoint = conn.transaction() if in_transaction else contextlib.nullcontext()
+    with pytest.raises(psycopg.Error) as info, savepoint:
+        conn.execute(statement, params)
+    exc = info.value
+    if not in_transaction and not conn.autocommit:
+        conn.rollback()
+    assert exc.sqlstate == sqlstate, f"expected {sqlstate}, got {exc.sqlstate}: {exc}"
+    message = exc.diag.message_primary or ""
+    for mention in mentions:
+        assert mention in message, f"message does not name {mention!r}: {message!r}"
+    if hint:
+        assert exc.diag.message_hint, f"no HINT on: {message!r}"
+    after = snapshot(conn)
+    changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    assert not changed, f"a refused statement changed the database: {changed}"
+    return exc
