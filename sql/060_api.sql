@@ -209,7 +209,9 @@ DECLARE
     level       int;
     engine_owner name;
     bad         record;
+    create_view text;
 BEGIN
+    PERFORM tview._require_engine_owner('create TVIEW', p_name);
     PERFORM tview._check_mode(p_mode);
     bare := regexp_replace(coalesce(p_name, ''), '^tv_', '');
     IF bare !~ '^[a-z_][a-z0-9_]*$' THEN
@@ -223,9 +225,10 @@ BEGIN
             USING ERRCODE = 'invalid_name', HINT = 'Use a name of at most 60 bytes.';
     END IF;
 
-    PERFORM set_config('search_path', p_search_path, true);
-    target_schema := coalesce(p_schema, current_schema());
-    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- Under the caller's path every call is qualified: objects put first on it must not run.
+    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+    target_schema := coalesce(p_schema, pg_catalog.current_schema());
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF target_schema IS NULL OR NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = target_schema) THEN
         RAISE EXCEPTION 'no schema to create TVIEW "%" in', bare
             USING ERRCODE = 'invalid_schema_name', HINT = 'Pass schema_name, or set search_path to an existing schema.';
@@ -259,10 +262,11 @@ BEGIN
     END IF;
 
     -- The caller's definition, resolved along the caller's path.
-    PERFORM set_config('search_path', p_search_path, true);
+    create_view := format('CREATE VIEW %I.%I AS %s', target_schema, 'v_' || bare, definition);
+    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
     PERFORM tview._check_single_query(definition, label);
     BEGIN
-        EXECUTE format('CREATE VIEW %I.%I AS %s', target_schema, 'v_' || bare, definition);
+        EXECUTE create_view;
     EXCEPTION
         WHEN syntax_error OR feature_not_supported THEN
             -- e.g. DML, or a data-modifying WITH (views refuse those)
@@ -278,7 +282,7 @@ BEGIN
         WHEN OTHERS THEN
             PERFORM tview._raise_definition_error(label, SQLSTATE, SQLERRM);
     END;
-    PERFORM set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     view_oid := format('%I.%I', target_schema, 'v_' || bare)::regclass;
 
     SELECT a.attname, a.atttypid::regtype INTO key_col, key_type
@@ -491,10 +495,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t    tview.tviews := tview._find(p_name, schemas);
+    t    tview.tviews;
     dep  tview.tviews;
     names text;
 BEGIN
+    PERFORM tview._require_engine_owner('drop TVIEW', p_name);
+    t := tview._find(p_name, schemas);
     IF t.id IS NULL THEN
         IF p_if_exists THEN
             RAISE NOTICE 'TVIEW "%" does not exist, skipping', p_name;
@@ -529,6 +535,7 @@ AS $$
 DECLARE
     t tview.tviews;
 BEGIN
+    PERFORM tview._require_engine_owner('drop every TVIEW', NULL);
     FOR t IN SELECT * FROM tview.tviews ORDER BY topo_level DESC, id DESC LOOP
         PERFORM tview._drop_objects(t);
     END LOOP;
@@ -542,6 +549,7 @@ AS $$
 DECLARE
     t tview.tviews := tview._get(p_name, schemas);
 BEGIN
+    PERFORM tview._require_refresh_rights(t);
     RETURN tview._cascade(tview._add_work('{}', t.id, coalesce(p_keys, '{}'), p_keys IS NULL, 0),
                           NULL, 'REFRESH', true);
 END;

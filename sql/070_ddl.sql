@@ -2,31 +2,37 @@
 -- Event triggers need a superuser; without one the installer skips them (tview.create and
 -- tview.drop still work) and `tview-tui status` says interception is off.
 
--- The first complete query at the start of text: try each ';' as the end of the statement.
+-- Where the statement at the start of text may end: before each ';', and at the end (WITH
+-- [NO] DATA removed). Pinned: only the probing below runs along the session's path.
+CREATE OR REPLACE FUNCTION tview._query_prefixes(query text) RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(regexp_replace(left(query, p.at), '\s+WITH\s+(NO\s+)?DATA\s*$', '', 'i') ORDER BY p.at)
+    FROM (SELECT m.at - 1 AS at
+          FROM generate_series(1, length(query)) m(at) WHERE substr(query, m.at, 1) = ';'
+          UNION ALL SELECT length(query)) p
+$$;
+
+-- The first complete query at the start of text: try each prefix as the statement. Every
+-- call is qualified, since this runs along the session's search_path.
 CREATE OR REPLACE FUNCTION tview._first_query(query text) RETURNS text
 LANGUAGE plpgsql
 AS $$
 DECLARE
     probe refcursor;
-    cut   int := 0;
-    next_cut int;
     candidate text;
 BEGIN
-    LOOP
-        next_cut := strpos(substr(query, cut + 1), ';');
-        candidate := CASE WHEN next_cut = 0 THEN query ELSE left(query, cut + next_cut - 1) END;
-        candidate := regexp_replace(candidate, '\s+WITH\s+(NO\s+)?DATA\s*$', '', 'i');
+    FOREACH candidate IN ARRAY tview._query_prefixes(query) LOOP
         BEGIN
             OPEN probe NO SCROLL FOR EXECUTE candidate;
             CLOSE probe;
             RETURN candidate;
         EXCEPTION WHEN OTHERS THEN
-            IF next_cut = 0 THEN
-                RETURN NULL;
-            END IF;
+            NULL;
         END;
-        cut := cut + next_cut;
     END LOOP;
+    RETURN NULL;
 END;
 $$;
 -- (no pinned search_path: the query resolves along the session's path)
@@ -126,9 +132,9 @@ BEGIN
     FOR obj IN
         SELECT c.oid, c.relname, n.nspname, c.relpersistence
         FROM pg_catalog.pg_event_trigger_ddl_commands() cmd
-        JOIN pg_catalog.pg_class c ON c.oid = cmd.objid
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE cmd.object_type = 'table' AND c.relname OPERATOR(pg_catalog.~) '^tv_'
+        JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) cmd.objid
+        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE cmd.object_type OPERATOR(pg_catalog.=) 'table' AND c.relname OPERATOR(pg_catalog.~) '^tv_'
           AND c.relpersistence OPERATOR(pg_catalog.<>) 't'
     LOOP
         IF pg_catalog.regexp_replace(obj.relname, '^tv_', '') OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_]*$' THEN

@@ -73,8 +73,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t tview.tviews := tview._get(p_name, schemas);
+    t tview.tviews;
 BEGIN
+    PERFORM tview._require_engine_owner('change the mode of TVIEW', p_name);
+    t := tview._get(p_name, schemas);
     PERFORM tview._check_mode(p_mode);
     UPDATE tview.tviews SET mode = p_mode WHERE id = t.id;
 END;

@@ -96,6 +96,7 @@ DECLARE
     bad       int;
     tables    text[] := '{}';
 BEGIN
+    PERFORM tview._require_engine_owner('repair the triggers of', coalesce(p_name, 'every TVIEW'));
     IF p_name IS NOT NULL THEN
         only_id := (tview._get(p_name, schemas)).id;
     END IF;
@@ -153,6 +154,7 @@ DECLARE
     removed bigint;
     written bigint := 0;
 BEGIN
+    PERFORM tview._require_engine_owner('clean the deferred queue', NULL);
     FOR item IN
         SELECT q.tview_id, bool_or(q.key IS NULL) AS whole,
                array_agg(DISTINCT q.key) FILTER (WHERE q.key IS NOT NULL) AS keys

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from .connection import error_from_db
+
 PROBE_TIMEOUT_MS = 2000
 EXACT_COUNT_MAX_BYTES = 16 * 1024 * 1024  # count rows exactly below this size, else estimate
 
@@ -190,11 +192,14 @@ def refresh(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = 
     """Recompute a whole TVIEW (keys None) or some keys, cascading; timed on the client."""
     name = sql_name(info.schema, info.name)
     started = time.perf_counter()
-    with conn.transaction():
-        if keys is None:
-            written = conn.execute("SELECT tview.refresh(%s)", (name,)).fetchone()[0]
-        else:
-            written = conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)).fetchone()[0]
+    try:
+        with conn.transaction():
+            if keys is None:
+                written = conn.execute("SELECT tview.refresh(%s)", (name,)).fetchone()[0]
+            else:
+                written = conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)).fetchone()[0]
+    except psycopg.Error as exc:
+        raise error_from_db(exc, f"cannot refresh {info.table}") from None
     return RefreshResult(info.table, tuple(keys) if keys is not None else None, int(written),
                          (time.perf_counter() - started) * 1000)
 
