@@ -119,9 +119,9 @@ def engine_state(conn: psycopg.Connection) -> dict:
         return sorted(tuple(named(v) for v in row) for row in conn.execute(query).fetchall())
 
     return {
-        "routines": rows(
+        "routines": {f"{name}({args})": body for name, args, body in rows(   # a dict: diffs name what differs
             "SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_functiondef(p.oid)"
-            " FROM pg_proc p WHERE p.pronamespace = 'tview'::regnamespace"),
+            " FROM pg_proc p WHERE p.pronamespace = 'tview'::regnamespace")},
         "relations": rows(
             "SELECT c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
             " pg_get_expr(d.adbin, d.adrelid)"
@@ -149,8 +149,9 @@ def engine_tables(conn: psycopg.Connection) -> set[tuple]:
 
 
 def generated_routines(conn: psycopg.Connection) -> set[int]:
-    return {oid for oid, name in conn.execute("SELECT oid, proname FROM pg_proc WHERE pronamespace = 'tview'::regnamespace")
-            if installer.GENERATED_FUNCTION.fullmatch(name)}
+    """The per-TVIEW functions the engine generates (named _<what>_<TVIEW id>)."""
+    return {oid for (oid,) in conn.execute(
+        "SELECT oid FROM pg_proc WHERE pronamespace = 'tview'::regnamespace AND proname ~ '^_[a-z]+_[0-9]+$'")}
 
 
 def routine_oids(conn: psycopg.Connection) -> list[tuple]:

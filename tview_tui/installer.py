@@ -8,7 +8,6 @@ newer one is refused.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -52,10 +51,6 @@ class Release:
 
 def bundled_release() -> Release:
     return Release(bundled_version(), tuple(sql_files()))
-
-
-# Per-TVIEW functions the engine generates (tview._refresh_<id>, _patch_<id>, _keys_<id>).
-GENERATED_FUNCTION = re.compile(r"_(refresh|patch|keys)_[0-9]+")
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -151,13 +146,13 @@ def install(conn: psycopg.Connection, *, upgrade_only: bool = False, release: Re
 
     An upgrade must leave nothing of the old version's code behind, in the same transaction:
     1. apply the files (catalog tables are kept: the files alter them idempotently);
-    2. drop the engine functions the files did not (re)create - overloads whose signature
-       changed, functions that were removed - before anything runs that could resolve a call
-       to them (an old overload with other defaults would make calls ambiguous);
-    3. regenerate every TVIEW with the engine's own tview._rebuild (refresh and patch
-       functions, refresh_sql, patch_specs, lineage rows), lowest level first, so no
-       generated code of the old version runs; tables, rows, ids, modes stay;
-    4. drop what is still untouched: generated functions of an old signature or of no TVIEW.
+    2. drop every function in schema tview that the files did not (re)create - overloads
+       whose signature changed, functions that were removed, and the per-TVIEW generated
+       ones - before anything runs that could resolve a call to them (an old overload with
+       other defaults would make calls ambiguous);
+    3. regenerate every TVIEW with the engine's own tview._rebuild (refresh, patch and other
+       generated functions, refresh_sql, patch_specs, lineage rows), lowest level first, so
+       no generated code of the old version runs; tables, rows, ids and modes stay.
     "Not (re)created" is read from pg_proc: CREATE OR REPLACE writes a new row version, so a
     function whose row version (xmin) is the one it had before the files ran was not defined
     by them. This holds whatever the files' syntax, in subtransactions too, and needs every
@@ -195,9 +190,8 @@ def install(conn: psycopg.Connection, *, upgrade_only: bool = False, release: Re
                 except psycopg.Error as exc:
                     raise _step_error(exc, f"installing {name} failed") from None
             if old_routines:
-                _drop_untouched_routines(conn, old_routines, target, generated=False)
+                _drop_untouched_routines(conn, old_routines, target)
                 _regenerate_tviews(conn)
-                _drop_untouched_routines(conn, old_routines, target, generated=True)
             conn.execute(
                 "INSERT INTO tview.meta (version) VALUES (%s) ON CONFLICT (singleton)"
                 " DO UPDATE SET version = EXCLUDED.version, upgraded_at = now()",
@@ -225,21 +219,16 @@ def _routine_versions(conn: psycopg.Connection) -> dict[int, str]:
         " WHERE n.nspname = 'tview'").fetchall())
 
 
-def _drop_untouched_routines(conn: psycopg.Connection, old: dict[int, str], version: str, *,
-                             generated: bool) -> None:
-    """Drop the routines whose pg_proc row is still the one in ``old`` (see ``install``).
-
-    generated=False leaves per-TVIEW generated functions for after their regeneration."""
+def _drop_untouched_routines(conn: psycopg.Connection, old: dict[int, str], version: str) -> None:
+    """Drop the routines whose pg_proc row is still the one in ``old`` (see ``install``)."""
     stale = [oid for oid, xmin in _routine_versions(conn).items() if old.get(oid) == xmin]
     if not stale:
         return
-    for proname, kind, signature in conn.execute(
-        "SELECT p.proname, CASE p.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'ROUTINE' END,"
+    for kind, signature in conn.execute(
+        "SELECT CASE p.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'ROUTINE' END,"
         " format('tview.%%I(%%s)', p.proname, pg_get_function_identity_arguments(p.oid))"
         " FROM pg_proc p WHERE p.oid = ANY (%s) ORDER BY p.oid", (stale,)
     ).fetchall():
-        if bool(GENERATED_FUNCTION.fullmatch(proname)) != generated:
-            continue
         try:
             conn.execute(sql.SQL("DROP {} {}").format(sql.SQL(kind), sql.SQL(signature)))
         except psycopg.errors.DependentObjectsStillExist as exc:
