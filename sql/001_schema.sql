@@ -2,8 +2,9 @@
 -- Every file in sql/ is applied in name order by the installer, in one transaction
 -- under an advisory lock, and must be safe to re-run over any older installation
 -- (CREATE ... IF NOT EXISTS, CREATE OR REPLACE, ADD COLUMN IF NOT EXISTS). Functions are
--- always (re)created with CREATE OR REPLACE, never conditionally: an upgrade drops the
--- tview functions that no file rewrote (see tview_tui/installer.py install()).
+-- always (re)created with CREATE OR REPLACE, never conditionally, and never altered in bulk
+-- (GRANT/REVOKE ... ALL FUNCTIONS IN SCHEMA tview): an upgrade drops the tview functions
+-- whose pg_proc row no file rewrote (see tview_tui/installer.py install()).
 
 CREATE SCHEMA IF NOT EXISTS tview;
 COMMENT ON SCHEMA tview IS 'TVIEW engine: incrementally maintained JSONB read models';

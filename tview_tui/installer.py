@@ -156,7 +156,8 @@ def install(conn: psycopg.Connection, *, upgrade_only: bool = False, release: Re
     "Not (re)created" is read from pg_proc: CREATE OR REPLACE writes a new row version, so a
     function whose row version (xmin) is the one it had before the files ran was not defined
     by them. This holds whatever the files' syntax, in subtransactions too, and needs every
-    engine function to be created unconditionally (CREATE OR REPLACE, never IF NOT EXISTS).
+    engine function to be created unconditionally (CREATE OR REPLACE, never IF NOT EXISTS)
+    and no file to rewrite functions in bulk (GRANT ... ON ALL FUNCTIONS IN SCHEMA tview).
     The drops are RESTRICT: if a user object depends on a removed function, the upgrade
     fails and rolls back instead of dropping the user's object.
 
