@@ -266,3 +266,48 @@ def test_boolean_settings_read_like_postgres_booleans(blog, listener, dsn):
         conn.execute("SET tview.notify = 'maybe'")
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             conn.execute("UPDATE tb_user SET name = 'refused' WHERE pk_user = 1")
+
+
+@pytest.mark.engine
+async def test_polling_delivers_events_committed_out_of_log_order(blog, dsn):
+    """A transaction holding a smaller log id commits after a bigger id was read: still delivered;
+    the id of a rolled-back transaction is given up once no transaction can commit it."""
+    stream = EventStream(dsn, poll=True, poll_interval=0.05)
+    items: list = []
+
+    async def consume() -> None:
+        async for batch in stream.batches():
+            items.extend(batch)
+
+    def xids() -> list[str]:
+        return [i.xid for i in items if isinstance(i, Event)]
+
+    async def until(condition) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline, items
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(consume())
+    slow, aborted = psycopg.connect(dsn), psycopg.connect(dsn)
+    try:
+        await until(lambda: stream.connected)
+        for conn in (slow, aborted):
+            conn.execute("SET tview.log = on")
+        slow.execute("UPDATE tb_user SET name = 'slow' WHERE pk_user = 1")        # takes the smaller ids
+        slow_xid = slow.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+        aborted.execute("UPDATE tb_user SET name = 'aborted' WHERE pk_user = 2")
+        with psycopg.connect(dsn, autocommit=True) as fast:
+            fast.execute("SET tview.log = on")
+            fast.execute("UPDATE tb_post SET title = 'fast' WHERE pk_post = 2")   # user 3's
+        await until(lambda: len(xids()) == 1)                                   # the fast one, read first
+        slow.commit()
+        aborted.rollback()
+        await until(lambda: slow_xid in xids())
+        await until(lambda: not stream._holes)                                 # the aborted ids given up
+    finally:
+        slow.close()
+        aborted.close()
+        stream.stop()
+        await task
+    assert xids().count(slow_xid) == 2                                         # tv_user and tv_post, once each

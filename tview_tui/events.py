@@ -168,7 +168,20 @@ class StatsBook:
         return self.by_tview.get(name)
 
 
-LOG_QUERY = "SELECT id, payload FROM tview.events WHERE id > %s ORDER BY id LIMIT %s"
+# Polling: log ids come from a sequence, so a transaction holding a smaller id can commit after
+# a bigger id was read. Ids skipped over are kept as holes and asked for again, until they show
+# up or no transaction that could still commit them is running: a hole remembers the snapshot
+# xmax of the read that found it, and once the xmin of a read's snapshot passes that, the read
+# saw every such transaction finished (a rolled-back one leaves its hole empty for good).
+# Snapshot and rows come from one statement, so nothing commits between the two.
+LOG_QUERY = """
+SELECT e.id, e.payload, pg_snapshot_xmin(s.snap)::text::bigint, pg_snapshot_xmax(s.snap)::text::bigint
+FROM (SELECT pg_current_snapshot() AS snap) s
+LEFT JOIN LATERAL (SELECT id, payload FROM tview.events WHERE id > %s OR id = ANY (%s::bigint[])
+                   ORDER BY id LIMIT %s) e ON true
+ORDER BY e.id
+"""
+MAX_HOLES = 100_000
 
 
 class EventStream:
@@ -191,6 +204,7 @@ class EventStream:
         self.reconnects = 0
         self.connected = False
         self._last_log_id = since_log_id
+        self._holes: dict[int, int] = {}      # log id not seen yet -> snapshot xmax when it was skipped
         self._conn: psycopg.AsyncConnection | None = None
         self._closed = False
 
@@ -262,17 +276,33 @@ class EventStream:
     async def _poll_batches(self) -> AsyncIterator[list[Item]]:
         assert self._conn is not None
         while not self._closed:
-            cur = await self._conn.execute(LOG_QUERY, (self._last_log_id, self.batch_max))
+            cur = await self._conn.execute(LOG_QUERY, (self._last_log_id, list(self._holes), self.batch_max))
             rows = await cur.fetchall()
             batch: list[Item] = []
-            for log_id, payload in rows:
-                self._last_log_id = log_id
+            seen: set[int] = set()
+            for log_id, payload, _, xmax in rows:
+                if log_id is None:
+                    continue
+                seen.add(log_id)
+                if log_id > self._last_log_id:
+                    for hole in range(max(self._last_log_id + 1, log_id - MAX_HOLES), log_id):
+                        self._holes[hole] = xmax
+                    self._last_log_id = log_id
+                self._holes.pop(log_id, None)
                 event = self._parse(json.dumps(payload) if not isinstance(payload, str) else payload, log_id)
                 if event is not None:
                     batch.append(event)
+            complete = len(seen) < self.batch_max
+            if complete and rows:
+                xmin = rows[0][2]
+                for hole in [h for h, horizon in self._holes.items() if horizon <= xmin and h not in seen]:
+                    del self._holes[hole]
+            if len(self._holes) > MAX_HOLES:
+                for hole in sorted(self._holes)[:len(self._holes) - MAX_HOLES]:
+                    del self._holes[hole]
             if batch:
                 yield batch
-            if len(rows) < self.batch_max:
+            if complete:
                 await asyncio.sleep(self.poll_interval)
 
     async def _close_conn(self) -> None:
