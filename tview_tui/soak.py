@@ -142,8 +142,8 @@ class Tail:
     """An EventStream consumed in its own thread and event loop, into rolling statistics and a
     bounded buffer, the way the app consumes it."""
 
-    def __init__(self, target: Target | str):
-        self.stream = events.EventStream(target)
+    def __init__(self, target: Target | str, poll: bool = False):
+        self.stream = events.EventStream(target, poll=poll)
         self.stats = events.StatsBook()
         self.buffer: deque[events.Item] = deque(maxlen=events.EVENT_BUFFER)
         self.gaps = 0
@@ -267,7 +267,7 @@ def drift_rows(drift: dict[str, list]) -> int:
     return sum(len(rows) for rows in drift.values())
 
 
-def soak(dsn: str, seconds: float, writers: int, *, interval: float = 5.0,
+def soak(dsn: str, seconds: float, writers: int, *, interval: float = 5.0, poll: bool = False,
          progress: Callable[[str], None] = print) -> SoakResult:
     """Run the soak on a database holding the demo schema (see :func:`prepare`)."""
     with connect(Target(dsn)) as conn:
@@ -275,7 +275,7 @@ def soak(dsn: str, seconds: float, writers: int, *, interval: float = 5.0,
         conn.commit()
         rss_start, _ = memory_kb()
         peak = rss_start
-        tail = Tail(Target(dsn, application_name="tview-tui soak tail"))
+        tail = Tail(Target(dsn, application_name="tview-tui soak tail"), poll=poll)
         tail.start()
         load = WriteLoad(dsn, writers)
         started = time.monotonic()
@@ -337,6 +337,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=300.0, help="how long the writers run (default 300)")
     p.add_argument("--writers", type=int, default=4, help="concurrent writer connections (default 4)")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines (default 5)")
+    p.add_argument("--poll", action="store_true", help="tail by polling the event log instead of LISTEN")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
     return p
 
@@ -356,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
             with connect(Target(dsn)) as conn:
                 prepare(conn)
             progress(f"{args.writers} writers for {args.seconds:g} s; deferred: {', '.join(DEFERRED_TVIEWS)}")
-            result = soak(dsn, args.seconds, args.writers, interval=args.interval, progress=progress)
+            result = soak(dsn, args.seconds, args.writers, interval=args.interval, poll=args.poll, progress=progress)
     except TviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
