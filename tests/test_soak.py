@@ -25,9 +25,14 @@ def blog(db):
     return db
 
 
-def rename_race(dsn: str, isolation: str = "READ COMMITTED") -> list[tuple[int, str]]:
-    """One transaction comments as user 40 while another renames user 40 and commits first;
-    returns tv_comment's drift afterwards (the new comment must carry the new name). Comments are
+COMMENT_AS_40 = "INSERT INTO tb_comment (pk_comment, fk_post, fk_user, body) VALUES (9000, 2, 40, 'race')"
+POST_AS_40 = "INSERT INTO tb_post (pk_post, fk_user, title) VALUES (9000, 40, 'race')"
+
+
+def rename_race(dsn: str, insert: str = COMMENT_AS_40, tview: str = "public.tv_comment",
+                isolation: str = "READ COMMITTED") -> list[tuple[int, str]]:
+    """One transaction writes a row by user 40 (a comment) while another renames user 40 and
+    commits first; returns the drift of that row's TVIEW afterwards (it must carry the new name). Comments are
     made immediate: deferred, the window is only the commit-time flush (the soak still hits it)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT tview.set_mode('comment', 'immediate')")
@@ -35,12 +40,12 @@ def rename_race(dsn: str, isolation: str = "READ COMMITTED") -> list[tuple[int, 
     try:
         second.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
         second.execute("SELECT 1")                      # its snapshot predates the comment's commit
-        first.execute("INSERT INTO tb_comment (pk_comment, fk_post, fk_user, body) VALUES (9000, 2, 40, 'race')")
+        first.execute(insert)
         failures: list[BaseException] = []
 
         def rename() -> None:
             try:
-                second.execute("UPDATE tb_user SET name = 'Renamed' WHERE pk_user = 40")
+                second.execute("UPDATE tb_user SET name = name || ' renamed' WHERE pk_user = 40")
                 second.commit()
             except psycopg.errors.SerializationFailure:
                 second.rollback()                      # what the spec allows under REPEATABLE READ
@@ -57,7 +62,7 @@ def rename_race(dsn: str, isolation: str = "READ COMMITTED") -> list[tuple[int, 
         first.close()
         second.close()
     with psycopg.connect(dsn) as conn:
-        return catalog.verify_all(conn)["public.tv_comment"]
+        return catalog.verify_all(conn)[tview]
 
 
 def test_soak_command_runs_writers_tail_and_oracle(server_dsn, blog, dsn, tmp_path):
@@ -76,9 +81,9 @@ def test_soak_command_runs_writers_tail_and_oracle(server_dsn, blog, dsn, tmp_pa
     assert result["events_received"] == result["events_logged"]
     assert 0 < result["rss_start_kb"] <= result["rss_peak_kb"]
     assert "drift rows:" in proc.stdout and "events:" in proc.stdout
-    if result["drift_rows"] and rename_race(dsn):
-        # concurrent writers hit the rename race (test_rename_race): drift is expected until it is fixed
-        pytest.xfail(f"{result['drift_rows']} drifted row(s) while the rename race exists: {result['drift']}")
+    if result["drift_rows"] and (rename_race(dsn) or rename_race(dsn, POST_AS_40, "public.tv_post")):
+        # concurrent writers hit a rename race (test_rename_race*): drift is expected until it is fixed
+        pytest.xfail(f"{result['drift_rows']} drifted row(s) while a rename race exists: {result['drift']}")
     assert result["drift_rows"] == 0, result["drift"]
     assert proc.returncode == 0, proc.stdout
 
@@ -107,6 +112,12 @@ def test_rename_race(blog, dsn):
 
 @pytest.mark.xfail(strict=True, reason="engine bug: a deferred TVIEW reached through a patch (it embeds an "
                                        "immediate TVIEW's documents) queues no keys, so the patch is lost")
+@pytest.mark.xfail(strict=True, reason="engine bug: tv_post's definition has a top-level LEFT JOIN, so its refresh"
+                                       " takes no read locks and a new post keeps its author's old name")
+def test_rename_race_through_a_definition_with_an_outer_join(blog, dsn):
+    assert rename_race(dsn, POST_AS_40, "public.tv_post") == []
+
+
 def test_deferred_tview_embedding_an_immediate_one(blog, dsn):
     blog.execute("SELECT tview.set_mode('post', 'deferred')")
     with psycopg.connect(dsn) as conn:
