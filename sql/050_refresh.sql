@@ -73,7 +73,9 @@ DECLARE
 BEGIN
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
            string_agg(
-               CASE WHEN a.atttypid IN ('json'::regtype, 'jsonb'::regtype)
+               CASE WHEN a.atttypid = 'jsonb'::regtype   -- unequal jsonb is unequal text: compare text only if equal
+                    THEN format('(s.%1$I IS DISTINCT FROM c.%1$I OR s.%1$I::text IS DISTINCT FROM c.%1$I::text)', a.attname)
+                    WHEN a.atttypid = 'json'::regtype
                          OR NOT EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
                                         WHERE am.amname = 'btree' AND oc.opcdefault
                                           AND oc.opcintype IN (a.atttypid, (SELECT typbasetype FROM pg_type WHERE oid = a.atttypid))
@@ -122,6 +124,11 @@ $$;
 --    creator to commit), or, when there are many, the TVIEW-wide advisory lock;
 --  * then every key's row is locked FOR UPDATE, in key order (no deadlocks between
 --    refreshes). The recomputation that follows is a new statement with a new snapshot.
+--  * before all that, the rows the definition joins (its top-level FROM, through views)
+--    are share-locked: a transaction changing one of them (renaming the author of a new
+--    comment) and this refresh serialize, so neither keeps the other's old value (the
+--    write skew of two snapshots). Definitions PostgreSQL cannot lock this way (GROUP BY,
+--    DISTINCT, the nullable side of an outer join at the top level) go without.
 -- Row locks live in the rows, so a long transaction does not fill the lock table.
 -- tview.row_locks = off skips the locking (only to measure what it costs).
 CREATE OR REPLACE FUNCTION tview._install_refresh_function(t tview.tviews) RETURNS void
@@ -131,7 +138,16 @@ AS $$
 DECLARE
     tv  text := tview._qname(t.table_oid);
     k   text := quote_ident(t.key_column);
+    read_locks text := '';
 BEGIN
+    BEGIN
+        read_locks := format('PERFORM 1 FROM %s v WHERE v.%s = ANY ($1) FOR SHARE;', tview._qname(t.view_oid), k);
+        -- planned as it will run (a constant-false filter would skip the checks)
+        EXECUTE format('EXPLAIN SELECT 1 FROM %s v WHERE v.%s = ANY (''{}''::bigint[]) FOR SHARE',
+                       tview._qname(t.view_oid), k);
+    EXCEPTION WHEN feature_not_supported OR wrong_object_type OR syntax_error THEN
+        read_locks := '';       -- not lockable: see above
+    END;
     EXECUTE format($f$
 CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT o_upserted bigint,
                                      OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
@@ -145,6 +161,7 @@ DECLARE
 BEGIN
     placeholders := '{}';
     IF tview.enabled('row_locks', true) THEN
+        %6$s
         missing := ARRAY(SELECT m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m) ORDER BY m);
         IF cardinality(missing) > 64 THEN
             PERFORM pg_advisory_xact_lock(1953914229, %4$s);
@@ -160,7 +177,7 @@ BEGIN
 END;
 $body$
 $f$,
-        '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)));
+        '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)), read_locks);
 END;
 $$;
 
@@ -226,15 +243,75 @@ BEGIN
 END;
 $$;
 
--- The changed rows (images) of a TVIEW as a relation for the keys queries of what reads it.
--- Declared ROWS 10 (jsonb_populate_recordset says 100): a cascade passes few rows, and the
--- planner must pick index lookups into the tables it joins, not full scans.
+-- Changed rows (jsonb) as a relation, for keys queries and patches. Declared ROWS 1
+-- (jsonb_populate_recordset says 100): the plans that read it are generic and cached, and
+-- must look the few rows a write changes up by index in the tables they join, never scan
+-- those tables whole; a bulk change pays an index lookup per row instead of a hash join.
 CREATE OR REPLACE FUNCTION tview._rows(template anyelement, images jsonb) RETURNS SETOF anyelement
-LANGUAGE plpgsql STABLE ROWS 10
+LANGUAGE plpgsql STABLE ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY SELECT * FROM jsonb_populate_recordset(template, images);
+END;
+$$;
+
+-- Which keys of a TVIEW a change of one relation it reads touches: its keys queries run in
+-- a function generated per TVIEW (tview._keys_<id>), static SQL with cached plans (planned
+-- at every statement, a keys query cost more than the refresh it leads to). The changed
+-- rows come as jsonb arrays of rows (old and new): images from a cascade, or the
+-- transition tables of a statement trigger.
+CREATE OR REPLACE FUNCTION tview._install_keys_function(t tview.tviews) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    blocks text;
+BEGIN
+    SELECT string_agg(format($b$
+    IF source = %1$s THEN
+        RETURN ARRAY(SELECT DISTINCT k FROM (%2$s UNION ALL %3$s) s(k) WHERE k IS NOT NULL ORDER BY 1);
+    END IF;$b$, d.source_oid,
+                      format(d.key_sql, format('tview._rows(NULL::%s, old_rows)', tview._qname(d.source_oid))),
+                      format(d.key_sql, format('tview._rows(NULL::%s, new_rows)', tview._qname(d.source_oid)))),
+                      '' ORDER BY d.source_oid)
+    INTO blocks
+    FROM tview.dependencies d
+    WHERE d.tview_id = t.id AND d.key_sql IS NOT NULL;
+    EXECUTE format($f$
+CREATE OR REPLACE FUNCTION tview.%1$I(source oid, old_rows jsonb, new_rows jsonb) RETURNS bigint[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan     -- lookups by the changed rows' values: plan once
+AS $body$
+BEGIN%2$s
+    RAISE EXCEPTION 'TVIEW %3$s has no keys query for relation %%', source::regclass
+        USING ERRCODE = 'internal_error', HINT = 'Run SELECT * FROM tview.health() and apply its fixes.';
+END;
+$body$
+$f$, '_keys_' || t.id, coalesce(blocks, ''), t.id);
+END;
+$$;
+
+-- Keys of TVIEW tview_id touched by rows of relation source changing from old_rows to
+-- new_rows (jsonb arrays of rows), sorted, without NULLs.
+CREATE OR REPLACE FUNCTION tview._dependent_keys(t tview.tviews, source oid, old_rows jsonb, new_rows jsonb)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    keys bigint[];
+BEGIN
+    IF to_regprocedure(format('tview.%I(oid,jsonb,jsonb)', '_keys_' || t.id)) IS NULL THEN
+        -- made by an older engine version: create it once, whoever comes first
+        PERFORM pg_advisory_xact_lock(1953914229, -t.id);
+        IF to_regprocedure(format('tview.%I(oid,jsonb,jsonb)', '_keys_' || t.id)) IS NULL THEN
+            PERFORM tview._install_keys_function(t);
+        END IF;
+    END IF;
+    EXECUTE format('SELECT tview.%I($1, $2, $3)', '_keys_' || t.id) INTO keys USING source, old_rows, new_rows;
+    RETURN keys;
 END;
 $$;
 
@@ -316,6 +393,8 @@ BEGIN
             patch := tview._apply_patches(t, item -> 'patch', keys);
             keys := ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
                         SELECT jsonb_array_elements_text(patch -> 'recompute')::bigint)) k ORDER BY 1);
+            -- no embedding row referred to the changed documents: nothing to refresh, no event
+            CONTINUE WHEN cardinality(keys) = 0 AND (patch ->> 'patched')::bigint = 0;
         END IF;
         result := tview._refresh_one(t, keys);
         IF patch IS NOT NULL THEN
@@ -332,8 +411,9 @@ BEGIN
                                result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint);
         CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
         FOR dep IN
-            SELECT d.tview_id, d.key_sql,
-                   d.key_sql IS NOT NULL AND tview._patching_on(x)
+            SELECT d.tview_id, d.key_sql, x,
+                   -- a deferred TVIEW is sent keys to queue: a patch cannot wait for the commit
+                   d.key_sql IS NOT NULL AND tview._patching_on(x) AND (x.mode <> 'deferred' OR flushing)
                    AND EXISTS (SELECT 1 FROM jsonb_array_elements(x.patch_specs) s
                                WHERE (s ->> 'source_oid')::oid = d.source_oid) AS patch
             FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
@@ -344,10 +424,7 @@ BEGIN
             ELSIF dep.key_sql IS NULL THEN
                 work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
             ELSE
-                EXECUTE format('SELECT coalesce(array_agg(DISTINCT k), ''{}'') FROM (%s UNION ALL %s) s(k) WHERE k IS NOT NULL',
-                               format(dep.key_sql, format('tview._rows(NULL::%s, $1)', tview._qname(t.table_oid))),
-                               format(dep.key_sql, format('tview._rows(NULL::%s, $2)', tview._qname(t.table_oid))))
-                    INTO keys USING result -> 'old', result -> 'new';
+                keys := tview._dependent_keys(dep.x, t.table_oid, result -> 'old', result -> 'new');
                 work := tview._add_work(work, dep.tview_id, keys, false, depth + 1);
             END IF;
         END LOOP;
@@ -364,27 +441,26 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dep   record;
-    keys  bigint[];
-    work  jsonb := '{}';
-    parts text[];
+    dep      record;
+    work     jsonb := '{}';
+    old_rows jsonb;
+    new_rows jsonb;
 BEGIN
-    FOR dep IN SELECT d.tview_id, d.key_sql FROM tview.dependencies d WHERE d.source_oid = TG_RELID LOOP
+    FOR dep IN SELECT d.tview_id, d.key_sql, t FROM tview.dependencies d JOIN tview.tviews t ON t.id = d.tview_id
+               WHERE d.source_oid = TG_RELID ORDER BY d.tview_id LOOP
         IF TG_OP = 'TRUNCATE' OR dep.key_sql IS NULL THEN
             work := tview._add_work(work, dep.tview_id, NULL, true, 0);
             CONTINUE;
         END IF;
-        parts := '{}';
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
-            parts := parts || format(dep.key_sql, 'tview_old');
+        -- the transition tables as rows, once for all the TVIEWs reading this table
+        IF TG_OP IN ('UPDATE', 'DELETE') AND old_rows IS NULL THEN
+            EXECUTE 'SELECT coalesce(jsonb_agg(r), ''[]'') FROM tview_old r' INTO old_rows;
         END IF;
-        IF TG_OP IN ('UPDATE', 'INSERT') THEN
-            parts := parts || format(dep.key_sql, 'tview_new');
+        IF TG_OP IN ('UPDATE', 'INSERT') AND new_rows IS NULL THEN
+            EXECUTE 'SELECT coalesce(jsonb_agg(r), ''[]'') FROM tview_new r' INTO new_rows;
         END IF;
-        EXECUTE format('SELECT coalesce(array_agg(DISTINCT k), ''{}'') FROM (%s) s(k) WHERE k IS NOT NULL',
-                       array_to_string(parts, ' UNION ALL '))
-            INTO keys;
-        work := tview._add_work(work, dep.tview_id, keys, false, 0);
+        work := tview._add_work(work, dep.tview_id, tview._dependent_keys(dep.t, TG_RELID, old_rows, new_rows),
+                                false, 0);
     END LOOP;
     IF work <> '{}' THEN
         PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);

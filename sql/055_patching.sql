@@ -425,8 +425,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    t tview.tviews := tview._get(p_name, schemas);
+    t tview.tviews;
 BEGIN
+    PERFORM tview._require_engine_owner('change patching of TVIEW', p_name);
+    t := tview._get(p_name, schemas);
     UPDATE tview.tviews SET patching = coalesce(enabled, true) WHERE id = t.id;
 END;
 $$;

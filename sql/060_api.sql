@@ -348,13 +348,12 @@ BEGIN
 
     specs := tview._patch_specs(view_oid, analysis);
     UPDATE tview.tviews t SET patch_specs = specs WHERE t.id = new_id;
-    PERFORM tview._install_refresh_function(t) FROM tview.tviews t WHERE t.id = new_id;
 
     PERFORM tview._record_dependencies(new_id, view_oid, analysis);
 
     PERFORM tview._check_cycle(new_id, label);
-    -- the patch function reads the dependency rows: made now, not by the first writer
-    PERFORM tview._install_patch_function(t) FROM tview.tviews t WHERE t.id = new_id;
+    -- made now (they read the dependency rows), not by the first writer
+    PERFORM tview._install_generated_functions(new_id);
 
     -- The engine's owner runs refreshes for writers; let it read the view and write the table.
     SELECT r.rolname INTO engine_owner FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
@@ -395,7 +394,7 @@ BEGIN
 END;
 $$;
 
--- The refresh and patch functions generated for one TVIEW.
+-- The refresh, patch and keys functions generated for one TVIEW.
 CREATE OR REPLACE FUNCTION tview._drop_generated_functions(tview_id int) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -403,6 +402,21 @@ AS $$
 BEGIN
     EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || tview_id);
     EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || tview_id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(oid, jsonb, jsonb)', '_keys_' || tview_id);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview._install_generated_functions(tview_id int) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tview.tviews;
+BEGIN
+    SELECT * INTO STRICT t FROM tview.tviews x WHERE x.id = tview_id;
+    PERFORM tview._install_refresh_function(t);
+    PERFORM tview._install_patch_function(t);
+    PERFORM tview._install_keys_function(t);
 END;
 $$;
 

@@ -251,8 +251,7 @@ BEGIN
                       JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
     WHERE x.id = t.id;
     PERFORM tview._drop_generated_functions(t.id);
-    PERFORM tview._install_refresh_function(x) FROM tview.tviews x WHERE x.id = t.id;
-    PERFORM tview._install_patch_function(x) FROM tview.tviews x WHERE x.id = t.id;
+    PERFORM tview._install_generated_functions(t.id);
 END;
 $$;
 

@@ -456,10 +456,9 @@ QUALIFIED_WRITES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: _cascade queues a deferred TVIEW's keys but drops its patches")
 def test_deferred_tview_embedding_an_immediate_one_follows_its_changes(db: psycopg.Connection):
-    """Found here: tv_post deferred, tv_comment immediate; a comment's change reaches tv_post only as a patch,
-    and the patch is lost when tv_post's work is queued for commit."""
+    """Found here: tv_post deferred, tv_comment immediate; a comment's change must reach tv_post as keys to
+    queue (a patch cannot wait for the commit)."""
     db.execute(BLOG)
     db.execute("SELECT tview.set_mode('post', 'deferred')")
     db.execute("UPDATE tb_comment SET body = 'changed' WHERE pk_comment = 1")

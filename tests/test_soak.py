@@ -102,16 +102,13 @@ def test_soak_oracle_covers_every_tview_and_fails_on_damage(blog, dsn):
     assert "FAILED" in result.describe() and "public.tv_tag" in result.describe()
 
 
-# -- engine bugs the soak found (strict: they turn into failures once fixed) -------------
+# -- engine bugs the soak found, fixed: regression tests --------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a comment inserted while its author is renamed in another "
-                                       "transaction keeps the old name (refresh does not lock the rows it reads)")
 def test_rename_race(blog, dsn):
+    """A refresh share-locks the rows its definition joins, so the rename waits for the comment."""
     assert rename_race(dsn) == []
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a deferred TVIEW reached through a patch (it embeds an "
-                                       "immediate TVIEW's documents) queues no keys, so the patch is lost")
 @pytest.mark.xfail(strict=True, reason="engine bug: tv_post's definition has a top-level LEFT JOIN, so its refresh"
                                        " takes no read locks and a new post keeps its author's old name")
 def test_rename_race_through_a_definition_with_an_outer_join(blog, dsn):

@@ -188,30 +188,36 @@ def test_prepare_with_notify_on_is_refused_by_postgres(posts, dsn):
 def lost_update_scenario(dsn: str, row_locks: str) -> list:
     """Two transactions each add a comment to post 1; the first commits while the second
     is refreshing. Returns post 1's comments afterwards."""
-    first = psycopg.connect(dsn)
-    second = psycopg.connect(dsn)
+    two_writers(dsn, "INSERT INTO tb_comment VALUES (1, 1, 'first')",
+                "INSERT INTO tb_comment VALUES (2, 1, 'second')", row_locks)
+    with psycopg.connect(dsn) as check:
+        return comments_of(check, 1)
+
+
+def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str) -> None:
+    """first_sql runs and stays uncommitted while second_sql runs in another transaction
+    (waiting on the first, or past it); the first commits half a second later."""
+    first, second = psycopg.connect(dsn), psycopg.connect(dsn)
     try:
         for conn in (first, second):
             conn.execute("SELECT set_config('tview.row_locks', %s, false)", (row_locks,))
             conn.commit()
-        first.execute("INSERT INTO tb_comment VALUES (1, 1, 'first')")
-        errors_seen: list[BaseException] = []
+        first.execute(first_sql)
+        failures: list[BaseException] = []
 
         def run_second() -> None:
             try:
-                second.execute("INSERT INTO tb_comment VALUES (2, 1, 'second')")
+                second.execute(second_sql)
                 second.commit()
             except BaseException as exc:  # noqa: BLE001 - reported by the caller
-                errors_seen.append(exc)
+                failures.append(exc)
 
         worker = threading.Thread(target=run_second)
         worker.start()
-        time.sleep(0.5)           # the second is now waiting on (or past) the first's row
+        time.sleep(0.5)
         first.commit()
         worker.join(30)
-        assert not errors_seen, errors_seen
-        with psycopg.connect(dsn) as check:
-            return comments_of(check, 1)
+        assert not failures, failures
     finally:
         first.close()
         second.close()
@@ -227,6 +233,39 @@ def test_lost_update_happens_without_row_locks(posts, dsn):
     """The scenario above really exercises the race: with the locks off it loses a child."""
     create_post(posts)
     assert lost_update_scenario(dsn, "off") != ["first", "second"]
+
+
+AUTHORS = """
+CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE tb_note (pk_note int PRIMARY KEY, fk_user int NOT NULL, body text);
+INSERT INTO tb_user VALUES (1, 'ann'), (2, 'bob');
+INSERT INTO tb_note VALUES (1, 1, 'old note');
+SELECT tview.create('note', $$SELECT n.pk_note, n.fk_user,
+                                     jsonb_build_object('body', n.body, 'author', u.name) AS data
+                              FROM tb_note n JOIN tb_user u ON u.pk_user = n.fk_user$$);
+"""
+RENAME = "UPDATE tb_user SET name = 'ann renamed' WHERE pk_user = 1"
+NEW_NOTE = "INSERT INTO tb_note VALUES (2, 1, 'new note')"
+
+
+@pytest.mark.parametrize("first_sql, second_sql", [(NEW_NOTE, RENAME), (RENAME, NEW_NOTE)],
+                         ids=["note-then-rename", "rename-then-note"])
+def test_a_new_row_and_a_change_of_the_row_it_joins_from_two_transactions(db, dsn, first_sql, second_sql):
+    """Write skew: each transaction's keys come from its own snapshot, which misses the other's row.
+    The refresh share-locks the rows its definition joins, so the two serialize."""
+    db.execute(AUTHORS)
+    two_writers(dsn, first_sql, second_sql, "on")
+    assert db.execute("SELECT data->>'author' FROM tv_note WHERE pk_note = 2").fetchone()[0] == "ann renamed"
+    assert_oracle(db)
+
+
+@pytest.mark.parametrize("first_sql, second_sql", [(NEW_NOTE, RENAME), (RENAME, NEW_NOTE)],
+                         ids=["note-then-rename", "rename-then-note"])
+def test_the_write_skew_happens_without_row_locks(db, dsn, first_sql, second_sql):
+    """The scenario above really exercises the race: with the locks off the new note keeps the old name."""
+    db.execute(AUTHORS)
+    two_writers(dsn, first_sql, second_sql, "off")
+    assert db.execute("SELECT data->>'author' FROM tv_note WHERE pk_note = 2").fetchone()[0] == "ann"
 
 
 def test_new_parent_and_its_child_from_two_transactions(db, dsn):
