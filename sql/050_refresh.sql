@@ -116,6 +116,34 @@ $f$, k, cols, tview._qname(view_oid), tview._qname(table_oid), coalesce(diff, 'f
 END;
 $$;
 
+-- Aliases of the relations a definition joins at its top level outside the nullable side of
+-- an outer join: the rows a refresh share-locks (FOR SHARE OF cannot name the others).
+CREATE OR REPLACE FUNCTION tview._lockable_aliases(q jsonb) RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE walk(node, nullable) AS (
+        SELECT q -> 'jointree', false
+        UNION ALL
+        SELECT c.child, w.nullable OR c.nulls
+        FROM walk w, LATERAL (
+            SELECT w.node -> 'larg', (w.node ->> 'jointype')::int IN (2, 3)     -- FULL, RIGHT
+            WHERE w.node ->> '_' = 'JOINEXPR'
+            UNION ALL
+            SELECT w.node -> 'rarg', (w.node ->> 'jointype')::int IN (1, 2)     -- LEFT, FULL
+            WHERE w.node ->> '_' = 'JOINEXPR'
+            UNION ALL
+            SELECT e, false FROM jsonb_array_elements(tview._list(w.node -> 'fromlist')) e
+            WHERE w.node ->> '_' = 'FROMEXPR'
+        ) c(child, nulls)
+    )
+    SELECT coalesce(array_agg(DISTINCT quote_ident(coalesce(rte -> 'alias' ->> 'aliasname', rte -> 'eref' ->> 'aliasname'))),
+                    '{}')
+    FROM walk w, LATERAL (SELECT q -> 'rtable' -> ((w.node ->> 'rtindex')::int - 1) AS rte) r
+    WHERE w.node ->> '_' = 'RANGETBLREF' AND NOT w.nullable
+      AND (rte ->> 'rtekind')::int = 0 AND rte ->> 'relkind' IN ('r', 'p', 'v')
+$$;
+
 -- Keyed refreshes run in a function generated per TVIEW (tview._refresh_<id>) whose SQL is
 -- static, so PostgreSQL caches its plans instead of planning the view at every statement.
 -- It first serialises concurrent refreshes of the same keys, so that none recomputes from a
@@ -124,11 +152,11 @@ $$;
 --    creator to commit), or, when there are many, the TVIEW-wide advisory lock;
 --  * then every key's row is locked FOR UPDATE, in key order (no deadlocks between
 --    refreshes). The recomputation that follows is a new statement with a new snapshot.
---  * before all that, the rows the definition joins (its top-level FROM, through views)
---    are share-locked: a transaction changing one of them (renaming the author of a new
---    comment) and this refresh serialize, so neither keeps the other's old value (the
---    write skew of two snapshots). Definitions PostgreSQL cannot lock this way (GROUP BY,
---    DISTINCT, the nullable side of an outer join at the top level) go without.
+--  * before all that, the rows the definition joins (its top-level FROM, through views,
+--    but not the nullable side of an outer join) are share-locked: a transaction changing
+--    one of them (renaming the author of a new comment) and this refresh serialize, so
+--    neither keeps the other's old value (the write skew of two snapshots). Definitions
+--    PostgreSQL cannot lock this way (top-level GROUP BY, DISTINCT, UNION) go without.
 -- Row locks live in the rows, so a long transaction does not fill the lock table.
 -- tview.row_locks = off skips the locking (only to measure what it costs).
 CREATE OR REPLACE FUNCTION tview._install_refresh_function(t tview.tviews) RETURNS void
@@ -138,16 +166,19 @@ AS $$
 DECLARE
     tv  text := tview._qname(t.table_oid);
     k   text := quote_ident(t.key_column);
+    aliases    text[] := tview._lockable_aliases(tview._view_query(t.view_oid));
     read_locks text := '';
 BEGIN
-    BEGIN
-        read_locks := format('PERFORM 1 FROM %s v WHERE v.%s = ANY ($1) FOR SHARE;', tview._qname(t.view_oid), k);
-        -- planned as it will run (a constant-false filter would skip the checks)
-        EXECUTE format('EXPLAIN SELECT 1 FROM %s v WHERE v.%s = ANY (''{}''::bigint[]) FOR SHARE',
-                       tview._qname(t.view_oid), k);
-    EXCEPTION WHEN feature_not_supported OR wrong_object_type OR syntax_error THEN
-        read_locks := '';       -- not lockable: see above
-    END;
+    IF cardinality(aliases) > 0 THEN
+        read_locks := format('PERFORM 1 FROM (%s FOR SHARE OF %s) _tview_locked WHERE _tview_locked.%s = ANY ($1);',
+                             rtrim(btrim(pg_get_viewdef(t.view_oid)), ';'), array_to_string(aliases, ', '), k);
+        BEGIN
+            -- planned as it will run (a constant-false filter would skip the checks)
+            EXECUTE 'EXPLAIN ' || replace(replace(read_locks, 'PERFORM', 'SELECT'), '($1);', '(''{}''::bigint[])');
+        EXCEPTION WHEN feature_not_supported OR wrong_object_type OR syntax_error OR undefined_table THEN
+            read_locks := '';       -- not lockable: see above
+        END;
+    END IF;
     EXECUTE format($f$
 CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT o_upserted bigint,
                                      OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)

@@ -81,9 +81,6 @@ def test_soak_command_runs_writers_tail_and_oracle(server_dsn, blog, dsn, tmp_pa
     assert result["events_received"] == result["events_logged"]
     assert 0 < result["rss_start_kb"] <= result["rss_peak_kb"]
     assert "drift rows:" in proc.stdout and "events:" in proc.stdout
-    if result["drift_rows"] and (rename_race(dsn) or rename_race(dsn, POST_AS_40, "public.tv_post")):
-        # concurrent writers hit a rename race (test_rename_race*): drift is expected until it is fixed
-        pytest.xfail(f"{result['drift_rows']} drifted row(s) while a rename race exists: {result['drift']}")
     assert result["drift_rows"] == 0, result["drift"]
     assert proc.returncode == 0, proc.stdout
 
@@ -109,9 +106,8 @@ def test_rename_race(blog, dsn):
     assert rename_race(dsn) == []
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: tv_post's definition has a top-level LEFT JOIN, so its refresh"
-                                       " takes no read locks and a new post keeps its author's old name")
 def test_rename_race_through_a_definition_with_an_outer_join(blog, dsn):
+    """tv_post's top-level LEFT JOIN: the rows outside the nullable side are still share-locked."""
     assert rename_race(dsn, POST_AS_40, "public.tv_post") == []
 
 
