@@ -117,8 +117,10 @@ END;
 $$;
 
 -- Aliases of the relations a definition joins at its top level outside the nullable side of
--- an outer join: the rows a refresh share-locks (FOR SHARE OF cannot name the others).
-CREATE OR REPLACE FUNCTION tview._lockable_aliases(q jsonb) RETURNS text[]
+-- an outer join (FOR SHARE OF cannot name the others): the rows a refresh share-locks. The
+-- root table, when read once, is left out: a change of its rows refreshes the same keys, so
+-- the own-row locks already serialize it (and a bulk write would lock every row twice).
+CREATE OR REPLACE FUNCTION tview._lockable_aliases(q jsonb, root_oid oid) RETURNS text[]
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -137,11 +139,16 @@ AS $$
             WHERE w.node ->> '_' = 'FROMEXPR'
         ) c(child, nulls)
     )
-    SELECT coalesce(array_agg(DISTINCT quote_ident(coalesce(rte -> 'alias' ->> 'aliasname', rte -> 'eref' ->> 'aliasname'))),
-                    '{}')
-    FROM walk w, LATERAL (SELECT q -> 'rtable' -> ((w.node ->> 'rtindex')::int - 1) AS rte) r
-    WHERE w.node ->> '_' = 'RANGETBLREF' AND NOT w.nullable
-      AND (rte ->> 'rtekind')::int = 0 AND rte ->> 'relkind' IN ('r', 'p', 'v')
+    , joined AS (
+        SELECT quote_ident(coalesce(rte -> 'alias' ->> 'aliasname', rte -> 'eref' ->> 'aliasname')) AS alias,
+               (rte ->> 'relid')::oid AS relid
+        FROM walk w, LATERAL (SELECT q -> 'rtable' -> ((w.node ->> 'rtindex')::int - 1) AS rte) r
+        WHERE w.node ->> '_' = 'RANGETBLREF' AND NOT w.nullable
+          AND (rte ->> 'rtekind')::int = 0 AND rte ->> 'relkind' IN ('r', 'p', 'v')
+    )
+    SELECT coalesce(array_agg(DISTINCT alias), '{}')
+    FROM joined
+    WHERE relid IS DISTINCT FROM root_oid OR (SELECT count(*) FROM joined j WHERE j.relid = root_oid) > 1
 $$;
 
 -- Keyed refreshes run in a function generated per TVIEW (tview._refresh_<id>) whose SQL is
@@ -166,7 +173,7 @@ AS $$
 DECLARE
     tv  text := tview._qname(t.table_oid);
     k   text := quote_ident(t.key_column);
-    aliases    text[] := tview._lockable_aliases(tview._view_query(t.view_oid));
+    aliases    text[] := tview._lockable_aliases(tview._view_query(t.view_oid), t.root_oid);
     read_locks text := '';
 BEGIN
     IF cardinality(aliases) > 0 THEN
@@ -476,11 +483,24 @@ DECLARE
     work     jsonb := '{}';
     old_rows jsonb;
     new_rows jsonb;
+    keys     bigint[];
 BEGIN
-    FOR dep IN SELECT d.tview_id, d.key_sql, t FROM tview.dependencies d JOIN tview.tviews t ON t.id = d.tview_id
+    FOR dep IN SELECT d.tview_id, d.key_sql, d.lineage, t FROM tview.dependencies d
+               JOIN tview.tviews t ON t.id = d.tview_id
                WHERE d.source_oid = TG_RELID ORDER BY d.tview_id LOOP
         IF TG_OP = 'TRUNCATE' OR dep.key_sql IS NULL THEN
             work := tview._add_work(work, dep.tview_id, NULL, true, 0);
+            CONTINUE;
+        END IF;
+        IF dep.lineage IN ('root', 'child') THEN
+            -- the keys are a column of the changed rows: read straight from the transition
+            -- tables (a query as cheap to plan as the function call it would take)
+            EXECUTE format('SELECT coalesce(array_agg(DISTINCT k), ''{}'') FROM (%s) s(k) WHERE k IS NOT NULL',
+                           array_to_string(ARRAY[CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN format(dep.key_sql, 'tview_old') END,
+                                                 CASE WHEN TG_OP IN ('UPDATE', 'INSERT') THEN format(dep.key_sql, 'tview_new') END],
+                                           ' UNION ALL '))
+                INTO keys;
+            work := tview._add_work(work, dep.tview_id, keys, false, 0);
             CONTINUE;
         END IF;
         -- the transition tables as rows, once for all the TVIEWs reading this table
