@@ -219,6 +219,33 @@ $f$,
 END;
 $$;
 
+-- The qualified name of a TVIEW's generated function of one kind (refresh, patch, keys),
+-- made first when it is missing (dropped by hand: tview.health() reports it), once, by
+-- whoever comes first.
+CREATE OR REPLACE FUNCTION tview._generated(t tview.tviews, kind text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name      text := format('tview.%I', '_' || kind || '_' || t.id);
+    signature text := name || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[])'
+                                        WHEN 'patch' THEN '(jsonb,bigint[])'
+                                        ELSE '(oid,jsonb,jsonb)' END;
+BEGIN
+    IF to_regprocedure(signature) IS NULL THEN
+        PERFORM pg_advisory_xact_lock(1953914229, -t.id);
+        IF to_regprocedure(signature) IS NULL THEN
+            CASE kind
+                WHEN 'refresh' THEN PERFORM tview._install_refresh_function(t);
+                WHEN 'patch' THEN PERFORM tview._install_patch_function(t);
+                ELSE PERFORM tview._install_keys_function(t);
+            END CASE;
+        END IF;
+    END IF;
+    RETURN name;
+END;
+$$;
+
 -- Refresh one TVIEW: the given keys, or everything when keys is NULL.
 -- Returns {"upserted": n, "deleted": n, "old": [images], "new": [images]}.
 CREATE OR REPLACE FUNCTION tview._refresh_one(t tview.tviews, keys bigint[]) RETURNS jsonb
@@ -241,15 +268,8 @@ BEGIN
             EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
                 USING NULL::bigint[], '{}'::bigint[];
         ELSE
-            IF to_regprocedure(format('tview.%I(bigint[],bigint[])', '_refresh_' || t.id)) IS NULL THEN
-                -- made by an older engine version: create it once, whoever comes first
-                PERFORM pg_advisory_xact_lock(1953914229, -t.id);
-                IF to_regprocedure(format('tview.%I(bigint[],bigint[])', '_refresh_' || t.id)) IS NULL THEN
-                    PERFORM tview._install_refresh_function(t);
-                END IF;
-            END IF;
             IF cardinality(keys) = 1 OR cardinality(keys) >= tview._count_setting('batch_threshold', 2) THEN
-                EXECUTE format('SELECT * FROM tview.%I($1, NULL)', '_refresh_' || t.id)
+                EXECUTE format('SELECT * FROM %s($1, NULL)', tview._generated(t, 'refresh'))
                     INTO upserted, deleted, null_keys, old_img, new_img USING keys;
             ELSE
                 -- below the batch threshold: one key at a time, in key order (row locks)
@@ -257,10 +277,10 @@ BEGIN
                                ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
                                ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
                                ' FROM unnest($1) WITH ORDINALITY k(key, pos),'
-                               ' LATERAL tview.%I(ARRAY[k.key], NULL) r'
+                               ' LATERAL %s(ARRAY[k.key], NULL) r'
                                ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
                                ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
-                               '_refresh_' || t.id)
+                               tview._generated(t, 'refresh'))
                     INTO upserted, deleted, null_keys, old_img, new_img USING keys;
             END IF;
         END IF;
@@ -341,14 +361,7 @@ AS $$
 DECLARE
     keys bigint[];
 BEGIN
-    IF to_regprocedure(format('tview.%I(oid,jsonb,jsonb)', '_keys_' || t.id)) IS NULL THEN
-        -- made by an older engine version: create it once, whoever comes first
-        PERFORM pg_advisory_xact_lock(1953914229, -t.id);
-        IF to_regprocedure(format('tview.%I(oid,jsonb,jsonb)', '_keys_' || t.id)) IS NULL THEN
-            PERFORM tview._install_keys_function(t);
-        END IF;
-    END IF;
-    EXECUTE format('SELECT tview.%I($1, $2, $3)', '_keys_' || t.id) INTO keys USING source, old_rows, new_rows;
+    EXECUTE format('SELECT %s($1, $2, $3)', tview._generated(t, 'keys')) INTO keys USING source, old_rows, new_rows;
     RETURN keys;
 END;
 $$;

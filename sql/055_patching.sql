@@ -346,14 +346,7 @@ AS $$
 DECLARE
     result jsonb;
 BEGIN
-    IF to_regprocedure(format('tview.%I(jsonb,bigint[])', '_patch_' || t.id)) IS NULL THEN
-        -- made by an older engine version: create it once, whoever comes first
-        PERFORM pg_advisory_xact_lock(1953914229, -t.id);
-        IF to_regprocedure(format('tview.%I(jsonb,bigint[])', '_patch_' || t.id)) IS NULL THEN
-            PERFORM tview._install_patch_function(t);
-        END IF;
-    END IF;
-    EXECUTE format('SELECT tview.%I($1, $2)', '_patch_' || t.id) INTO result USING patches, exclude;
+    EXECUTE format('SELECT %s($1, $2)', tview._generated(t, 'patch')) INTO result USING patches, exclude;
     RETURN result;
 END;
 $$;

@@ -1,8 +1,11 @@
-"""What a refused engine call must leave as it was, and the check that it did (shared by the engine tests)."""
+"""Shared by the engine tests: what a refused engine call must leave as it was, and the check that it
+did; two concurrent writers."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 
 import psycopg
 import pytest
@@ -56,3 +59,32 @@ def refused(conn: psycopg.Connection, statement: str, params, sqlstate: str, *me
     changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
     assert not changed, f"a refused statement changed the database: {changed}"
     return exc
+
+
+def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on") -> None:
+    """first_sql runs and stays uncommitted while second_sql runs in another transaction
+    (waiting on the first, or past it); the first commits half a second later."""
+    first, second = psycopg.connect(dsn), psycopg.connect(dsn)
+    try:
+        for conn in (first, second):
+            conn.execute("SELECT set_config('tview.row_locks', %s, false)", (row_locks,))
+            conn.commit()
+        first.execute(first_sql)
+        failures: list[BaseException] = []
+
+        def run_second() -> None:
+            try:
+                second.execute(second_sql)
+                second.commit()
+            except BaseException as exc:  # noqa: BLE001 - reported by the caller
+                failures.append(exc)
+
+        worker = threading.Thread(target=run_second)
+        worker.start()
+        time.sleep(0.5)
+        first.commit()
+        worker.join(30)
+        assert not failures, failures
+    finally:
+        first.close()
+        second.close()

@@ -6,11 +6,10 @@ import json
 import random
 import subprocess
 import sys
-import threading
-import time
 
 import psycopg
 import pytest
+from engine_helpers import two_writers
 
 from tview_tui import catalog, demo, soak
 
@@ -29,38 +28,13 @@ COMMENT_AS_40 = "INSERT INTO tb_comment (pk_comment, fk_post, fk_user, body) VAL
 POST_AS_40 = "INSERT INTO tb_post (pk_post, fk_user, title) VALUES (9000, 40, 'race')"
 
 
-def rename_race(dsn: str, insert: str = COMMENT_AS_40, tview: str = "public.tv_comment",
-                isolation: str = "READ COMMITTED") -> list[tuple[int, str]]:
-    """One transaction writes a row by user 40 (a comment) while another renames user 40 and
-    commits first; returns the drift of that row's TVIEW afterwards (it must carry the new name). Comments are
-    made immediate: deferred, the window is only the commit-time flush (the soak still hits it)."""
+def rename_race(dsn: str, insert: str = COMMENT_AS_40, tview: str = "public.tv_comment") -> list[tuple[int, str]]:
+    """One transaction writes a row by user 40 (a comment) while another renames user 40; returns
+    the drift of that row's TVIEW afterwards (it must carry the new name). Comments are made
+    immediate: deferred, the window is only the commit-time flush (the soak still hits it)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT tview.set_mode('comment', 'immediate')")
-    first, second = psycopg.connect(dsn), psycopg.connect(dsn)
-    try:
-        second.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
-        second.execute("SELECT 1")                      # its snapshot predates the comment's commit
-        first.execute(insert)
-        failures: list[BaseException] = []
-
-        def rename() -> None:
-            try:
-                second.execute("UPDATE tb_user SET name = name || ' renamed' WHERE pk_user = 40")
-                second.commit()
-            except psycopg.errors.SerializationFailure:
-                second.rollback()                      # what the spec allows under REPEATABLE READ
-            except BaseException as exc:  # noqa: BLE001 - reported by the caller
-                failures.append(exc)
-
-        worker = threading.Thread(target=rename)
-        worker.start()
-        time.sleep(0.5)
-        first.commit()
-        worker.join(30)
-        assert not failures, failures
-    finally:
-        first.close()
-        second.close()
+    two_writers(dsn, insert, "UPDATE tb_user SET name = name || ' renamed' WHERE pk_user = 40")
     with psycopg.connect(dsn) as conn:
         return catalog.verify_all(conn)[tview]
 
