@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from textual.widgets import DataTable, Label, RichLog, Tree
 
 from tview_tui import demo
@@ -151,6 +154,35 @@ async def test_read_only_refuses_writing_actions_with_a_message(demo_db):
         assert isinstance(app.screen, HelpScreen)
         commands = [r[1] for r in table_rows(app, "#help-table")]
         assert "Refresh" not in commands and "Live tail" in commands
+
+
+@pytest.fixture
+def reader_dsn(demo_db, db):
+    """A login role that may read the TVIEWs and the catalog, and nothing more."""
+    role = f"tv_ui_reader_{uuid.uuid4().hex[:8]}"
+    ident = sql.Identifier(role)
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
+    db.execute(sql.SQL("GRANT USAGE ON SCHEMA tview TO {0};"
+                       " GRANT SELECT ON tview.tviews, tview.dependencies, tview.graph, tview.events, tview.meta TO {0};"
+                       " GRANT SELECT ON ALL TABLES IN SCHEMA public TO {0}").format(ident))
+    yield make_conninfo(demo_db, user=role)
+    db.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(ident))
+
+
+async def test_read_only_role_browses_and_tails_but_cannot_refresh(reader_dsn, dsn):
+    """No read-only flag: the role's own rights make the app read-only, and the tail still moves."""
+    app = make_app(reader_dsn)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected and not app.can_write)
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("read-only: refresh" in m for m in notifications(app))
+        await pilot.press("2")
+        with psycopg.connect(dsn, autocommit=True) as writer:            # another role writes
+            writer.execute("UPDATE tb_user SET name = 'Seen by a reader' WHERE pk_user = 7")
+        await wait_for(pilot, lambda: app.screen.shown >= 1)
 
 
 async def test_tail_shows_events_written_during_the_test(demo_db, dsn):
