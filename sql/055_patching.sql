@@ -274,17 +274,17 @@ BEGIN
                coalesce(array_agg(DISTINCT tkey) FILTER (WHERE per_parent > 1 OR total >= batch), '{}')
         INTO ops, failed FROM counted;
         recompute := recompute || failed;
-        FOR op IN SELECT * FROM jsonb_to_recordset(ops) AS o(tkey bigint, op text, skey bigint) LOOP
+        FOR op IN SELECT * FROM jsonb_to_recordset(ops) AS o(tkey bigint, op text, skey bigint) ORDER BY tkey LOOP
+            -- lock the embedding row first (in key order): what the next statements read is
+            -- then current, a concurrent patch of the same array included
+            SELECT t.data #> %7$s INTO arr FROM %1$s t WHERE t.%6$s = op.tkey FOR UPDATE;
             SELECT (SELECT count(*) FROM %2$s x WHERE x.%5$I = op.tkey AND x.%4$I <> op.skey AND x.%4$I %8$s op.skey),
                    (SELECT count(*) FROM %2$s x WHERE x.%5$I = op.tkey),
                    (SELECT s.data FROM %2$s s WHERE s.%4$I = op.skey)
             INTO idx, n_now, sdata;
             -- the array must hold what the source held before this change, else recompute
-            SELECT coalesce(jsonb_typeof(t.data #> %7$s) = 'array'
-                            AND jsonb_array_length(t.data #> %7$s)
-                                = n_now + CASE op.op WHEN 'insert' THEN -1 WHEN 'delete' THEN 1 ELSE 0 END, false)
-            INTO sane FROM %1$s t WHERE t.%6$s = op.tkey;
-            IF NOT coalesce(sane, false) THEN
+            IF NOT coalesce(jsonb_typeof(arr) = 'array' AND jsonb_array_length(arr)
+                            = n_now + CASE op.op WHEN 'insert' THEN -1 WHEN 'delete' THEN 1 ELSE 0 END, false) THEN
                 recompute := recompute || op.tkey;
                 CONTINUE;
             END IF;
@@ -325,7 +325,7 @@ DECLARE
     idx       bigint;
     n_now     bigint;
     sdata     jsonb;
-    sane      boolean;
+    arr       jsonb;
     n         bigint;
     more      jsonb;
     patched   bigint := 0;

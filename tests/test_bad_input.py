@@ -15,10 +15,10 @@ import uuid
 import psycopg
 import pytest
 from conftest import _create_database, _drop_database
-from engine_helpers import refused, snapshot
 from psycopg import sql
 from test_engine_create import USER_SQL, assert_engine_empty, create, ctas, setup_blog
 
+from engine_helpers import refused, snapshot
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine

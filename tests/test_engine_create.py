@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from engine_helpers import refused
 from psycopg import sql
 
+from engine_helpers import refused
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine

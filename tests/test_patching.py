@@ -7,6 +7,7 @@ import json
 import psycopg
 import pytest
 
+from engine_helpers import two_writers
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -124,6 +125,18 @@ def test_moving_a_child_patches_both_parents(blog):
     blog.execute("INSERT INTO tb_comment VALUES (1, 1, 'x'), (2, 2, 'y'), (3, 2, 'z')")
     blog.execute("UPDATE tb_comment SET fk_post = 2 WHERE pk_comment = 1")
     assert comments(blog, 1) == [] and comments(blog, 2) == ["x", "y", "z"]
+    assert_oracle(blog)
+
+
+@pytest.mark.parametrize("first, second", [(10, 20), (20, 10)], ids=["after", "before"])
+def test_two_transactions_patching_the_same_array(blog, dsn, first, second):
+    """The second patch waits for the first's row: its position and checks must see the first's element."""
+    create_post(blog)
+    blog.execute("INSERT INTO tb_comment VALUES (5, 1, 'a'), (30, 1, 'z')")
+    two_writers(dsn, f"INSERT INTO tb_comment VALUES ({first}, 1, 'first')",
+                f"INSERT INTO tb_comment VALUES ({second}, 1, 'second')")
+    expected = {5: "a", first: "first", second: "second", 30: "z"}
+    assert comments(blog, 1) == [expected[k] for k in sorted(expected)]
     assert_oracle(blog)
 
 

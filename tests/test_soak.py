@@ -9,10 +9,10 @@ import sys
 
 import psycopg
 import pytest
-from engine_helpers import two_writers
 
 from tview_tui import catalog, demo, soak
 
+from engine_helpers import two_writers
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine

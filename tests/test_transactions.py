@@ -9,11 +9,11 @@ import time
 
 import psycopg
 import pytest
-from engine_helpers import two_writers
 from psycopg import errors
 
 from tview_tui.soak import WriteLoad
 
+from engine_helpers import two_writers
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
