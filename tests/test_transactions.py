@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 
 import psycopg
@@ -270,28 +269,7 @@ def test_new_parent_and_its_child_from_two_transactions(db, dsn):
         CREATE TABLE tb_comment (pk_comment int PRIMARY KEY, fk_post int, body text);
     """)
     create_post(db)
-    first = psycopg.connect(dsn)
-    second = psycopg.connect(dsn)
-    try:
-        first.execute("INSERT INTO tb_post VALUES (9, 'new')")
-        done: list[BaseException] = []
-
-        def run_second() -> None:
-            try:
-                second.execute("INSERT INTO tb_comment VALUES (1, 9, 'early')")
-                second.commit()
-            except BaseException as exc:  # noqa: BLE001
-                done.append(exc)
-
-        worker = threading.Thread(target=run_second)
-        worker.start()
-        time.sleep(0.5)
-        first.commit()
-        worker.join(30)
-        assert not done, done
-    finally:
-        first.close()
-        second.close()
+    two_writers(dsn, "INSERT INTO tb_post VALUES (9, 'new')", "INSERT INTO tb_comment VALUES (1, 9, 'early')")
     assert comments_of(db, 9) == ["early"]
     assert_oracle(db)
 
