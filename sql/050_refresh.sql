@@ -276,7 +276,7 @@ BEGIN
                 EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
                                ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
                                ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
-                               ' FROM unnest($1) WITH ORDINALITY k(key, pos),'
+                               ' FROM unnest($1) k(key),'
                                ' LATERAL %s(ARRAY[k.key], NULL) r'
                                ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
                                ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
@@ -314,6 +314,20 @@ BEGIN
 END;
 $$;
 
+-- The keys query of one dependency over changed rows: key_sql applied to the relation of
+-- the old rows and to that of the new rows (either NULL when there are none), as one
+-- query of distinct keys without NULLs, in order. Shared by the statement trigger, the
+-- generated keys functions and the generated patch functions.
+CREATE OR REPLACE FUNCTION tview._keys_sql(key_sql text, old_rel text, new_rel text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('SELECT DISTINCT k FROM (%s) s(k) WHERE k IS NOT NULL ORDER BY 1',
+                  array_to_string(ARRAY[CASE WHEN old_rel IS NOT NULL THEN format(key_sql, old_rel) END,
+                                        CASE WHEN new_rel IS NOT NULL THEN format(key_sql, new_rel) END],
+                                  ' UNION ALL '))
+$$;
+
 -- Which keys of a TVIEW a change of one relation it reads touches: its keys queries run in
 -- a function generated per TVIEW (tview._keys_<id>), static SQL with cached plans (planned
 -- at every statement, a keys query cost more than the refresh it leads to). The changed
@@ -328,10 +342,10 @@ DECLARE
 BEGIN
     SELECT string_agg(format($b$
     IF source = %1$s THEN
-        RETURN ARRAY(SELECT DISTINCT k FROM (%2$s UNION ALL %3$s) s(k) WHERE k IS NOT NULL ORDER BY 1);
+        RETURN ARRAY(%2$s);
     END IF;$b$, d.source_oid,
-                      format(d.key_sql, format('tview._rows(NULL::%s, old_rows)', tview._qname(d.source_oid))),
-                      format(d.key_sql, format('tview._rows(NULL::%s, new_rows)', tview._qname(d.source_oid)))),
+                      tview._keys_sql(d.key_sql, format('tview._rows(NULL::%s, old_rows)', tview._qname(d.source_oid)),
+                                      format('tview._rows(NULL::%s, new_rows)', tview._qname(d.source_oid)))),
                       '' ORDER BY d.source_oid)
     INTO blocks
     FROM tview.dependencies d
@@ -508,10 +522,9 @@ BEGIN
         IF dep.lineage IN ('root', 'child') THEN
             -- the keys are a column of the changed rows: read straight from the transition
             -- tables (a query as cheap to plan as the function call it would take)
-            EXECUTE format('SELECT coalesce(array_agg(DISTINCT k), ''{}'') FROM (%s) s(k) WHERE k IS NOT NULL',
-                           array_to_string(ARRAY[CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN format(dep.key_sql, 'tview_old') END,
-                                                 CASE WHEN TG_OP IN ('UPDATE', 'INSERT') THEN format(dep.key_sql, 'tview_new') END],
-                                           ' UNION ALL '))
+            EXECUTE format('SELECT ARRAY(%s)',
+                           tview._keys_sql(dep.key_sql, CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN 'tview_old' END,
+                                           CASE WHEN TG_OP IN ('UPDATE', 'INSERT') THEN 'tview_new' END))
                 INTO keys;
             work := tview._add_work(work, dep.tview_id, keys, false, 0);
             CONTINUE;

@@ -229,7 +229,7 @@ BEGIN
             kept := '{}';
         END IF;
         IF jsonb_array_length(entry -> 'old') + jsonb_array_length(entry -> 'new') > 2 * cardinality(kept) THEN
-            recompute := recompute || ARRAY(%8$s UNION %9$s);
+            recompute := recompute || ARRAY(%8$s);
         END IF;
         FOREACH skey IN ARRAY kept LOOP
             WITH p AS (
@@ -237,17 +237,18 @@ BEGIN
                 FROM %2$s s
                 WHERE s.%4$I = skey AND t.%6$I = skey AND t.%5$s <> ALL (exclude)
                   AND (t.data #> %7$s)::text IS DISTINCT FROM coalesce(s.data, 'null')::text
-                RETURNING %10$s AS img)
+                RETURNING %9$s AS img)
             SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM p;
             patched := patched + n;
             images := images || more;
         END LOOP;
     END LOOP;$b$,
                 tv, tview._qname(src.table_oid), src.table_oid, src.key_column, k, spec ->> 'link_column', path,
-                format(dep_sql, format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''old'') x'
-                                       ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)),
-                format(dep_sql, format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''new'') x'
-                                       ' WHERE x.%I <> ALL (kept))', tview._qname(src.table_oid), src.key_column)),
+                tview._keys_sql(dep_sql,
+                                format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''old'') x WHERE x.%I <> ALL (kept))',
+                                       tview._qname(src.table_oid), src.key_column),
+                                format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''new'') x WHERE x.%I <> ALL (kept))',
+                                       tview._qname(src.table_oid), src.key_column)),
                 img);
         ELSE
             blocks := blocks || format($b$
