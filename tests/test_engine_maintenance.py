@@ -1055,3 +1055,65 @@ def test_bulk_statements_cost_constant_engine_calls(db):  # 28
         assert big_calls == small_calls, f"{big!r}: {big_calls} vs {small!r}: {small_calls}"
     assert doc(db, "user_card", 1)["posts"] == []
     assert doc(db, "user_stats", 1) == {"posts": 0}
+
+
+# =========================================================================== keys that stop being unique
+
+ORDER_BY_LINE = """SELECT o.pk_order, jsonb_build_object('ref', o.ref, 'line', l.pk_line) AS data
+                   FROM tb_order o LEFT JOIN tb_line l ON l.fk_order = o.pk_order"""
+
+
+@pytest.fixture
+def orders(db):
+    """tv_order, whose key is unique only while an order has at most one line."""
+    db.execute("""
+        CREATE TABLE tb_order (pk_order int PRIMARY KEY, ref text);
+        CREATE TABLE tb_line (pk_line int PRIMARY KEY, fk_order int);
+        INSERT INTO tb_order SELECT g, 'o' || g FROM generate_series(1, 4) g;
+        INSERT INTO tb_line VALUES (1, 1), (2, 2);
+    """)
+    create(db, "order", ORDER_BY_LINE)
+    return db
+
+
+@pytest.mark.parametrize("statement, batch_threshold", [
+    ("INSERT INTO tb_line VALUES (3, 1)", "2"),                            # one existing key
+    ("INSERT INTO tb_line VALUES (3, 1), (4, 2), (5, 3), (6, 3)", "2"),    # set-based, a new row too
+    ("INSERT INTO tb_line VALUES (3, 1), (4, 2), (5, 3), (6, 3)", "100"),  # one key at a time
+    ("SELECT tview.refresh('order')", "2"),                               # whole
+    ("SELECT tview.refresh('order', ARRAY[1, 3])", "2"),
+], ids=["one-key", "set-based", "per-key", "whole", "keys"])
+def test_a_write_that_makes_keys_duplicate_fails_23505_and_changes_nothing(orders, statement, batch_threshold):
+    """The refresh counts the duplicate keys and raises its own error (23505, naming the TVIEW
+    and the key, with a hint), rather than letting the upsert fail on them."""
+    refresh = statement.startswith("SELECT")
+    if refresh:   # lines the TVIEW has not seen yet: its triggers are off for this insert
+        orders.execute("ALTER TABLE tb_line DISABLE TRIGGER USER")
+        orders.execute("INSERT INTO tb_line VALUES (3, 1), (4, 3), (5, 3)")
+        orders.execute("ALTER TABLE tb_line ENABLE TRIGGER USER")
+    lines = orders.execute("SELECT count(*) FROM tb_line").fetchone()
+    before = orders.execute("SELECT pk_order, data::text FROM tv_order ORDER BY 1").fetchall()
+    orders.execute("SELECT set_config('tview.batch_threshold', %s, false)", (batch_threshold,))
+    with pytest.raises(psycopg.errors.UniqueViolation) as err:
+        orders.execute(statement)
+    assert err.value.diag.message_primary == ("TVIEW public.tv_order has duplicate keys:"
+                                              " pk_order is not unique in its definition")
+    assert "unique in the definition (v_order)" in err.value.diag.message_hint
+    assert orders.execute("SELECT pk_order, data::text FROM tv_order ORDER BY 1").fetchall() == before
+    assert orders.execute("SELECT count(*) FROM tb_line").fetchone() == lines
+    if not refresh:
+        assert_oracle(orders)
+
+
+def test_a_whole_refresh_that_finds_a_null_key_fails_23502_and_changes_nothing(orders):
+    create(orders, "open_order", """SELECT CASE WHEN o.ref <> 'x' THEN o.pk_order END AS pk_order,
+                                           jsonb_build_object('ref', o.ref) AS data FROM tb_order o""")
+    orders.execute("ALTER TABLE tb_order DISABLE TRIGGER USER")   # a change the TVIEW has not seen
+    orders.execute("UPDATE tb_order SET ref = 'x' WHERE pk_order = 2")
+    orders.execute("ALTER TABLE tb_order ENABLE TRIGGER USER")
+    before = orders.execute("SELECT pk_order, data::text FROM tv_open_order ORDER BY 1").fetchall()
+    with pytest.raises(psycopg.errors.NotNullViolation) as err:
+        orders.execute("SELECT tview.refresh('open_order')")
+    assert err.value.diag.message_primary == "TVIEW public.tv_open_order has 1 row(s) with a NULL key pk_order"
+    assert err.value.diag.message_hint
+    assert orders.execute("SELECT pk_order, data::text FROM tv_open_order ORDER BY 1").fetchall() == before
