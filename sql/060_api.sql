@@ -118,7 +118,7 @@ $$;
 -- What a definition's backing view must not do, found in its query tree (and those of the
 -- views it reads): lock rows, read catalogs (their changes fire no triggers), or give
 -- results that change between two runs over the same rows (volatile functions, the clock,
--- TABLESAMPLE) - a TVIEW could never equal such a definition. Nor may an output column
+-- TABLESAMPLE, the session's user and settings) - a TVIEW could never equal such a definition. Nor may an output column
 -- carry a system column's name (the table could not have it).
 CREATE OR REPLACE FUNCTION tview._check_definition_tree(view_oid oid, label text) RETURNS void
 LANGUAGE plpgsql
@@ -168,6 +168,25 @@ BEGIN
         RAISE EXCEPTION 'definition of % reads the clock (CURRENT_DATE, CURRENT_TIMESTAMP, LOCALTIME, ...)', label
             USING ERRCODE = 'invalid_object_definition',
                   HINT = 'A TVIEW must equal its definition at any time: store the time in a table column instead.';
+    END IF;
+    -- who writes, and that session's settings: each writer would leave its own view of the rows
+    SELECT x.name INTO bad FROM (
+        SELECT p.proname::text AS name
+        FROM jsonb_array_elements(refs) e JOIN pg_proc p ON p.oid = (e ->> 1)::oid
+        WHERE e ->> 0 IN ('funcid', 'opfuncid') AND p.pronamespace = 'pg_catalog'::regnamespace
+          AND p.proname IN ('current_user', 'session_user', 'system_user', 'current_schema', 'current_schemas',
+                            'current_setting', 'pg_backend_pid', 'inet_client_addr', 'inet_client_port',
+                            'pg_my_temp_schema', 'pg_trigger_depth')
+        UNION ALL   -- PostgreSQL 15 parses these keywords as SQL value functions 9 .. 12 and 14
+        SELECT (ARRAY['current_role', 'current_user', 'user', 'session_user', NULL, 'current_schema'])[(e ->> 1)::int - 8]
+        FROM jsonb_array_elements(refs) e
+        WHERE e ->> 0 = 'SQLVALUEFUNCTION' AND (e ->> 1)::int IN (9, 10, 11, 12, 14)) x
+    ORDER BY 1 LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'definition of % reads %, which depends on the session that writes', label, bad
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'Every writer''s session would leave the TVIEW as it sees it (its user, settings, '
+                         'connection): store such values in a table column instead.';
     END IF;
     IF refs @> '[["TABLESAMPLECLAUSE", 0]]' THEN
         RAISE EXCEPTION 'definition of % samples a table (TABLESAMPLE)', label

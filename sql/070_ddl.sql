@@ -277,6 +277,8 @@ BEGIN
                    OR tview._reads_view(x.view_oid, cmd.objid)))
         ORDER BY x.topo_level, x.id
     LOOP
+        -- a helper view replaced by one the TVIEW could never equal (random(), current_user)
+        PERFORM tview._check_definition_tree(t.view_oid, format('%I.%I', t.schema_name, 'tv_' || t.name));
         PERFORM tview._rebuild(t);
     END LOOP;
 END;

@@ -146,6 +146,18 @@ DEFINITIONS = [
      f"SELECT f(u.pk_user) AS pk_user, to_jsonb(u) AS data {U}", "42P17", "calls public.f(integer)"),
     ("volatile-in-helper-view", "CREATE VIEW h AS SELECT pk_user, random() AS r FROM tb_user",
      "SELECT h.pk_user, to_jsonb(h) AS data FROM h", "42P17", "calls random()"),
+    # results that depend on the session that writes: each writer would leave its own view
+    ("current-user", None, f"SELECT u.pk_user, jsonb_build_object('by', current_user) AS data {U}",
+     "42P17", "reads current_user, which depends on the session"),
+    ("session-user", None, f"SELECT u.pk_user, to_jsonb(u) AS data {U} WHERE u.name <> session_user",
+     "42P17", "reads session_user"),
+    ("current-schema", None, f"SELECT u.pk_user, jsonb_build_object('s', current_schema) AS data {U}",
+     "42P17", "reads current_schema"),
+    ("current-setting", None,
+     f"SELECT u.pk_user, jsonb_build_object('tz', current_setting('TimeZone')) AS data {U}",
+     "42P17", "reads current_setting"),
+    ("backend-pid", None, f"SELECT u.pk_user, jsonb_build_object('p', pg_backend_pid()) AS data {U}",
+     "42P17", "reads pg_backend_pid"),
     ("tablesample", None, f"SELECT u.pk_user, to_jsonb(u) AS data {U} TABLESAMPLE BERNOULLI (100) REPEATABLE (1)",
      "42P17", "TABLESAMPLE"),
     # errors found when filling the table
@@ -234,6 +246,22 @@ def test_a_tview_closing_a_cycle_through_a_helper_view_onto_itself_is_refused(bl
     create(blog, "a", "SELECT pk_user, jsonb_build_object('n', name) AS data FROM h")
     assert_refused_cleanly(blog, "CREATE OR REPLACE VIEW h AS SELECT u.pk_user, coalesce(a.data->>'n', u.name) AS name"
                                  " FROM tb_user u LEFT JOIN tv_a a ON a.pk_user = u.pk_user", None, "55P03", "tv_a")
+    blog.execute("UPDATE tb_user SET name = 'ann2' WHERE pk_user = 1")
+    assert_oracle(blog)
+
+
+@pytest.mark.parametrize("replacement, message", [
+    ("SELECT pk_user, name || random()::text AS name FROM tb_user", "calls random()"),
+    ("SELECT pk_user, name, current_user AS who FROM tb_user", "reads current_user"),
+])
+def test_a_helper_view_replaced_by_one_no_tview_could_follow_is_refused(blog, replacement, message):
+    """The definition is checked again when a view it reads is replaced, not only at create."""
+    blog.execute("CREATE VIEW h AS SELECT pk_user, name FROM tb_user")
+    create(blog, "a", "SELECT pk_user, jsonb_build_object('n', name) AS data FROM h")
+    viewdef = "SELECT pg_get_viewdef('h'::regclass)"
+    before = blog.execute(viewdef).fetchone()
+    assert_refused_cleanly(blog, f"CREATE OR REPLACE VIEW h AS {replacement}", None, "42P17", message)
+    assert blog.execute(viewdef).fetchone() == before
     blog.execute("UPDATE tb_user SET name = 'ann2' WHERE pk_user = 1")
     assert_oracle(blog)
 
