@@ -193,6 +193,64 @@ async def test_stream_survives_terminated_backend_and_reports_the_gap(blog, dsn)
 
 
 @pytest.mark.engine
+@pytest.mark.parametrize("log", ["on", "off"])
+async def test_a_listening_stream_reads_what_it_missed_from_the_log(blog, dsn, server_dsn, log):
+    """Writes made while the stream cannot reconnect (the database refuses connections) come
+    from the log once it is back, each once, after a Gap that says so; without the log, the
+    Gap says that events may be missing."""
+    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    allow = "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}"
+    with psycopg.connect(dsn, autocommit=True) as writer, psycopg.connect(server_dsn, autocommit=True) as admin:
+        writer.execute(f"SET tview.log = {log}")
+        stream = EventStream(dsn, max_backoff=0.2)
+        items: list = []
+
+        async def consume() -> None:
+            async for batch in stream.batches():
+                items.extend(batch)
+
+        async def until(condition, what: str) -> None:
+            deadline = time.monotonic() + 15
+            while not condition():
+                assert time.monotonic() < deadline, f"{what} not reached"
+                await asyncio.sleep(0.05)
+
+        def rename(pk: int, name: str) -> str:
+            """The xid of an UPDATE (its own transaction) that refreshes tv_user and tv_post."""
+            return writer.execute("UPDATE tb_user SET name = %s WHERE pk_user = %s"
+                                  " RETURNING pg_current_xact_id()::text", (name, pk)).fetchone()[0]
+
+        task = asyncio.create_task(consume())
+        try:
+            await until(lambda: stream.connected, "stream connected")
+            before = rename(1, "before")
+            await until(lambda: before in {e.xid for e in events_only(items)}, "event before the gap")
+            admin.execute(psycopg.sql.SQL(allow).format(psycopg.sql.Identifier(dbname), psycopg.sql.SQL("false")))
+            try:
+                writer.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                               " WHERE datname = current_database() AND query = 'LISTEN tview_events'")
+                await until(lambda: not stream.connected, "stream cut off")
+                missed = [rename(2, f"away {n}") for n in range(3)]
+                await asyncio.sleep(0.5)                    # the stream tries and is refused
+                assert not stream.connected
+            finally:
+                admin.execute(psycopg.sql.SQL(allow).format(psycopg.sql.Identifier(dbname), psycopg.sql.SQL("true")))
+            await until(lambda: stream.reconnects == 1, "stream back")
+            after = rename(3, "after")
+            await until(lambda: after in {e.xid for e in events_only(items)}, "event after the gap")
+        finally:
+            stream.stop()
+            await task
+    (gap,) = [i for i in items if isinstance(i, Gap)]
+    assert gap.from_log == (log == "on")
+    assert ("from the log" if log == "on" else "may be missing") in gap.describe()
+    xids = [e.xid for e in events_only(items)]
+    expected = [before] + (missed if log == "on" else []) + [after]
+    assert xids == [x for x in expected for _ in ("tv_user", "tv_post")]   # both TVIEWs, each once, in order
+    assert items.index(gap) == 2                                             # the missed ones come after it
+
+
+@pytest.mark.engine
 async def test_polling_the_log_yields_the_same_events_as_listen(blog, dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT set_config('tview.log', 'on', false)")

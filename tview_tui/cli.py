@@ -183,8 +183,7 @@ async def _tail(args: argparse.Namespace) -> None:
         async for batch in stream.batches():
             for item in batch:
                 if isinstance(item, events.Gap):
-                    print(f"-- reconnected after {item.seconds:.1f}s ({item.reason});"
-                          " events in between may be missing", file=sys.stderr, flush=True)
+                    print(f"-- {item.describe()}", file=sys.stderr, flush=True)
                 else:
                     show(item)
     finally:

@@ -4,7 +4,8 @@ The engine publishes one JSON event per TVIEW refresh on channel ``tview_events`
 ``tview.log = on``, in the table ``tview.events``. :class:`EventStream` listens on its own
 autocommit connection (or polls the log where LISTEN cannot work, e.g. behind a
 transaction-pooling proxy), hands events to consumers in batches, reconnects with backoff
-and reports the time it was away as a :class:`Gap`.
+and reports the time it was away as a :class:`Gap`. With the log on, a listening stream reads
+the events it missed while away from the log when it is back.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -103,15 +104,22 @@ class Event:
 
 @dataclass(frozen=True)
 class Gap:
-    """The stream was disconnected from ``started`` to ``ended``: events may be missing."""
+    """The stream was disconnected from ``started`` to ``ended``. ``from_log``: the events of
+    that time follow, read from the log; otherwise some may be missing."""
 
     started: datetime
     ended: datetime
     reason: str
+    from_log: bool = False
 
     @property
     def seconds(self) -> float:
         return (self.ended - self.started).total_seconds()
+
+    def describe(self) -> str:
+        missed = "the events in between follow, from the log" if self.from_log else \
+            "events in between may be missing (tview.log is off)"
+        return f"disconnected {self.seconds:.1f}s ({self.reason}); {missed}"
 
 
 Item = Event | Gap
@@ -182,6 +190,14 @@ LEFT JOIN LATERAL (SELECT id, payload FROM tview.events WHERE id > %s OR id = AN
 ORDER BY e.id
 """
 MAX_HOLES = 100_000
+# A listening stream back from a gap reads the log from this long before the gap began: events
+# published then and committed (so notified) while it was away. Events it has already seen are
+# recognised by their identity (pid, xid, TVIEW, ts) and not handed out twice.
+BACKFILL_MARGIN = timedelta(seconds=60)
+BACKFILL_QUERY = "SELECT id, payload FROM tview.events WHERE ts >= %s ORDER BY id LIMIT %s"
+NO_LOG = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
+          psycopg.errors.InvalidSchemaName)
+SEEN_MAX = 20_000
 
 
 class EventStream:
@@ -205,6 +221,8 @@ class EventStream:
         self.connected = False
         self._last_log_id = since_log_id
         self._holes: dict[int, int] = {}      # log id not seen yet -> snapshot xmax when it was skipped
+        self._seen: deque[tuple] = deque()    # identities of the last events listened to, oldest first
+        self._seen_set: set[tuple] = set()
         self._conn: psycopg.AsyncConnection | None = None
         self._closed = False
 
@@ -216,6 +234,31 @@ class EventStream:
             return None
         self.received += 1
         return event
+
+    def _first_time(self, event: Event) -> bool:
+        """False for an event already handed out (notified, and read from the log by a backfill)."""
+        identity = (event.pid, event.xid, event.schema, event.tview, event.ts)
+        if identity in self._seen_set:
+            return False
+        self._seen.append(identity)
+        self._seen_set.add(identity)
+        if len(self._seen) > SEEN_MAX:
+            self._seen_set.discard(self._seen.popleft())
+        return True
+
+    async def _backfill(self, since: datetime) -> list[Event] | None:
+        """Events logged since ``since`` not seen yet, or None when the log is off or unreadable."""
+        assert self._conn is not None
+        try:
+            rows = await (await self._conn.execute(BACKFILL_QUERY, (since, MAX_HOLES))).fetchall()
+        except NO_LOG:
+            return None
+        if not rows:
+            on = await (await self._conn.execute("SELECT tview.enabled('log', false)")).fetchone()
+            return [] if on[0] else None
+        found = (self._parse(json.dumps(payload) if not isinstance(payload, str) else payload, log_id)
+                 for log_id, payload in rows)
+        return [event for event in found if event is not None and self._first_time(event)]
 
     async def _open(self) -> psycopg.AsyncConnection:
         conn = await connect_async(self.target, autocommit=True)
@@ -245,16 +288,18 @@ class EventStream:
                 continue
             self.connected = True
             backoff = 0.2
-            if down_since is not None:
-                self.reconnects += 1
-                yield [Gap(down_since, datetime.now(UTC), reason)]
-                down_since = None
             try:
+                if down_since is not None:
+                    self.reconnects += 1
+                    missed = None if self.poll else await self._backfill(down_since - BACKFILL_MARGIN)
+                    yield [Gap(down_since, datetime.now(UTC), reason, from_log=self.poll or missed is not None),
+                           *(missed or [])]
+                    down_since = None
                 reader = self._poll_batches() if self.poll else self._listen_batches()
                 async for batch in reader:
                     yield batch
             except psycopg.Error as exc:
-                down_since = datetime.now(UTC)
+                down_since = down_since or datetime.now(UTC)
                 reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
                 self.connected = False
             finally:
@@ -266,7 +311,7 @@ class EventStream:
             batch: list[Item] = []
             async for notify in self._conn.notifies(timeout=self.batch_wait, stop_after=self.batch_max):
                 event = self._parse(notify.payload)
-                if event is not None:
+                if event is not None and self._first_time(event):
                     batch.append(event)
             if batch:
                 yield batch

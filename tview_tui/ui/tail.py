@@ -77,7 +77,7 @@ class TailScreen(Screen):
         log = self.query_one("#tail-log", RichLog)
         for _, item in fresh:
             if isinstance(item, Gap):
-                log.write(f"-- disconnected {item.seconds:.1f}s ({item.reason}); events may be missing --")
+                log.write(f"-- {item.describe()} --")
             elif self._matches(item):
                 log.write(format_event(item), scroll_end=self.follow)
                 self.shown += 1
