@@ -56,10 +56,11 @@ $$;
 -- The refresh statement of one TVIEW. %1$s is where the key filter goes ('' for a whole
 -- refresh). $1 = keys (bigint[]), $2 = keys whose row is only a placeholder made by the
 -- locking (tview._install_refresh_function): not a row that existed, so neither reported as
--- an old image nor counted as deleted. Returns upserted, deleted, null keys seen, duplicate
--- keys seen, and the old and new images (all columns but data) of the rows that changed, for
--- the cascade. Rows with a NULL or duplicate key are counted, not written (the caller raises
--- a clear error): catching the upsert's own error would cost a subtransaction per refresh.
+-- an old image nor counted as deleted. Returns upserted, deleted, null keys seen, and the
+-- old and new images (all columns but data) of the rows that changed, for the cascade.
+-- A row of the definition with a NULL key matches no current row, so it is in d with
+-- neither key; the three are counted in one pass over d (each subquery costs an executor
+-- node set up at every refresh).
 CREATE OR REPLACE FUNCTION tview._build_refresh_sql(view_oid oid, table_oid oid, key_column name)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -95,7 +96,6 @@ BEGIN
 
     RETURN format($f$
 WITH src AS MATERIALIZED (SELECT %2$s FROM %3$s v %%1$s),
-dup AS MATERIALIZED (SELECT count(%1$s) - count(DISTINCT %1$s) AS n FROM src),
 cur AS MATERIALIZED (SELECT %2$s, v.%1$s = ANY ($2) AS _tview_placeholder FROM %4$s v %%1$s),
 d AS MATERIALIZED (
     SELECT s.%1$s AS new_key, c.%1$s AS old_key,
@@ -105,13 +105,14 @@ d AS MATERIALIZED (
     WHERE s.%1$s IS NULL OR c.%1$s IS NULL OR %5$s),
 del AS (DELETE FROM %4$s t USING d WHERE d.new_key IS NULL AND t.%1$s = d.old_key RETURNING t.%1$s AS k),
 ups AS (INSERT INTO %4$s AS t (%2$s)
-        SELECT %9$s FROM src s WHERE s.%1$s IN (SELECT new_key FROM d) AND (SELECT n FROM dup) = 0
+        SELECT %9$s FROM src s WHERE s.%1$s IN (SELECT new_key FROM d)
         ON CONFLICT (%1$s) DO UPDATE SET %6$s
         RETURNING 1)
-SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del WHERE k <> ALL ($2)),
-       (SELECT count(*) FROM src WHERE %1$s IS NULL), (SELECT n FROM dup),
-       (SELECT jsonb_agg(old_img) FROM d WHERE old_img IS NOT NULL),
-       (SELECT jsonb_agg(new_img) FROM d WHERE new_img IS NOT NULL)
+SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del WHERE k <> ALL ($2)), i.null_keys, i.old_img, i.new_img
+FROM (SELECT count(*) FILTER (WHERE new_key IS NULL AND old_key IS NULL) AS null_keys,
+             jsonb_agg(old_img) FILTER (WHERE old_img IS NOT NULL) AS old_img,
+             jsonb_agg(new_img) FILTER (WHERE new_img IS NOT NULL) AS new_img
+      FROM d) i
 $f$, k, cols, tview._qname(view_oid), tview._qname(table_oid), coalesce(diff, 'false'),
         coalesce(sets, format('%1$s = EXCLUDED.%1$s', k)), img_old, img_new,
         (SELECT string_agg('s.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
@@ -191,8 +192,7 @@ BEGIN
     END IF;
     EXECUTE format($f$
 CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT o_upserted bigint,
-                                     OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_dup_keys bigint,
-                                     OUT o_old jsonb, OUT o_new jsonb)
+                                     OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- plan once per session, not at every call
@@ -215,7 +215,7 @@ BEGIN
         PERFORM 1 FROM %2$s v WHERE v.%3$s = ANY ($1) ORDER BY v.%3$s FOR UPDATE;
     END IF;
     %5$s
-        INTO o_upserted, o_deleted, o_null_keys, o_dup_keys, o_old, o_new;
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
 END;
 $body$
 $f$,
@@ -260,39 +260,41 @@ DECLARE
     upserted  bigint;
     deleted   bigint;
     null_keys bigint;
-    dup_keys  bigint;
     old_img   jsonb;
     new_img   jsonb;
 BEGIN
     IF keys IS NOT NULL AND cardinality(keys) = 0 THEN
         RETURN jsonb_build_object('upserted', 0, 'deleted', 0, 'old', '[]'::jsonb, 'new', '[]'::jsonb);
     END IF;
-    IF keys IS NULL THEN
-        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
-        EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, dup_keys, old_img, new_img
-            USING NULL::bigint[], '{}'::bigint[];
-    ELSIF cardinality(keys) = 1 OR cardinality(keys) >= tview._count_setting('batch_threshold', 2) THEN
-        EXECUTE format('SELECT * FROM %s($1, NULL)', tview._generated(t, 'refresh'))
-            INTO upserted, deleted, null_keys, dup_keys, old_img, new_img USING keys;
-    ELSE
-        -- below the batch threshold: one key at a time, in key order (row locks)
-        EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys), sum(r.o_dup_keys),'
-                       ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
-                       ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
-                       ' FROM unnest($1) k(key),'
-                       ' LATERAL %s(ARRAY[k.key], NULL) r'
-                       ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
-                       ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
-                       tview._generated(t, 'refresh'))
-            INTO upserted, deleted, null_keys, dup_keys, old_img, new_img USING keys;
-    END IF;
-    IF dup_keys > 0 THEN
+    BEGIN
+        IF keys IS NULL THEN
+            EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
+            EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
+                USING NULL::bigint[], '{}'::bigint[];
+        ELSE
+            IF cardinality(keys) = 1 OR cardinality(keys) >= tview._count_setting('batch_threshold', 2) THEN
+                EXECUTE format('SELECT * FROM %s($1, NULL)', tview._generated(t, 'refresh'))
+                    INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+            ELSE
+                -- below the batch threshold: one key at a time, in key order (row locks)
+                EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
+                               ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
+                               ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
+                               ' FROM unnest($1) k(key),'
+                               ' LATERAL %s(ARRAY[k.key], NULL) r'
+                               ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
+                               ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
+                               tview._generated(t, 'refresh'))
+                    INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+            END IF;
+        END IF;
+    EXCEPTION WHEN cardinality_violation THEN
         RAISE EXCEPTION 'TVIEW %.tv_% has duplicate keys: % is not unique in its definition',
                         t.schema_name, t.name, t.key_column
             USING ERRCODE = 'unique_violation',
                   HINT = format('Make %I unique in the definition (v_%s), e.g. by grouping or a DISTINCT ON.',
                                 t.key_column, t.name);
-    END IF;
+    END;
     IF null_keys > 0 THEN
         RAISE EXCEPTION 'TVIEW %.tv_% has % row(s) with a NULL key %', t.schema_name, t.name, null_keys, t.key_column
             USING ERRCODE = 'not_null_violation',
