@@ -1,9 +1,13 @@
 -- Cascade events: one per TVIEW refreshed per round, JSON protocol v1 (docs/events.md),
 -- sent with pg_notify on channel tview_events and/or appended to the bounded log
 -- tview.events. Settings (session, else database, else default):
---   tview.notify   on|off  (default on)   NOTIFY is delivered at commit; a transaction
+--   tview.notify   on|off|auto (default on) NOTIFY is delivered at commit; a transaction
 --                                         that ran NOTIFY cannot be PREPAREd: use
---                                         SET LOCAL tview.notify = off (and tview.log = on)
+--                                         SET LOCAL tview.notify = off (and tview.log = on).
+--                                         auto: only while a listener registered with
+--                                         tview.listen() is connected (NOTIFY makes the
+--                                         commits of every notifying transaction wait
+--                                         for one another, listened to or not)
 --   tview.log      on|off  (default off)  keep history, e.g. for clients behind a
 --                                         transaction-pooling proxy (they poll it)
 --   tview.log_max  rows kept in the log (default 100000)
@@ -15,6 +19,63 @@ CREATE TABLE IF NOT EXISTS tview.events (
 );
 COMMENT ON TABLE tview.events IS 'Recent cascade events (when tview.log = on), pruned to tview.log_max rows';
 
+-- Listeners registered with tview.listen(): what tview.notify = auto looks at (rows whose
+-- backend is gone, left by a listener that crashed, do not count; tview.listen() clears them).
+CREATE TABLE IF NOT EXISTS tview.listeners (
+    pid              int PRIMARY KEY,
+    since            timestamptz NOT NULL DEFAULT now(),
+    application_name text
+);
+COMMENT ON TABLE tview.listeners IS 'Sessions listening on tview_events (tview.listen()), for tview.notify = auto';
+
+-- LISTEN on tview_events and register this session, so that writers with tview.notify = auto
+-- send events while it is connected. For any role with USAGE on schema tview.
+CREATE OR REPLACE FUNCTION tview.listen() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM tview.listeners l WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.pid);
+    INSERT INTO tview.listeners (pid, application_name)
+    VALUES (pg_backend_pid(), current_setting('application_name'))
+    ON CONFLICT (pid) DO UPDATE SET since = now(), application_name = EXCLUDED.application_name;
+    LISTEN tview_events;
+END;
+$$;
+
+-- The reverse of tview.listen().
+CREATE OR REPLACE FUNCTION tview.unlisten() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UNLISTEN tview_events;
+    DELETE FROM tview.listeners WHERE pid = pg_backend_pid();
+END;
+$$;
+
+-- Should this event be sent with NOTIFY? tview.notify on, off, or auto (a registered
+-- listener is connected).
+CREATE OR REPLACE FUNCTION tview._notify_wanted() RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    raw text := lower(btrim(tview.setting('notify', 'on')));
+BEGIN
+    IF raw = 'auto' THEN
+        IF NOT EXISTS (SELECT 1 FROM tview.listeners) THEN
+            RETURN false;
+        END IF;
+        RETURN EXISTS (SELECT 1 FROM tview.listeners l JOIN pg_stat_activity a ON a.pid = l.pid);
+    ELSIF tview._truthy(raw) IS NULL THEN
+        RAISE EXCEPTION 'invalid value for tview.notify: "%"', raw
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use on, off or auto.';
+    END IF;
+    RETURN tview._truthy(raw);
+END;
+$$;
+
 -- keys: every key written (recomputed or patched); NULL for a whole refresh.
 CREATE OR REPLACE FUNCTION tview._publish(t tview.tviews, source text, op text, depth int, whole boolean,
                                           recomputed int, keys bigint[], result jsonb, us bigint)
@@ -23,7 +84,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    to_notify boolean := tview.enabled('notify', true);
+    to_notify boolean := tview._notify_wanted();
     to_log    boolean := tview.enabled('log', false);
     shown     int := 50;
     payload   jsonb;

@@ -178,10 +178,7 @@ async def test_stream_survives_terminated_backend_and_reports_the_gap(blog, dsn)
         timeout=20))
     await asyncio.sleep(0.5)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        killed = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query = 'LISTEN tview_events'"
-            " AND pid <> pg_backend_pid()").fetchone()[0]
+        killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0]
         assert killed == 1
         await asyncio.sleep(1.5)            # the stream reconnects
         conn.execute("UPDATE tb_user SET name = 'after restart' WHERE pk_user = 2")
@@ -227,8 +224,7 @@ async def test_a_listening_stream_reads_what_it_missed_from_the_log(blog, dsn, s
             await until(lambda: before in {e.xid for e in events_only(items)}, "event before the gap")
             admin.execute(psycopg.sql.SQL(allow).format(psycopg.sql.Identifier(dbname), psycopg.sql.SQL("false")))
             try:
-                writer.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                               " WHERE datname = current_database() AND query = 'LISTEN tview_events'")
+                assert writer.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0] == 1
                 await until(lambda: not stream.connected, "stream cut off")
                 missed = [rename(2, f"away {n}") for n in range(3)]
                 await asyncio.sleep(0.5)                    # the stream tries and is refused
@@ -324,6 +320,63 @@ def test_boolean_settings_read_like_postgres_booleans(blog, listener, dsn):
         conn.execute("SET tview.notify = 'maybe'")
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             conn.execute("UPDATE tb_user SET name = 'refused' WHERE pk_user = 1")
+
+
+@pytest.mark.engine
+def test_notify_auto_sends_events_only_while_a_registered_listener_is_connected(blog, listener, dsn):
+    """`listener` only runs LISTEN: it hears what is sent but does not make anyone send."""
+    def rename(conn: psycopg.Connection, name: str) -> None:
+        conn.execute("UPDATE tb_user SET name = %s WHERE pk_user = 1", (name,))
+
+    with psycopg.connect(dsn, autocommit=True) as writer, psycopg.connect(dsn, autocommit=True) as registered:
+        writer.execute("SET tview.notify = auto")
+        rename(writer, "nobody registered")
+        assert collect(listener, timeout=0.5) == []
+
+        registered.execute("SELECT tview.listen()")
+        rename(writer, "one registered")
+        assert [e["tview"] for e in collect(listener, expect=2)] == ["tv_user", "tv_post"]
+        assert [n.payload for n in registered.notifies(timeout=2, stop_after=2)] != []
+
+        registered.execute("SELECT tview.unlisten()")
+        rename(writer, "unregistered")
+        assert collect(listener, timeout=0.5) == []
+
+        registered.execute("SELECT tview.listen()")
+        pid = registered.info.backend_pid
+    # `registered` is gone without unlisten: its row stays but no longer counts
+    with psycopg.connect(dsn, autocommit=True) as writer:
+        assert writer.execute("SELECT count(*) FROM tview.listeners WHERE pid = %s", (pid,)).fetchone()[0] == 1
+        writer.execute("SET tview.notify = auto")
+        deadline = time.monotonic() + 5
+        while writer.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the closed session is still there"
+            time.sleep(0.05)
+        rename(writer, "listener gone")
+        assert collect(listener, timeout=0.5) == []
+        writer.execute("SELECT tview.listen()")                # clears what is left of the dead one
+        assert writer.execute("SELECT array_agg(pid) FROM tview.listeners").fetchone()[0] == [writer.info.backend_pid]
+        writer.execute("SET tview.notify = 'sometimes'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+            rename(writer, "refused")
+        assert err.value.diag.message_hint == "Use on, off or auto."
+
+
+@pytest.mark.engine
+async def test_an_event_stream_registers_itself_so_notify_auto_reaches_it(blog, dsn):
+    stream = EventStream(dsn)
+    task = asyncio.create_task(drain(stream, lambda items: len(events_only(items)) >= 2))
+    with psycopg.connect(dsn, autocommit=True) as writer:
+        deadline = time.monotonic() + 10
+        while not writer.execute("SELECT count(*) FROM tview.listeners").fetchone()[0]:
+            assert time.monotonic() < deadline, "the stream did not register"
+            await asyncio.sleep(0.05)
+        writer.execute("SET tview.notify = auto")
+        writer.execute("UPDATE tb_user SET name = 'auto' WHERE pk_user = 1")
+        items = await task
+        await stream.close()
+        assert [e.tview for e in events_only(items)] == ["tv_user", "tv_post"]
+        assert writer.execute("SELECT array_agg(pid) FROM tview.listeners").fetchone()[0] is None   # unregistered on close
 
 
 @pytest.mark.engine

@@ -268,7 +268,7 @@ def test_tail_cli_survives_a_terminated_backend(blog_dsn):
                             env={**os.environ, "PGAPPNAME": "fault tail"})
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    listening = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fault tail' AND query LIKE 'LISTEN%%'"
+    listening = "SELECT count(*) FROM tview.listeners WHERE application_name = 'fault tail'"
     try:
         wait_until(lambda: scalar(blog_dsn, listening), what="tail listening")
         first = write(blog_dsn, "UPDATE tb_company SET name = 'tailed' WHERE pk_company = 3")

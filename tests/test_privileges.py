@@ -270,8 +270,12 @@ def test_read_only_role_browses_and_tails_but_cannot_refresh_or_install(setup: S
         received: list[Event] = []
         batches = stream.batches()
         first = asyncio.ensure_future(batches.__anext__())
-        await asyncio.sleep(0.5)            # the stream is listening
+        await asyncio.sleep(0.5)            # the stream is listening, registered for tview.notify = auto
+        registered = setup.owner.execute("SELECT count(*) FROM tview.listeners l"
+                                         " JOIN pg_stat_activity a ON a.pid = l.pid").fetchone()[0]
+        assert registered == 1
         with connect_as(setup.dsn, setup.roles.app) as app:
+            app.execute("SET tview.notify = auto")
             app.execute("UPDATE tb_user SET name = 'tailed' WHERE pk_user = 1")
         batch = await asyncio.wait_for(first, timeout=10)
         received.extend(i for i in batch if isinstance(i, Event))
@@ -280,6 +284,9 @@ def test_read_only_role_browses_and_tails_but_cannot_refresh_or_install(setup: S
 
     events = asyncio.run(tail())
     assert any(e.tview == "tv_user" and e.op == "UPDATE" for e in events)
+    with psycopg.connect(reader_dsn, autocommit=True) as conn:   # the registry itself is the engine's
+        refused(conn, "INSERT INTO tview.listeners (pid) VALUES (1)")
+        refused(conn, "DELETE FROM tview.listeners")
 
 
 # --------------------------------------------------------------------------- escalation
@@ -317,7 +324,8 @@ def test_catalog_rights_do_not_let_a_definition_run_with_the_owners_rights(setup
 
 def test_engine_objects_are_owned_by_the_owner_and_pinned(setup: Setup):
     """Views, tables and generated functions belong to the owner; every engine function pins search_path
-    except the few that must resolve the caller's definition; only the triggers are SECURITY DEFINER."""
+    except the few that must resolve the caller's definition; only the triggers and the listener
+    registration are SECURITY DEFINER."""
     owner = setup.roles.owner
     owners = setup.owner.execute(
         "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM tview.tviews t JOIN pg_class c"
@@ -330,8 +338,9 @@ def test_engine_objects_are_owned_by_the_owner_and_pinned(setup: Setup):
         " FROM pg_proc WHERE pronamespace = 'tview'::regnamespace").fetchall()
     generated = [f for f in functions if f[0].startswith(("_refresh_", "_patch_")) and f[0][-1].isdigit()]
     assert len(generated) >= 3 and all(f[1] == owner and f[3] and not f[2] for f in generated)
-    assert sorted(f[0] for f in functions if f[2]) == ["_flush_deferred", "_on_change"]
-    assert not any(f[4] for f in functions if f[2]), "SECURITY DEFINER functions are not executable by PUBLIC"
+    definers = {f[0]: f[4] for f in functions if f[2]}
+    # the triggers, callable by nobody; listen/unlisten, for readers: no arguments, the caller's own pid only
+    assert definers == {"_flush_deferred": False, "_on_change": False, "listen": True, "unlisten": True}
     # Unpinned: public wrappers (one qualified call each) and what probes the caller's definition.
     unpinned = {f[0] for f in functions if not f[3]}
     assert unpinned <= {"create", "drop", "refresh", "verify", "set_mode", "set_patching", "repair_triggers",

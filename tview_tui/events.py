@@ -195,8 +195,9 @@ MAX_HOLES = 100_000
 # recognised by their identity (pid, xid, TVIEW, ts) and not handed out twice.
 BACKFILL_MARGIN = timedelta(seconds=60)
 BACKFILL_QUERY = "SELECT id, payload FROM tview.events WHERE ts >= %s ORDER BY id LIMIT %s"
-NO_LOG = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
-          psycopg.errors.InvalidSchemaName)
+# What a role without the engine's log or functions meets: no such object, or no rights to it.
+NO_ENGINE = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
+             psycopg.errors.InvalidSchemaName)
 SEEN_MAX = 20_000
 
 
@@ -224,6 +225,7 @@ class EventStream:
         self._seen: deque[tuple] = deque()    # identities of the last events listened to, oldest first
         self._seen_set: set[tuple] = set()
         self._conn: psycopg.AsyncConnection | None = None
+        self._closing = asyncio.Lock()
         self._closed = False
 
     def _parse(self, payload: str, log_id: int | None = None) -> Event | None:
@@ -251,7 +253,7 @@ class EventStream:
         assert self._conn is not None
         try:
             rows = await (await self._conn.execute(BACKFILL_QUERY, (since, MAX_HOLES))).fetchall()
-        except NO_LOG:
+        except NO_ENGINE:
             return None
         if not rows:
             on = await (await self._conn.execute("SELECT tview.enabled('log', false)")).fetchone()
@@ -267,7 +269,10 @@ class EventStream:
                 row = await (await conn.execute("SELECT coalesce(max(id), 0) FROM tview.events")).fetchone()
                 self._last_log_id = row[0]
         else:
-            await conn.execute(f"LISTEN {CHANNEL}")
+            try:   # registered: writers with tview.notify = auto send events while we listen
+                await conn.execute("SELECT tview.listen()")
+            except NO_ENGINE:   # an engine older than tview.listen(), or no USAGE on schema tview
+                await conn.execute(f"LISTEN {CHANNEL}")
         return conn
 
     async def batches(self) -> AsyncIterator[list[Item]]:
@@ -351,10 +356,14 @@ class EventStream:
                 await asyncio.sleep(self.poll_interval)
 
     async def _close_conn(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                await self._conn.close()
-            self._conn = None
+        async with self._closing:                # close() returns only once the connection is closed,
+            conn, self._conn = self._conn, None  # even when batches() ending is closing it too
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    if not self.poll and not conn.closed:
+                        await conn.execute("SELECT tview.unlisten()")
+                with contextlib.suppress(psycopg.Error):
+                    await conn.close()
 
     def stop(self) -> None:
         """Ask the stream to end (thread-safe); `batches()` returns within `batch_wait`."""
