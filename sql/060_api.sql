@@ -118,8 +118,9 @@ $$;
 -- What a definition's backing view must not do, found in its query tree (and those of the
 -- views it reads): lock rows, read catalogs (their changes fire no triggers), or give
 -- results that change between two runs over the same rows (volatile functions, the clock,
--- TABLESAMPLE, the session's user and settings) - a TVIEW could never equal such a definition. Nor may an output column
--- carry a system column's name (the table could not have it).
+-- TABLESAMPLE, the session's user and settings) - a TVIEW could never equal such a
+-- definition. Nor may an output column carry a system column's name (the table could not
+-- have it).
 CREATE OR REPLACE FUNCTION tview._check_definition_tree(view_oid oid, label text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

@@ -118,7 +118,7 @@ class Gap:
 
     def describe(self) -> str:
         missed = "the events in between follow, from the log" if self.from_log else \
-            "events in between may be missing (tview.log is off)"
+            "events in between may be missing (no event log to read them from: tview.log is off)"
         return f"disconnected {self.seconds:.1f}s ({self.reason}); {missed}"
 
 
@@ -228,7 +228,8 @@ class EventStream:
         self._closing = asyncio.Lock()
         self._closed = False
 
-    def _parse(self, payload: str, log_id: int | None = None) -> Event | None:
+    def _parse(self, payload: str | dict, log_id: int | None = None) -> Event | None:
+        """A notified payload (text) or a logged one (jsonb, read as a dict); None if malformed."""
         try:
             event = Event.from_payload(payload, log_id)
         except MalformedEvent:
@@ -258,8 +259,7 @@ class EventStream:
         if not rows:
             on = await (await self._conn.execute("SELECT tview.enabled('log', false)")).fetchone()
             return [] if on[0] else None
-        found = (self._parse(json.dumps(payload) if not isinstance(payload, str) else payload, log_id)
-                 for log_id, payload in rows)
+        found = (self._parse(payload, log_id) for log_id, payload in rows)
         return [event for event in found if event is not None and self._first_time(event)]
 
     async def _open(self) -> psycopg.AsyncConnection:
@@ -339,7 +339,7 @@ class EventStream:
                         self._holes[hole] = xmax
                     self._last_log_id = log_id
                 self._holes.pop(log_id, None)
-                event = self._parse(json.dumps(payload) if not isinstance(payload, str) else payload, log_id)
+                event = self._parse(payload, log_id)
                 if event is not None:
                     batch.append(event)
             complete = len(seen) < self.batch_max
