@@ -4,9 +4,10 @@ Writers run random transactions on the demo blog (inserts, updates and deletes a
 level, company renames that cascade through four levels, savepoints rolled back or released,
 whole transactions rolled back), all under READ COMMITTED or all under SERIALIZABLE
 (--isolation: the engine is exact under either, not under REPEATABLE READ nor a mix, see
-docs/engine.md, Known limits), retrying serialization failures and deadlocks. Two TVIEWs (comment, post_card) are
-deferred, so commit-time flushes run too. Meanwhile an EventStream tails the events in its own thread and event loop,
-keeping rolling statistics and a bounded buffer as the app does.
+docs/engine.md, Known limits), retrying serialization failures and deadlocks. Two TVIEWs
+(comment, post_card) are deferred, so commit-time flushes run too. Meanwhile an EventStream
+tails the events in its own thread and event loop, keeping rolling statistics and a bounded
+buffer as the app does.
 
 At the end: the oracle (tview.verify) over every row of every TVIEW, the events received
 against the events logged, and the memory of this process (writers and tail) over the run.
