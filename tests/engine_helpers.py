@@ -15,6 +15,16 @@ _NOT_OURS = """n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
                AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'"""
 
 
+# Orders and their lines, and a definition whose key is unique only while an order has at most
+# one line: a write can make it duplicate.
+ORDER_TABLES = """
+CREATE TABLE tb_order (pk_order int PRIMARY KEY, ref text);
+CREATE TABLE tb_line (pk_line int PRIMARY KEY, fk_order int);
+"""
+ORDER_BY_LINE = """SELECT o.pk_order, jsonb_build_object('ref', o.ref, 'line', l.pk_line) AS data
+                   FROM tb_order o LEFT JOIN tb_line l ON l.fk_order = o.pk_order"""
+
+
 def snapshot(conn: psycopg.Connection) -> dict[str, list]:
     """Every object and catalog row a TVIEW creation can make, in the user schemas and in tview:
     relations, types, functions, triggers (on any table), event triggers, tview.tviews and

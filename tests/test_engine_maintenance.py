@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from engine_helpers import ORDER_BY_LINE, ORDER_TABLES
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -1059,16 +1060,11 @@ def test_bulk_statements_cost_constant_engine_calls(db):  # 28
 
 # =========================================================================== keys that stop being unique
 
-ORDER_BY_LINE = """SELECT o.pk_order, jsonb_build_object('ref', o.ref, 'line', l.pk_line) AS data
-                   FROM tb_order o LEFT JOIN tb_line l ON l.fk_order = o.pk_order"""
-
-
 @pytest.fixture
 def orders(db):
     """tv_order, whose key is unique only while an order has at most one line."""
+    db.execute(ORDER_TABLES)
     db.execute("""
-        CREATE TABLE tb_order (pk_order int PRIMARY KEY, ref text);
-        CREATE TABLE tb_line (pk_line int PRIMARY KEY, fk_order int);
         INSERT INTO tb_order SELECT g, 'o' || g FROM generate_series(1, 4) g;
         INSERT INTO tb_line VALUES (1, 1), (2, 2);
     """)
@@ -1084,8 +1080,8 @@ def orders(db):
     ("SELECT tview.refresh('order', ARRAY[1, 3])", "2"),
 ], ids=["one-key", "set-based", "per-key", "whole", "keys"])
 def test_a_write_that_makes_keys_duplicate_fails_23505_and_changes_nothing(orders, statement, batch_threshold):
-    """The refresh counts the duplicate keys and raises its own error (23505, naming the TVIEW
-    and the key, with a hint), rather than letting the upsert fail on them."""
+    """Whichever refresh path meets the duplicate keys, the error is the engine's own (23505,
+    naming the TVIEW and the key, with a hint), not the upsert's, and nothing is written."""
     refresh = statement.startswith("SELECT")
     if refresh:   # lines the TVIEW has not seen yet: its triggers are off for this insert
         orders.execute("ALTER TABLE tb_line DISABLE TRIGGER USER")

@@ -12,7 +12,7 @@ from psycopg import errors
 
 from tview_tui.soak import WriteLoad
 
-from engine_helpers import two_writers
+from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, two_writers
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -127,15 +127,10 @@ def test_rollback_leaves_tviews_untouched(posts, dsn, mode):
 
 
 def test_refresh_error_at_commit_aborts_the_transaction(db, dsn):
-    db.execute("""
-        CREATE TABLE tb_order (pk_order int PRIMARY KEY, ref text);
-        CREATE TABLE tb_line (pk_line int PRIMARY KEY, fk_order int);
-        INSERT INTO tb_order VALUES (1, 'a');
-    """)
+    db.execute(ORDER_TABLES)
+    db.execute("INSERT INTO tb_order VALUES (1, 'a')")
     # one row per line: a second line of an order duplicates the key
-    db.execute("""SELECT tview.create('order', $$
-        SELECT o.pk_order, jsonb_build_object('ref', o.ref, 'line', l.pk_line) AS data
-        FROM tb_order o LEFT JOIN tb_line l ON l.fk_order = o.pk_order $$, 'deferred')""")
+    db.execute("SELECT tview.create('order', %s, 'deferred')", (ORDER_BY_LINE,))
     with psycopg.connect(dsn) as conn:
         conn.execute("INSERT INTO tb_line VALUES (1, 1), (2, 1)")
         with pytest.raises(errors.UniqueViolation) as err:
