@@ -9,6 +9,12 @@ AS $$
     WHERE c.oid = relid
 $$;
 
+-- A TVIEW's name as the server spells it: schema.tv_<name>, quoted where needed.
+CREATE OR REPLACE FUNCTION tview._label(schema_name name, name name) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('%I.%I', schema_name, 'tv_' || name) $$;
+
 CREATE OR REPLACE FUNCTION tview._colname(relid oid, attnum int) RETURNS name
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp

@@ -332,11 +332,12 @@ AS $$
                                   ' UNION ALL '))
 $$;
 
--- Which keys of a TVIEW a change of one relation it reads touches: its keys queries run in
+-- Which keys of a TVIEW a change of another TVIEW it reads touches: its keys queries run in
 -- a function generated per TVIEW (tview._keys_<id>), static SQL with cached plans (planned
 -- at every statement, a keys query cost more than the refresh it leads to). The changed
--- rows come as jsonb arrays of rows (old and new): images from a cascade, or the
--- transition tables of a statement trigger.
+-- rows come as jsonb arrays of TVIEW rows (old and new images, without data) from the
+-- cascade. Changes of base tables never come here: their capture functions
+-- (058_capture.sql) read the transition tables in place.
 CREATE OR REPLACE FUNCTION tview._install_keys_function(t tview.tviews) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -353,7 +354,7 @@ BEGIN
                       '' ORDER BY d.source_oid)
     INTO blocks
     FROM tview.dependencies d
-    WHERE d.tview_id = t.id AND d.key_sql IS NOT NULL;
+    WHERE d.tview_id = t.id AND d.key_sql IS NOT NULL AND d.source_kind = 'tview';
     EXECUTE format($f$
 CREATE OR REPLACE FUNCTION tview.%1$I(source oid, old_rows jsonb, new_rows jsonb) RETURNS bigint[]
 LANGUAGE plpgsql STABLE
@@ -499,95 +500,5 @@ BEGIN
         END LOOP;
     END LOOP;
     RETURN written;
-END;
-$$;
-
--- The statement trigger shared by every TVIEW that reads a table: turn the transition
--- tables into keys per TVIEW (a constant number of queries per TVIEW, whatever the row
--- count), then cascade.
-CREATE OR REPLACE FUNCTION tview._on_change() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    dep      record;
-    work     jsonb := '{}';
-    old_rows jsonb;
-    new_rows jsonb;
-    keys     bigint[];
-BEGIN
-    FOR dep IN SELECT d.tview_id, d.key_sql, d.lineage, t FROM tview.dependencies d
-               JOIN tview.tviews t ON t.id = d.tview_id
-               WHERE d.source_oid = TG_RELID ORDER BY d.tview_id LOOP
-        IF TG_OP = 'TRUNCATE' OR dep.key_sql IS NULL THEN
-            work := tview._add_work(work, dep.tview_id, NULL, true, 0);
-            CONTINUE;
-        END IF;
-        IF dep.lineage IN ('root', 'child') THEN
-            -- the keys are a column of the changed rows: read straight from the transition
-            -- tables (a query as cheap to plan as the function call it would take)
-            EXECUTE format('SELECT ARRAY(%s)',
-                           tview._keys_sql(dep.key_sql, CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN 'tview_old' END,
-                                           CASE WHEN TG_OP IN ('UPDATE', 'INSERT') THEN 'tview_new' END))
-                INTO keys;
-            work := tview._add_work(work, dep.tview_id, keys, false, 0);
-            CONTINUE;
-        END IF;
-        -- the transition tables as rows, once for all the TVIEWs reading this table
-        IF TG_OP IN ('UPDATE', 'DELETE') AND old_rows IS NULL THEN
-            EXECUTE 'SELECT coalesce(jsonb_agg(r), ''[]'') FROM tview_old r' INTO old_rows;
-        END IF;
-        IF TG_OP IN ('UPDATE', 'INSERT') AND new_rows IS NULL THEN
-            EXECUTE 'SELECT coalesce(jsonb_agg(r), ''[]'') FROM tview_new r' INTO new_rows;
-        END IF;
-        work := tview._add_work(work, dep.tview_id, tview._dependent_keys(dep.t, TG_RELID, old_rows, new_rows),
-                                false, 0);
-    END LOOP;
-    IF work <> '{}' THEN
-        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
--- Install the four statement triggers on a base table, once, whoever asks first.
-CREATE OR REPLACE FUNCTION tview._ensure_triggers(relid oid) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    rel text := tview._qname(relid);
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relid AND tgname = 'tview_after_insert') THEN
-        RETURN;
-    END IF;
-    EXECUTE format('CREATE TRIGGER tview_after_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS tview_new'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION tview._on_change()', rel);
-    EXECUTE format('CREATE TRIGGER tview_after_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS tview_old'
-                   ' NEW TABLE AS tview_new FOR EACH STATEMENT EXECUTE FUNCTION tview._on_change()', rel);
-    EXECUTE format('CREATE TRIGGER tview_after_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS tview_old'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION tview._on_change()', rel);
-    EXECUTE format('CREATE TRIGGER tview_after_truncate AFTER TRUNCATE ON %s'
-                   ' FOR EACH STATEMENT EXECUTE FUNCTION tview._on_change()', rel);
-END;
-$$;
-
--- Remove the triggers from a table no TVIEW reads any more.
-CREATE OR REPLACE FUNCTION tview._drop_unused_triggers() RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    trg record;
-BEGIN
-    FOR trg IN
-        SELECT tg.tgname, tg.tgrelid
-        FROM pg_trigger tg
-        JOIN pg_proc p ON p.oid = tg.tgfoid
-        WHERE p.proname = '_on_change' AND p.pronamespace = 'tview'::regnamespace
-          AND NOT EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = tg.tgrelid)
-    LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
-    END LOOP;
 END;
 $$;

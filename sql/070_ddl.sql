@@ -236,6 +236,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found_lineage jsonb := tview._analyze(t.view_oid, t.key_column);
+    tables_before oid[] := ARRAY(SELECT d.source_oid FROM tview.dependencies d
+                                 WHERE d.tview_id = t.id AND d.source_kind = 'table');
 BEGIN
     UPDATE tview.tviews x
     SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
@@ -245,13 +247,14 @@ BEGIN
     WHERE x.id = t.id;
     PERFORM tview._record_dependencies(t.id, t.view_oid, found_lineage);
     PERFORM tview._check_cycle(t.id, format('%I.%I', t.schema_name, 'tv_' || t.name));
-    PERFORM tview._drop_unused_triggers();
     UPDATE tview.tviews x
     SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
                       JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
     WHERE x.id = t.id;
     PERFORM tview._drop_generated_functions(t.id);
     PERFORM tview._install_generated_functions(t.id);
+    PERFORM tview._sync_captures(tables_before || ARRAY(SELECT d.source_oid FROM tview.dependencies d
+                                                        WHERE d.tview_id = t.id AND d.source_kind = 'table'));
 END;
 $$;
 

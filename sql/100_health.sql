@@ -50,36 +50,6 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION tview._label(schema_name name, name name) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT format('%I.%I', schema_name, 'tv_' || name) $$;
-
--- The state of the four engine triggers on one table: ok, missing, disabled ('D'),
--- replica (fires only when session_replication_role = replica) or foreign (a trigger with
--- the engine's name that does not run tview._on_change() once per statement of its event,
--- with the transition tables _on_change reads).
-CREATE OR REPLACE FUNCTION tview._trigger_state(relid oid)
-RETURNS TABLE (tgname name, event text, state text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT w.tgname, w.event,
-           CASE WHEN g.oid IS NULL THEN 'missing'
-                WHEN g.tgfoid <> 'tview._on_change()'::regprocedure OR g.tgtype <> w.tgtype
-                     OR g.tgoldtable IS DISTINCT FROM w.old_table OR g.tgnewtable IS DISTINCT FROM w.new_table
-                     OR cardinality(g.tgattr::int2[]) > 0 OR g.tgqual IS NOT NULL THEN 'foreign'
-                WHEN g.tgenabled = 'D' THEN 'disabled'
-                WHEN g.tgenabled = 'R' THEN 'replica'
-                ELSE 'ok' END
-    FROM (VALUES ('tview_after_insert'::name, 'INSERT', 4::int2, NULL::name, 'tview_new'::name),
-                 ('tview_after_update', 'UPDATE', 16, 'tview_old', 'tview_new'),
-                 ('tview_after_delete', 'DELETE', 8, 'tview_old', NULL),
-                 ('tview_after_truncate', 'TRUNCATE', 32, NULL, NULL)) w(tgname, event, tgtype, old_table, new_table)
-    LEFT JOIN pg_trigger g ON g.tgrelid = relid AND g.tgname = w.tgname
-    ORDER BY w.tgtype
-$$;
-
 -- ---------------------------------------------------------------------------------------
 -- Fixes
 
@@ -107,12 +77,12 @@ BEGIN
     LOOP
         SELECT count(*) FILTER (WHERE s.state IN ('missing', 'foreign')) INTO bad FROM tview._trigger_state(rel) s;
         IF bad > 0 THEN
-            -- _ensure_triggers makes all four, so the ones still there go first
+            -- _install_capture makes all four, so the ones still there go first
             enabled := enabled + (SELECT count(*) FROM tview._trigger_state(rel) s WHERE s.state IN ('disabled', 'replica'));
             FOR st IN SELECT * FROM tview._trigger_state(rel) s WHERE s.state <> 'missing' LOOP
                 EXECUTE format('DROP TRIGGER %I ON %s', st.tgname, tview._qname(rel));
             END LOOP;
-            PERFORM tview._ensure_triggers(rel);
+            PERFORM tview._install_capture(rel);
             recreated := recreated + bad;
             tables := tables || tview._qname(rel);
             CONTINUE;
@@ -224,8 +194,8 @@ AS $$
            format(CASE s.kind
                       WHEN 'missing' THEN '%s has no %s: %s on it do not reach this TVIEW'
                       WHEN 'disabled' THEN '%s has %s: %s on it do not reach this TVIEW'
-                      ELSE '%s has %s not made by the engine (it must run tview._on_change() once per statement'
-                           ' with its transition tables): %s on it may not reach this TVIEW' END,
+                      ELSE '%s has %s not made by the engine (it must run the table''s capture function once per'
+                           ' statement with its transition tables): %s on it may not reach this TVIEW' END,
                   d.source_oid::regclass,
                   string_agg(s.tgname || CASE s.state WHEN 'disabled' THEN ' disabled'
                                                       WHEN 'replica' THEN ' enabled for replica sessions only' ELSE '' END,

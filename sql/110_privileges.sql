@@ -62,6 +62,6 @@ REVOKE ALL ON ALL TABLES IN SCHEMA tview FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA tview FROM PUBLIC;
 
 -- The SECURITY DEFINER trigger functions: callable by nobody directly (PostgreSQL does not
--- check EXECUTE when a trigger fires, so writers are unaffected).
-REVOKE EXECUTE ON FUNCTION tview._on_change() FROM PUBLIC;
+-- check EXECUTE when a trigger fires, so writers are unaffected). The generated capture
+-- functions are revoked as they are made (tview._install_capture).
 REVOKE EXECUTE ON FUNCTION tview._flush_deferred() FROM PUBLIC;

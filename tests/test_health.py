@@ -144,7 +144,7 @@ TRIGGER_CASES = [
         " CREATE TRIGGER tview_after_delete AFTER DELETE ON tb_post FOR EACH ROW EXECUTE FUNCTION noop()",
         "INSERT INTO tb_post (pk_post, fk_user, title) VALUES ({n}, 1, 'lonely'); DELETE FROM tb_post WHERE pk_post = {n}",
         "foreign_trigger", ["public.tv_post"],
-        "public.tb_post has tview_after_delete not made by the engine (it must run tview._on_change() once per"
+        "public.tb_post has tview_after_delete not made by the engine (it must run the table's capture function once per"
         " statement with its transition tables): DELETEs on it may not reach this TVIEW",
         "re-created 1 trigger(s), re-enabled 0 trigger(s) on public.tb_post", id="foreign"),
 ]

@@ -339,8 +339,13 @@ def test_engine_objects_are_owned_by_the_owner_and_pinned(setup: Setup):
     generated = [f for f in functions if f[0].startswith(("_refresh_", "_patch_")) and f[0][-1].isdigit()]
     assert len(generated) >= 3 and all(f[1] == owner and f[3] and not f[2] for f in generated)
     definers = {f[0]: f[4] for f in functions if f[2]}
-    # the triggers, callable by nobody; listen/unlisten, for readers: no arguments, the caller's own pid only
-    assert definers == {"_flush_deferred": False, "_on_change": False, "listen": True, "unlisten": True}
+    captures = {name: public for name, public in definers.items() if name.startswith("_capture_")}
+    # the triggers, callable by nobody: one generated capture function per base table; listen/unlisten, for
+    # readers: no arguments, the caller's own pid only
+    assert len(captures) >= 2 and not any(captures.values())
+    assert {name: public for name, public in definers.items() if name not in captures} == {
+        "_flush_deferred": False, "listen": True, "unlisten": True}
+    assert all(f[1] == owner and f[3] for f in functions if f[0] in captures)
     # Unpinned: public wrappers (one qualified call each) and what probes the caller's definition.
     unpinned = {f[0] for f in functions if not f[3]}
     assert unpinned <= {"create", "drop", "refresh", "verify", "set_mode", "set_patching", "repair_triggers",

@@ -1,8 +1,8 @@
-"""Upgrading a real older release (read from git history) with TVIEWs, data and events in it.
+"""Upgrading real older releases (read from git history) with TVIEWs, data and events in them.
 
-The old release is installed from `git show <commit of v0.1.0>:sql/...` with the same installer
-code as the bundled one. The release is named by its commit, because a clone made from a pushed
-branch has the history but not the tags. After the upgrade, the engine must be what a fresh
+Each old release is installed from `git show <commit>:sql/...` with the same installer code as the
+bundled one. Releases are named by their commits, because a clone made from a pushed branch has
+the history but not the tags. After the upgrade, the engine must be what a fresh
 install of this version would have made for the same TVIEWs (functions, generated code,
 catalog), the TVIEWs must be the same tables, and they must stay exact under writes. Only the public API and the catalog
 are read, so the engine's internals can change without touching these tests.
@@ -28,8 +28,10 @@ from oracle import assert_oracle
 pytestmark = pytest.mark.engine
 
 REPO = Path(__file__).resolve().parent.parent
-OLD_TAG = "v0.1.0"
-OLD_COMMIT = "43ae43399cbe1bd391f52dbd9ed938b3f16ecdf5"   # what the tag v0.1.0 points to
+OLD_RELEASES = {
+    "v0.1.0": "43ae43399cbe1bd391f52dbd9ed938b3f16ecdf5",   # what the tag v0.1.0 points to
+    "v0.2.0": "d1ec993",                                    # the last commit of engine 0.2.0 (shared triggers)
+}
 
 
 def _git(*args: str) -> str:
@@ -38,7 +40,7 @@ def _git(*args: str) -> str:
                               timeout=60).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", None) or exc
-        pytest.fail(f"cannot read release {OLD_TAG} from git history ({str(detail).strip()}): the upgrade tests "
+        pytest.fail(f"cannot read an old release from git history ({str(detail).strip()}): the upgrade tests "
                     "need the repository with its history (a clone without --depth)")
 
 
@@ -61,12 +63,17 @@ def set_up_blog(conn: psycopg.Connection, release: installer.Release | None = No
     conn.execute("SET tview.log = on")
 
 
+@pytest.fixture(params=sorted(OLD_RELEASES))
+def old_release(request) -> installer.Release:
+    return git_release(OLD_RELEASES[request.param])
+
+
 @pytest.fixture
-def old_blog(empty_dsn):
-    """An autocommit connection to the blog made with engine v0.1.0, after a cascading write."""
+def old_blog(empty_dsn, old_release):
+    """An autocommit connection to the blog made with an older engine, after a cascading write."""
     with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        set_up_blog(conn, git_release(OLD_COMMIT))
-        assert installer.installed_version(conn) == git_release(OLD_COMMIT).version
+        set_up_blog(conn, old_release)
+        assert installer.installed_version(conn) == old_release.version
         conn.execute("UPDATE tb_company SET name = name || '.' WHERE pk_company = 1")   # events in the log
         assert_oracle(conn)
         yield conn
@@ -114,8 +121,8 @@ def engine_state(conn: psycopg.Connection) -> dict:
         "SELECT c.oid, c.oid::regclass::text FROM pg_class c"
         " WHERE c.oid >= 16384 AND c.relnamespace <> 'pg_toast'::regnamespace").fetchall())
 
-    def named(value) -> str:
-        return re.sub(r"\b\d{5,}\b", lambda m: names.get(int(m.group()), m.group()), str(value))
+    def named(value) -> str:   # oids stand alone or end a name (tview._capture_<table oid>)
+        return re.sub(r"(?<!\d)\d{5,}\b", lambda m: names.get(int(m.group()), m.group()), str(value))
 
     def rows(query: str) -> list[tuple]:
         return sorted(tuple(named(v) for v in row) for row in conn.execute(query).fetchall())
@@ -169,12 +176,13 @@ def error_findings(conn: psycopg.Connection) -> list[tuple]:
     return conn.execute("SELECT check_name, tview, detail FROM tview.health(true) WHERE severity = 'error'").fetchall()
 
 
-def test_the_old_release_is_older_than_the_bundled_one():
-    old = git_release(OLD_COMMIT)
-    assert installer.parse_version(old.version) < installer.parse_version(installer.bundled_version())
+def test_the_old_releases_are_older_than_the_bundled_one():
+    for commit in OLD_RELEASES.values():
+        old = git_release(commit)
+        assert installer.parse_version(old.version) < installer.parse_version(installer.bundled_version())
 
 
-def test_upgrade_from_v0_1_0_equals_a_fresh_install_and_keeps_every_tview(old_blog, other_empty_dsn):
+def test_upgrade_equals_a_fresh_install_and_keeps_every_tview(old_blog, old_release, other_empty_dsn):
     conn = old_blog
     tables, old_events, old_generated = tview_tables(conn), events(conn), generated_routines(conn)
     catalog, installed_at = engine_tables(conn), conn.execute("SELECT installed_at FROM tview.meta").fetchone()
@@ -182,8 +190,8 @@ def test_upgrade_from_v0_1_0_equals_a_fresh_install_and_keeps_every_tview(old_bl
 
     outcome = installer.install(conn, upgrade_only=True)
 
-    assert (outcome.action, outcome.before, outcome.after) == ("upgraded", "0.1.0", "0.2.0")
-    assert conn.execute("SELECT tview.version()").fetchone()[0] == installer.bundled_version() == "0.2.0"
+    assert (outcome.action, outcome.before, outcome.after) == ("upgraded", old_release.version, "0.3.0")
+    assert conn.execute("SELECT tview.version()").fetchone()[0] == installer.bundled_version() == "0.3.0"
     assert tview_tables(conn) == tables, "a TVIEW was recreated or its mode lost"
     assert catalog <= engine_tables(conn), "an engine table (catalog, deferred queue, event log) was recreated"
     assert conn.execute("SELECT installed_at FROM tview.meta WHERE upgraded_at IS NOT NULL").fetchone() == installed_at
@@ -204,11 +212,11 @@ def test_upgrade_from_v0_1_0_equals_a_fresh_install_and_keeps_every_tview(old_bl
     assert error_findings(conn) == []
 
 
-def test_upgrading_twice_is_a_noop_and_the_cli_upgrades(old_blog, empty_dsn):
+def test_upgrading_twice_is_a_noop_and_the_cli_upgrades(old_blog, old_release, empty_dsn):
     result = subprocess.run([sys.executable, "-m", "tview_tui", "upgrade", empty_dsn],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("upgraded engine 0.1.0 -> 0.2.0")
+    assert result.stdout.startswith(f"upgraded engine {old_release.version} -> 0.3.0")
     state, oids = engine_state(old_blog), routine_oids(old_blog)
     stamp = old_blog.execute("SELECT installed_at, upgraded_at FROM tview.meta").fetchone()
 
@@ -241,9 +249,9 @@ def test_functions_the_new_version_does_not_define_are_removed(old_blog):
     write_every_kind(old_blog)
 
 
-def assert_still_old(conn: psycopg.Connection, tables: list, oids: list, old_events: list) -> None:
+def assert_still_old(conn: psycopg.Connection, version: str, tables: list, oids: list, old_events: list) -> None:
     """The failed upgrade changed nothing: old version, same functions, TVIEWs, events; writes work."""
-    assert installer.installed_version(conn) == "0.1.0"
+    assert installer.installed_version(conn) == version
     assert routine_oids(conn) == oids
     assert tview_tables(conn) == tables
     assert events(conn) == old_events
@@ -251,7 +259,7 @@ def assert_still_old(conn: psycopg.Connection, tables: list, oids: list, old_eve
     write_every_kind(conn)
 
 
-def test_a_user_object_using_a_removed_function_stops_the_upgrade_and_changes_nothing(old_blog):
+def test_a_user_object_using_a_removed_function_stops_the_upgrade_and_changes_nothing(old_blog, old_release):
     """A function the new version does not have is dropped RESTRICT: a view using it is never dropped."""
     old_blog.execute("CREATE FUNCTION tview.old_helper(x int) RETURNS int LANGUAGE sql AS 'SELECT x'")
     old_blog.execute("CREATE VIEW public.uses_engine AS SELECT tview.old_helper(1) AS one")
@@ -262,11 +270,11 @@ def test_a_user_object_using_a_removed_function_stops_the_upgrade_and_changes_no
 
     assert err.value.sqlstate == "2BP01"
     assert "tview.old_helper(x integer)" in err.value.message and "uses_engine" in err.value.message
-    assert_still_old(old_blog, tables, oids, old_events)
+    assert_still_old(old_blog, old_release.version, tables, oids, old_events)
     assert old_blog.execute("SELECT one FROM public.uses_engine").fetchone() == (1,)
 
 
-def test_an_upgrade_blocked_by_a_long_transaction_fails_fast_and_changes_nothing(old_blog, empty_dsn):
+def test_an_upgrade_blocked_by_a_long_transaction_fails_fast_and_changes_nothing(old_blog, old_release, empty_dsn):
     """A transaction that wrote to a TVIEW's table and changed a TVIEW's mode, left open: the
     upgrade waits at most lock_timeout_ms for the locks it needs, then rolls back everything."""
     tables, oids, old_events = tview_tables(old_blog), routine_oids(old_blog), events(old_blog)
@@ -279,6 +287,6 @@ def test_an_upgrade_blocked_by_a_long_transaction_fails_fast_and_changes_nothing
 
     assert err.value.sqlstate == "55P03"
     assert "failed" in err.value.message and "retry" in (err.value.hint or "")
-    assert_still_old(old_blog, tables, oids, old_events)
+    assert_still_old(old_blog, old_release.version, tables, oids, old_events)
     assert installer.install(old_blog).action == "upgraded"
     assert_oracle(old_blog)

@@ -1,0 +1,222 @@
+-- Compiled change capture: one trigger function generated per base table
+-- (tview._capture_<table oid>), fired by the four statement triggers tview_after_insert,
+-- _update, _delete and _truncate. Its SQL is static: for every TVIEW that reads the table
+-- it reads the transition tables in place and selects the TVIEW keys the change touches
+-- (the dependency's keys query), then hands the keys to the cascade. No row of the table
+-- is ever turned into jsonb or re-typed into its row type (which would evaluate the
+-- defaults and checks of a writer's domains with the engine owner's rights), nothing
+-- grows with the statement's row count but the key arrays, and the plans are PL/pgSQL's
+-- own, invalidated by DDL on the tables they read, not a per-session cache of a row type.
+-- The function is regenerated whenever the TVIEWs reading the table change (create,
+-- drop, rebuild after DDL, upgrade); tview.capture shows each one and its code.
+
+-- The four engine triggers: name, event, transition tables (old, new) and tgtype bits.
+CREATE OR REPLACE FUNCTION tview._capture_triggers()
+RETURNS TABLE (tgname name, event text, old_table name, new_table name, tgtype int2)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES ('tview_after_insert'::name, 'INSERT', NULL::name, 'tview_new'::name, 4::int2),
+           ('tview_after_update', 'UPDATE', 'tview_old', 'tview_new', 16),
+           ('tview_after_delete', 'DELETE', 'tview_old', NULL, 8),
+           ('tview_after_truncate', 'TRUNCATE', NULL, NULL, 32)
+$$;
+
+-- The name (unqualified) of a table's generated capture function.
+CREATE OR REPLACE FUNCTION tview._capture_name(relid oid) RETURNS name
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ('_capture_' || relid)::name $$;
+
+-- Is a trigger function one of the engine's capture functions (of any table)?
+CREATE OR REPLACE FUNCTION tview._is_capture_function(fn oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = fn AND p.pronamespace = 'tview'::regnamespace
+                   AND p.proname ~ '^_capture_[0-9]+$')
+$$;
+
+-- A dollar-quote tag that does not occur in body, so generated code can hold any text.
+CREATE OR REPLACE FUNCTION tview._dollar_tag(body text, base text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tag text := '$' || base || '$';
+    n   int := 0;
+BEGIN
+    WHILE strpos(body, tag) > 0 LOOP
+        n := n + 1;
+        tag := '$' || base || n || '$';
+    END LOOP;
+    RETURN tag;
+END;
+$$;
+
+-- The body of a table's capture function: per event, the work (TVIEW -> keys) of every
+-- TVIEW that reads the table, then the cascade. A TVIEW whose lineage for the table is
+-- full (no keys query) is refreshed whole; so is every TVIEW on TRUNCATE.
+CREATE OR REPLACE FUNCTION tview._capture_body(relid oid) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev     record;
+    dep    record;
+    blocks text := '';
+    work   text;
+BEGIN
+    FOR ev IN SELECT * FROM tview._capture_triggers() w WHERE w.event <> 'TRUNCATE' ORDER BY w.tgtype LOOP
+        work := '';
+        FOR dep IN SELECT d.tview_id, d.key_sql FROM tview.dependencies d
+                   WHERE d.source_oid = relid ORDER BY d.tview_id LOOP
+            work := work || CASE WHEN dep.key_sql IS NULL
+                THEN format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', dep.tview_id)
+                ELSE format(E'\n        work := tview._add_work(work, %s, ARRAY(%s), false, 0);', dep.tview_id,
+                            tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END;
+        END LOOP;
+        blocks := blocks || format(E'\n    %s TG_OP = %L THEN%s', CASE WHEN blocks = '' THEN 'IF' ELSE 'ELSIF' END,
+                                   ev.event, work);
+    END LOOP;
+    SELECT string_agg(format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', d.tview_id), ''
+                      ORDER BY d.tview_id)
+    INTO work
+    FROM tview.dependencies d WHERE d.source_oid = relid;
+    RETURN format(E'\nDECLARE\n    work jsonb := ''{}'';\nBEGIN%s\n    ELSE%s\n    END IF;'
+                  || E'\n    IF work <> ''{}'' THEN\n        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);\n    END IF;'
+                  || E'\n    RETURN NULL;\nEND;\n',
+                  blocks, coalesce(work, E'\n        NULL;'));
+END;
+$$;
+
+-- The state of the four engine triggers on one table: ok, missing, disabled ('D'), replica
+-- (fires only when session_replication_role = replica) or foreign (a trigger with the
+-- engine's name that does not run the table's capture function once per statement of its
+-- event, with its transition tables).
+CREATE OR REPLACE FUNCTION tview._trigger_state(relid oid)
+RETURNS TABLE (tgname name, event text, state text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT w.tgname, w.event,
+           CASE WHEN g.oid IS NULL THEN 'missing'
+                WHEN g.tgfoid IS DISTINCT FROM to_regprocedure(format('tview.%I()', tview._capture_name(relid)))
+                     OR g.tgtype <> w.tgtype
+                     OR g.tgoldtable IS DISTINCT FROM w.old_table OR g.tgnewtable IS DISTINCT FROM w.new_table
+                     OR cardinality(g.tgattr::int2[]) > 0 OR g.tgqual IS NOT NULL THEN 'foreign'
+                WHEN g.tgenabled = 'D' THEN 'disabled'
+                WHEN g.tgenabled = 'R' THEN 'replica'
+                ELSE 'ok' END
+    FROM tview._capture_triggers() w
+    LEFT JOIN pg_trigger g ON g.tgrelid = relid AND g.tgname = w.tgname
+    ORDER BY w.tgtype
+$$;
+
+-- (Re)generate a table's capture function from the dependency rows, and put the four
+-- triggers on the table where they are missing (or still run an older engine's capture
+-- function). A trigger of the engine's name that runs someone else's function is not
+-- replaced: with strict it is refused (42710), else left for tview.health() to report.
+CREATE OR REPLACE FUNCTION tview._install_capture(relid oid, strict boolean DEFAULT true) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn   name := tview._capture_name(relid);
+    body text := tview._capture_body(relid);
+    tag  text := tview._dollar_tag(body, 'capture');
+    trg  record;
+BEGIN
+    EXECUTE format(E'CREATE OR REPLACE FUNCTION tview.%I() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER\n'
+                   || E'SET search_path = pg_catalog, pg_temp\nAS %s%s%s',
+                   fn, tag, body, tag);
+    EXECUTE format('COMMENT ON FUNCTION tview.%I() IS %L', fn,
+                   format('Change capture of %s for the TVIEWs that read it (generated)', tview._qname(relid)));
+    -- callable by nobody directly (PostgreSQL does not check EXECUTE when a trigger fires)
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION tview.%I() FROM PUBLIC', fn);
+    FOR trg IN
+        SELECT w.*, s.state, g.tgfoid
+        FROM tview._capture_triggers() w
+        JOIN tview._trigger_state(relid) s ON s.tgname = w.tgname
+        LEFT JOIN pg_trigger g ON g.tgrelid = relid AND g.tgname = w.tgname
+        WHERE s.state IN ('missing', 'foreign')
+    LOOP
+        IF trg.state = 'foreign' AND NOT tview._is_capture_function(trg.tgfoid)
+           AND trg.tgfoid IS DISTINCT FROM to_regprocedure('tview._on_change()') THEN
+            CONTINUE WHEN NOT strict;
+            RAISE EXCEPTION 'table % already has a trigger named % that the engine did not make', relid::regclass, trg.tgname
+                USING ERRCODE = 'duplicate_object',
+                      HINT = format('Rename or drop that trigger (ALTER TRIGGER %I ON %s RENAME TO ...), then try again.',
+                                    trg.tgname, tview._qname(relid));
+        END IF;
+        EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION tview.%I()',
+                       trg.tgname, trg.event, tview._qname(relid),
+                       CASE WHEN trg.old_table IS NULL AND trg.new_table IS NULL THEN ''
+                            ELSE ' REFERENCING' || coalesce(' OLD TABLE AS ' || trg.old_table, '')
+                                 || coalesce(' NEW TABLE AS ' || trg.new_table, '') END,
+                       fn);
+    END LOOP;
+END;
+$$;
+
+-- After TVIEWs were dropped or rebuilt: regenerate the capture functions of the given
+-- tables that TVIEWs still read; remove the triggers and capture functions of tables no
+-- TVIEW reads any more, and capture functions left by tables that were dropped.
+CREATE OR REPLACE FUNCTION tview._sync_captures(relids oid[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    trg record;
+BEGIN
+    FOR rel IN
+        SELECT p.oid AS fn, p.proname, c.oid AS relid,
+               EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = c.oid AND d.source_kind = 'table') AS used
+        FROM pg_proc p
+        LEFT JOIN pg_class c ON c.oid = substr(p.proname, length('_capture_') + 1)::oid
+        WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
+        ORDER BY p.proname
+    LOOP
+        IF rel.used THEN
+            IF rel.relid = ANY (relids) THEN
+                PERFORM tview._install_capture(rel.relid, false);
+            END IF;
+            CONTINUE;
+        END IF;
+        FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g WHERE g.tgfoid = rel.fn LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
+        END LOOP;
+        EXECUTE format('DROP FUNCTION tview.%I()', rel.proname);
+    END LOOP;
+END;
+$$;
+
+-- The generated capture code, readable by people and by the app: one row per table that
+-- TVIEWs read, with the TVIEWs, its capture function and that function's source.
+CREATE OR REPLACE VIEW tview.capture AS
+SELECT d.source_oid::regclass::text AS source,
+       array_agg(tview._label(t.schema_name, t.name) ORDER BY t.id) AS tviews,
+       format('tview.%I()', tview._capture_name(d.source_oid)) AS function,
+       (SELECT p.prosrc FROM pg_proc p
+        WHERE p.oid = to_regprocedure(format('tview.%I()', tview._capture_name(d.source_oid)))) AS code,
+       d.source_oid
+FROM tview.dependencies d
+JOIN tview.tviews t ON t.id = d.tview_id
+WHERE d.source_kind = 'table'
+GROUP BY d.source_oid;
+COMMENT ON VIEW tview.capture IS 'Generated change capture per table TVIEWs read: its function and code';
+
+-- Installing over an older engine: re-point every engine trigger to its table's capture
+-- function now, so no trigger still runs code this version removes (the installer then
+-- drops that code and regenerates every TVIEW). Nothing to do on a new install.
+DO $$
+DECLARE
+    relid oid;
+BEGIN
+    FOR relid IN SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
+                 WHERE d.source_kind = 'table' ORDER BY 1 LOOP
+        PERFORM tview._install_capture(relid, false);
+    END LOOP;
+END;
+$$;

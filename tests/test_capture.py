@@ -1,0 +1,201 @@
+"""Compiled change capture (sql/058_capture.sql): one generated trigger function per base table
+reads the transition tables in place.
+
+What that removes, each tried as the role that would exploit or suffer it, with the engine
+installed by a superuser and by a non-superuser database owner:
+- a table owner's domain CHECK or DEFAULT running with the engine owner's rights (row images
+  re-typed into the table's row type did that);
+- bulk statements failing because every changed row was put in one jsonb value;
+- sessions that wrote before harmless DDL on a read table failing afterwards (a cached row type).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from tview_tui import installer
+
+from oracle import assert_oracle
+
+pytestmark = pytest.mark.engine
+
+
+@dataclass
+class Site:
+    dsn: str
+    admin: psycopg.Connection
+    engine: psycopg.Connection   # the engine owner: installs the engine and creates the TVIEWs
+    app: psycopg.Connection      # owns schema app and its tables, writes them; no rights on tview
+    engine_role: str
+    app_role: str
+
+
+def connect_as(dsn: str, role: str | None) -> psycopg.Connection:
+    return psycopg.connect(make_conninfo(dsn, options=f"-c role={role}") if role else dsn, autocommit=True)
+
+
+# app's tables: members (with a domain-typed column) and the groups they lead; the TVIEW reads
+# members with fk lineage (a TVIEW row carries fk_member), the rule that went through row images.
+APP_SCHEMA = """
+CREATE SCHEMA app;
+CREATE TABLE app.calls (who text, via text);
+GRANT INSERT ON app.calls TO PUBLIC;
+CREATE FUNCTION app.f(v text) RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN INSERT INTO app.calls VALUES (current_user, 'check'); RETURN true; END $$;
+CREATE FUNCTION app.d() RETURNS text LANGUAGE plpgsql AS
+    $$ BEGIN INSERT INTO app.calls VALUES (current_user, 'default'); RETURN 'x@example.com'; END $$;
+CREATE DOMAIN app.email AS text;
+CREATE TABLE app.tb_member (pk_member int PRIMARY KEY, name text NOT NULL, email app.email,
+                            pad text NOT NULL DEFAULT '', unused int);
+CREATE TABLE app.tb_group (pk_group int PRIMARY KEY, fk_member int REFERENCES app.tb_member, name text NOT NULL);
+INSERT INTO app.tb_member SELECT g, 'm' || g, 'm' || g || '@example.com' FROM generate_series(1, 20) g;
+INSERT INTO app.tb_group SELECT g, 1 + g % 20, 'g' || g FROM generate_series(1, 40) g;
+GRANT USAGE ON SCHEMA app TO {engine};
+GRANT SELECT, TRIGGER, UPDATE ON app.tb_member, app.tb_group TO {engine};
+"""
+
+GROUP_TVIEW = """SELECT tview.create('group', $$
+    SELECT g.pk_group, g.fk_member, jsonb_build_object('name', g.name, 'leader', m.name, 'email', m.email) AS data
+    FROM app.tb_group g JOIN app.tb_member m ON m.pk_member = g.fk_member $$)"""
+
+
+@pytest.fixture(params=["superuser", "owner"])
+def site(request, empty_dsn: str) -> Iterator[Site]:
+    """app's schema and a TVIEW over it, with the engine installed by a superuser or by a
+    non-superuser role that may create in the database."""
+    suffix = uuid.uuid4().hex[:8]
+    app_role = f"tv_app_{suffix}"
+    engine_role = f"tv_eng_{suffix}" if request.param == "owner" else None
+    with psycopg.connect(empty_dsn, autocommit=True) as admin:
+        admin_role = admin.execute("SELECT current_user").fetchone()[0]
+        roles = [r for r in (app_role, engine_role) if r]
+        for role in roles:
+            admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        db = sql.Identifier(admin.info.dbname)
+        admin.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(db, sql.Identifier(app_role)))
+        if engine_role:
+            admin.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(db, sql.Identifier(engine_role)))
+            admin.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(engine_role)))
+        try:
+            with connect_as(empty_dsn, engine_role) as engine, connect_as(empty_dsn, app_role) as app:
+                installer.install(engine)
+                app.execute(APP_SCHEMA.replace("{engine}", sql.Identifier(engine_role or admin_role).as_string(app)))
+                engine.execute(GROUP_TVIEW)
+                yield Site(empty_dsn, admin, engine, app, engine_role or admin_role, app_role)
+        finally:
+            for role in roles:
+                admin.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+            for role in roles:
+                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def calls(site: Site) -> list[tuple[str, str]]:
+    return site.admin.execute("SELECT who, via FROM app.calls ORDER BY 1, 2").fetchall()
+
+
+def test_a_table_owners_domain_never_runs_with_the_engine_owners_rights(site):
+    """app adds a CHECK (NOT VALID: nothing is checked now) and a DEFAULT to the domain of a column
+    the TVIEW reads, then writes: the engine reads its rows in place, so neither runs as anyone
+    but app (they run as app for the values app's own statement assigns)."""
+    site.app.execute("ALTER DOMAIN app.email ADD CONSTRAINT sneaky CHECK (app.f(VALUE)) NOT VALID")
+    site.app.execute("ALTER DOMAIN app.email SET DEFAULT app.d()")
+    site.app.execute("UPDATE app.tb_member SET name = 'Ann' WHERE pk_member = 1")
+    site.app.execute("UPDATE app.tb_member SET name = name || '!', email = 'new@example.com' WHERE pk_member <= 3")
+    site.app.execute("INSERT INTO app.tb_member (pk_member, name) VALUES (100, 'new')")
+    site.app.execute("UPDATE app.tb_group SET fk_member = 100 WHERE pk_group = 1")
+    site.app.execute("DELETE FROM app.tb_group WHERE pk_group = 2")
+
+    assert {who for who, _ in calls(site)} == {site.app_role}
+    assert ("check" in {via for _, via in calls(site)}) and ("default" in {via for _, via in calls(site)})
+    assert site.engine.execute("SELECT data->>'leader' FROM tv_group WHERE pk_group = 20").fetchone() == ("Ann!",)
+    assert site.engine.execute("SELECT data->>'email' FROM tv_group WHERE pk_group = 1").fetchone() == ("x@example.com",)
+    assert_oracle(site.engine)
+
+
+def test_the_capture_code_is_in_the_catalog(site):
+    """tview.capture: one row per table read, naming the TVIEWs and showing the generated code,
+    which reads the transition tables and never re-types a row."""
+    rows = site.engine.execute("SELECT source, tviews, function, code FROM tview.capture ORDER BY source").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("app.tb_group", ["public.tv_group"]), ("app.tb_member", ["public.tv_group"])]
+    for _, _, function, code in rows:
+        assert function.startswith("tview._capture_")
+        assert "tview_new" in code and "tview_old" in code
+        assert "jsonb_populate" not in code and "_rows(" not in code and "jsonb_agg" not in code
+
+
+def test_harmless_ddl_does_not_break_sessions_that_already_wrote(site):
+    """Sessions that wrote to a read table keep writing after columns no TVIEW reads are dropped or
+    retyped (a pool's connections live on). The DDL is run by the database's administrator."""
+    writers = [connect_as(site.dsn, site.app_role) for _ in range(2)]
+    try:
+        for i, conn in enumerate(writers):
+            conn.execute("UPDATE app.tb_member SET name = %s WHERE pk_member = %s", (f"w{i}", i + 1))
+            conn.execute("UPDATE app.tb_group SET name = name || '.' WHERE pk_group = %s", (i + 1,))
+        site.admin.execute("ALTER TABLE app.tb_member ALTER COLUMN unused TYPE bigint")
+        for i, conn in enumerate(writers):
+            conn.execute("UPDATE app.tb_member SET name = %s, unused = 7 WHERE pk_member = %s", (f"x{i}", i + 1))
+        assert_oracle(site.engine)
+        site.admin.execute("ALTER TABLE app.tb_member DROP COLUMN unused")
+        site.admin.execute("ALTER TABLE app.tb_member ADD COLUMN extra text DEFAULT 'e'")
+        for i, conn in enumerate(writers):
+            conn.execute("UPDATE app.tb_member SET name = %s WHERE pk_member = %s", (f"y{i}", i + 1))
+            conn.execute("INSERT INTO app.tb_member (pk_member, name) VALUES (%s, 'z')", (200 + i,))
+            conn.execute("UPDATE app.tb_group SET fk_member = %s WHERE pk_group = %s", (200 + i, 10 + i))
+        assert site.engine.execute("SELECT data->>'leader' FROM tv_group WHERE pk_group = 10").fetchone() == ("z",)
+        assert_oracle(site.engine)
+    finally:
+        for conn in writers:
+            conn.close()
+
+
+def test_ddl_while_other_sessions_keep_writing(site):
+    """Writers loop while the table they write is altered under them: every statement either
+    waits for the DDL or succeeds; none fails, and the TVIEW is exact afterwards."""
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def write(n: int) -> None:
+        try:
+            with connect_as(site.dsn, site.app_role) as conn:
+                i = 0
+                while not stop.is_set() and i < 400:
+                    i += 1
+                    conn.execute("UPDATE app.tb_member SET name = %s WHERE pk_member = %s", (f"n{n}-{i}", 1 + (i + n) % 20))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for statement in ["ALTER TABLE app.tb_member ADD COLUMN a int", "ALTER TABLE app.tb_member ALTER COLUMN a TYPE text",
+                          "ALTER TABLE app.tb_member DROP COLUMN a", "ALTER TABLE app.tb_member DROP COLUMN unused"]:
+            site.admin.execute(statement)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+    assert not errors, errors
+    assert_oracle(site.engine)
+
+
+@pytest.mark.parametrize("site", ["superuser"], indirect=True)
+def test_a_bulk_update_of_an_fk_table_with_large_rows_works(site):
+    """300,000 rows of ~1 kB updated in one statement (over 256 MB of row data: more than one
+    jsonb value may hold), on a table the TVIEW reads with fk lineage."""
+    n = 300_000
+    site.app.execute("INSERT INTO app.tb_member (pk_member, name, pad) SELECT g, 'b' || g, repeat('p', 1000)"
+                     " FROM generate_series(1000, 1000 + %s - 1) g", (n,))
+    site.app.execute("INSERT INTO app.tb_group VALUES (1000, 1500, 'bulk'), (1001, 1000 + %s - 1, 'last')", (n,))
+    updated = site.app.execute("UPDATE app.tb_member SET name = name || '!' WHERE pk_member >= 1000").rowcount
+    assert updated == n
+    assert site.engine.execute("SELECT data->>'leader' FROM tv_group WHERE pk_group = 1000").fetchone() == ("b1500!",)
+    assert_oracle(site.engine)
