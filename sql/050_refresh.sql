@@ -7,29 +7,23 @@
 -- other writer (purge the log, hide events, turn locks off). The one exception is
 -- tview.notify, which a session may turn down, never up (off < auto < on): SET LOCAL
 -- tview.notify = off is how a transaction that will be PREPAREd avoids NOTIFY.
-CREATE OR REPLACE FUNCTION tview._stored_setting(setting_name text) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT substr(cfg, length(setting_name) + 8)    -- after 'tview.<name>='
-    FROM pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) cfg
-    WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
-      AND s.setrole IN (0, (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'tview'))
-      AND starts_with(cfg, 'tview.' || setting_name || '=')
-    ORDER BY s.setrole <> 0 DESC, s.setdatabase <> 0 DESC
-    LIMIT 1
-$$;
-COMMENT ON FUNCTION tview._stored_setting(text) IS
-    'Engine setting tview.<name> as stored for the engine owner''s role or the database (NULL: not stored)';
-
 CREATE OR REPLACE FUNCTION tview.setting(setting_name text, default_value text) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    stored  text := coalesce(nullif(tview._stored_setting(setting_name), ''), default_value);
+    stored  text;
     session text;
 BEGIN
+    -- one query with a plan cached per session (a SQL function would be planned at every call)
+    SELECT substr(cfg, length(setting_name) + 8) INTO stored     -- after 'tview.<name>='
+    FROM pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) cfg
+    WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
+      AND s.setrole IN (0, (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'tview'))
+      AND starts_with(cfg, 'tview.' || setting_name || '=')
+    ORDER BY s.setrole <> 0 DESC, s.setdatabase <> 0 DESC
+    LIMIT 1;
+    stored := coalesce(nullif(stored, ''), default_value);
     IF setting_name <> 'notify' THEN
         RETURN stored;
     END IF;
