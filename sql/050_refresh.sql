@@ -1,13 +1,50 @@
 -- Set-based refresh, cascades and the shared statement triggers.
 
--- Settings: session (SET tview.x = ...) first, then database (ALTER DATABASE ... SET
--- tview.x = ...), then the default given here.
+-- Settings in force: stored with ALTER ROLE <engine owner> IN DATABASE / ALTER ROLE <engine
+-- owner> SET / ALTER DATABASE / ALTER ROLE ALL SET (that order, as PostgreSQL applies them),
+-- else the default given here. Read from pg_db_role_setting, never from the session: a
+-- writer's SET tview.x (or PGOPTIONS) would otherwise steer the engine's triggers for every
+-- other writer (purge the log, hide events, turn locks off). The one exception is
+-- tview.notify, which a session may turn down, never up (off < auto < on): SET LOCAL
+-- tview.notify = off is how a transaction that will be PREPAREd avoids NOTIFY.
 CREATE OR REPLACE FUNCTION tview.setting(setting_name text, default_value text) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT coalesce(nullif(current_setting('tview.' || setting_name, true), ''), default_value) $$;
+AS $$
+DECLARE
+    stored  text;
+    session text;
+BEGIN
+    -- one query with a plan cached per session (a SQL function would be planned at every call)
+    SELECT substr(cfg, length(setting_name) + 8) INTO stored     -- after 'tview.<name>='
+    FROM pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) cfg
+    WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
+      AND s.setrole IN (0, (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'tview'))
+      AND starts_with(cfg, 'tview.' || setting_name || '=')
+    ORDER BY s.setrole <> 0 DESC, s.setdatabase <> 0 DESC
+    LIMIT 1;
+    stored := coalesce(nullif(stored, ''), default_value);
+    IF setting_name <> 'notify' THEN
+        RETURN stored;
+    END IF;
+    session := lower(btrim(nullif(current_setting('tview.notify', true), '')));
+    IF session IS NULL OR session = lower(btrim(stored)) THEN
+        RETURN stored;
+    END IF;
+    IF session <> 'auto' AND tview._truthy(session) IS NULL THEN
+        RAISE EXCEPTION 'invalid value for tview.notify: "%"', session
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use on, off or auto.';
+    END IF;
+    -- down only: off < auto < on
+    IF tview._truthy(session) IS FALSE OR (session = 'auto' AND tview._truthy(stored) IS TRUE) THEN
+        RETURN session;
+    END IF;
+    RETURN stored;
+END;
+$$;
 COMMENT ON FUNCTION tview.setting(text, text) IS
-    'Engine setting tview.<name>: session value, else database value, else the default';
+    'Engine setting tview.<name> in force: ALTER ROLE <engine owner> [IN DATABASE] SET, else ALTER DATABASE SET, '
+    'else the default. A session''s SET is ignored, except that it may turn tview.notify down (off, or auto).';
 
 -- A boolean setting's value as PostgreSQL reads booleans (on/off, true/false, yes/no, 1/0);
 -- NULL when it is none of them.

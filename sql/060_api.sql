@@ -189,6 +189,20 @@ BEGIN
                   HINT = 'Every writer''s session would leave the TVIEW as it sees it (its user, settings, '
                          'connection): store such values in a table column instead.';
     END IF;
+    -- whose privileges: computed as the engine owner, whoever writes, and changed by a GRANT
+    -- that fires no trigger
+    SELECT p.proname::text INTO bad
+    FROM jsonb_array_elements(refs) e JOIN pg_proc p ON p.oid = (e ->> 1)::oid
+    WHERE e ->> 0 IN ('funcid', 'opfuncid') AND p.pronamespace = 'pg_catalog'::regnamespace
+      AND (p.proname ~ '^has_[a-z_]+_privilege$'
+           OR p.proname IN ('pg_has_role', 'row_security_active', 'pg_is_other_temp_schema'))
+    ORDER BY 1 LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'definition of % calls %, which inspects privileges or roles', label, bad
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'TVIEWs are refreshed with the engine owner''s rights whoever writes, and a GRANT or '
+                         'REVOKE fires no trigger: keep privilege checks in the queries that read the TVIEW.';
+    END IF;
     IF refs @> '[["TABLESAMPLECLAUSE", 0]]' THEN
         RAISE EXCEPTION 'definition of % samples a table (TABLESAMPLE)', label
             USING ERRCODE = 'invalid_object_definition',
@@ -203,6 +217,8 @@ BEGIN
         RAISE EXCEPTION 'column % of % has the name of a system column', bad, label
             USING ERRCODE = 'duplicate_column', HINT = format('Rename it with AS, e.g. %s AS row_%s.', bad, bad);
     END IF;
+    -- the rights the engine owner needs on every table read (docs/engine.md "Privileges")
+    PERFORM tview._check_source_grants(view_oid, label);
 END;
 $$;
 

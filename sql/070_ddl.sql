@@ -117,59 +117,86 @@ AS $$
     FROM pg_attribute a WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
 $$;
 
+-- The event triggers run for every role's DDL, most of it nothing to do with TVIEWs, and
+-- for roles with no rights on schema tview: each is SECURITY DEFINER (the engine owner's
+-- rights, to read its catalog) and returns at once for objects no TVIEW reads. The two that
+-- must know the session's search_path (to resolve a CREATE TABLE tv_x AS query as it ran)
+-- are a one-statement wrapper, every name in it qualified, around a pinned function.
+
+-- CREATE TABLE tv_x AS SELECT ... / SELECT ... INTO tv_x: convert into tview.create. Only for
+-- a role holding the engine owner's privileges (the table's owner: the role that ran it); any
+-- other role's tv_x stays the plain table it made (a NOTICE says so).
 CREATE OR REPLACE FUNCTION tview._on_ddl_end() RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    PERFORM tview._convert_created_tables(pg_catalog.current_query(), pg_catalog.current_setting('search_path'));
+END;
+$$;
+-- (no pinned search_path: it passes the session's on, calling only qualified names)
+
+CREATE OR REPLACE FUNCTION tview._convert_created_tables(query text, caller_path text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     obj        record;
-    query      text := pg_catalog.current_query();
     rest       text;
     definition text;
-    caller_path text := pg_catalog.current_setting('search_path');
     made       regclass;
     ran_columns text;
+    owner      name := tview._engine_owner();
 BEGIN
     FOR obj IN
-        SELECT c.oid, c.relname, n.nspname, c.relpersistence
-        FROM pg_catalog.pg_event_trigger_ddl_commands() cmd
-        JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) cmd.objid
-        JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-        WHERE cmd.object_type OPERATOR(pg_catalog.=) 'table' AND c.relname OPERATOR(pg_catalog.~) '^tv_'
-          AND c.relpersistence OPERATOR(pg_catalog.<>) 't'
+        SELECT c.oid, c.relname, n.nspname, c.relpersistence, c.relowner::regrole::name AS maker
+        FROM pg_event_trigger_ddl_commands() cmd
+        JOIN pg_class c ON c.oid = cmd.objid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE cmd.object_type = 'table' AND c.relname ~ '^tv_' AND c.relpersistence <> 't'
     LOOP
-        IF pg_catalog.regexp_replace(obj.relname, '^tv_', '') OPERATOR(pg_catalog.!~) '^[a-z_][a-z0-9_]*$' THEN
+        IF NOT (pg_has_role(obj.maker, owner, 'USAGE') OR pg_has_role(obj.maker, owner, 'MEMBER')) THEN
+            RAISE NOTICE 'table %.% is not converted into a TVIEW: role % does not hold the engine owner''s privileges',
+                         quote_ident(obj.nspname), quote_ident(obj.relname), obj.maker
+                USING HINT = format('Have role %I create it (tview.create or CREATE TABLE ... AS), or GRANT %I TO %I.',
+                                    owner, owner, obj.maker);
+            CONTINUE;
+        END IF;
+        IF regexp_replace(obj.relname, '^tv_', '') !~ '^[a-z_][a-z0-9_]*$' THEN
             RAISE EXCEPTION 'invalid TVIEW name "%"', obj.relname
                 USING ERRCODE = 'invalid_name',
                       HINT = 'Use tv_ and a lower-case identifier: letters, digits and underscores.';
         END IF;
         -- the text after "CREATE ... TABLE [IF NOT EXISTS] <name> ... AS", found in code only
-        rest := pg_catalog.substring(tview._code_only(query),
+        rest := substring(tview._code_only(query),
             '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:(?:"(?:[^"]|"")*"|[^\s(".]+)\s*\.\s*)?"?'
-            OPERATOR(pg_catalog.||) obj.relname OPERATOR(pg_catalog.||)
-            '"?\s+(?:WITH\s*\([^)]*\)\s+)?(?:TABLESPACE\s+\S+\s+)?AS\s+(.*)$');
-        rest := pg_catalog.right(query, pg_catalog.length(rest));
+            || obj.relname || '"?\s+(?:WITH\s*\([^)]*\)\s+)?(?:TABLESPACE\s+\S+\s+)?AS\s+(.*)$');
+        rest := right(query, length(rest));
         IF rest IS NULL THEN
             RAISE EXCEPTION 'cannot convert %.% into a TVIEW: its CREATE TABLE ... AS statement was not recognised',
                             obj.nspname, obj.relname
                 USING ERRCODE = 'feature_not_supported',
-                      HINT = pg_catalog.format('Use SELECT tview.create(%L, ''SELECT ...'') instead.', obj.relname);
+                      HINT = format('Use SELECT tview.create(%L, ''SELECT ...'') instead.', obj.relname);
         END IF;
+        -- probed along the session's path, as it ran (by a role holding the owner's privileges)
+        PERFORM set_config('search_path', caller_path, true);
         definition := tview._first_query(rest);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         IF definition IS NULL THEN
             RAISE EXCEPTION 'cannot convert %.% into a TVIEW: the query after AS was not recognised', obj.nspname, obj.relname
                 USING ERRCODE = 'feature_not_supported',
-                      HINT = pg_catalog.format('Use SELECT tview.create(%L, ''SELECT ...'') instead.', obj.relname);
+                      HINT = format('Use SELECT tview.create(%L, ''SELECT ...'') instead.', obj.relname);
         END IF;
         ran_columns := tview._columns(obj.oid);
-        EXECUTE pg_catalog.format('DROP TABLE %I.%I', obj.nspname, obj.relname);
+        EXECUTE format('DROP TABLE %I.%I', obj.nspname, obj.relname);
         made := tview._create(obj.relname, definition, 'immediate', obj.nspname, caller_path);
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         -- the query found must be the one PostgreSQL ran (e.g. not another statement's of
         -- the same query string): same columns, same types
-        IF (tview._columns(made) OPERATOR(pg_catalog.=) ran_columns) IS NOT TRUE THEN   -- qualified: session path
+        IF (tview._columns(made) = ran_columns) IS NOT TRUE THEN
             RAISE EXCEPTION 'cannot convert %.% into a TVIEW: the query after AS was not recognised', obj.nspname, obj.relname
                 USING ERRCODE = 'feature_not_supported',
-                      DETAIL = pg_catalog.format('Found %s, which gives other columns.', definition),
-                      HINT = pg_catalog.format('Use SELECT tview.create(%L, ''SELECT ...'') instead.', obj.relname);
+                      DETAIL = format('Found %s, which gives other columns.', definition),
+                      HINT = format('Use SELECT tview.create(%L, ''SELECT ...'') instead.', obj.relname);
         END IF;
     END LOOP;
 END;
@@ -178,35 +205,47 @@ $$;
 -- CREATE TABLE tv_x AS ... for an existing TVIEW: the same error as tview.create gives
 -- (PostgreSQL would otherwise say 42P07 before the conversion could).
 CREATE OR REPLACE FUNCTION tview._on_ddl_start() RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    PERFORM tview._check_created_name(pg_catalog.current_query(), pg_catalog.current_schemas(false));
+END;
+$$;
+-- (no pinned search_path: it passes the session's on, calling only qualified names)
+
+CREATE OR REPLACE FUNCTION tview._check_created_name(query text, schemas name[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found text[];
     t     tview.tviews;
 BEGIN
-    found := pg_catalog.regexp_match(tview._code_only(pg_catalog.current_query()),
+    IF position('tv_' IN lower(query)) = 0 THEN
+        RETURN;
+    END IF;
+    found := regexp_match(tview._code_only(query),
         '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(IF\s+NOT\s+EXISTS\s+)?'
         '((?:"(?:[^"]|"")*"|[^\s(".;]+)(?:\s*\.\s*(?:"(?:[^"]|"")*"|[^\s(".;]+))?)');
     IF found IS NULL OR found[1] IS NOT NULL THEN
         RETURN;
     END IF;
     BEGIN
-        t := tview._find(pg_catalog.regexp_replace(found[2], '\s', '', 'g'), pg_catalog.current_schemas(false));
+        t := tview._find(regexp_replace(found[2], '\s', '', 'g'), schemas);
     EXCEPTION WHEN OTHERS THEN
         RETURN;
     END;
-    IF t.id IS NOT NULL AND (pg_catalog.parse_ident(found[2]))[pg_catalog.cardinality(pg_catalog.parse_ident(found[2]))]
-                            OPERATOR(pg_catalog.=) ('tv_' OPERATOR(pg_catalog.||) t.name) THEN
+    IF t.id IS NOT NULL AND (parse_ident(found[2]))[cardinality(parse_ident(found[2]))] = 'tv_' || t.name THEN
         RAISE EXCEPTION 'TVIEW %.tv_% already exists', t.schema_name, t.name
             USING ERRCODE = 'duplicate_object',
-                  HINT = pg_catalog.format('Drop it first with tview.drop(%L), or choose another name.', t.name);
+                  HINT = format('Drop it first with tview.drop(%L), or choose another name.', t.name);
     END IF;
 END;
 $$;
 
 -- A TVIEW's table or backing view was dropped by plain DDL: drop the rest of it.
 CREATE OR REPLACE FUNCTION tview._on_sql_drop() RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -261,13 +300,22 @@ $$;
 -- ALTER TABLE on a relation a TVIEW reads, or CREATE OR REPLACE / ALTER VIEW of a helper
 -- view one reads: rebuild those TVIEWs (and refuse a change that closes a cycle).
 CREATE OR REPLACE FUNCTION tview._on_ddl_alter() RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t tview.tviews;
 BEGIN
     IF to_regclass('tview.tviews') IS NULL THEN
+        RETURN;
+    END IF;
+    -- at once for what no TVIEW reads: no relation changed that a TVIEW reads or whose
+    -- backing view reads it
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() cmd
+                   WHERE cmd.classid = 'pg_class'::regclass
+                     AND (EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = cmd.objid)
+                          OR EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.refclassid = 'pg_class'::regclass
+                                     AND dep.refobjid = cmd.objid AND dep.classid = 'pg_rewrite'::regclass))) THEN
         RETURN;
     END IF;
     FOR t IN

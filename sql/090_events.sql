@@ -1,9 +1,11 @@
 -- Cascade events: one per TVIEW refreshed per round, JSON protocol v1 (docs/events.md),
 -- sent with pg_notify on channel tview_events and/or appended to the bounded log
--- tview.events. Settings (session, else database, else default):
---   tview.notify   on|off|auto (default on) NOTIFY is delivered at commit; a transaction
+-- tview.events. Settings (the engine owner's role or the database, see tview.setting; a
+-- session may only turn tview.notify down):
+--   tview.notify   on|off|auto (default auto) NOTIFY is delivered at commit; a transaction
 --                                         that ran NOTIFY cannot be PREPAREd: use
---                                         SET LOCAL tview.notify = off (and tview.log = on).
+--                                         SET LOCAL tview.notify = off (events reach the
+--                                         log if tview.log is on).
 --                                         auto: only while a listener registered with
 --                                         tview.listen() is connected (NOTIFY makes the
 --                                         commits of every notifying transaction wait
@@ -11,6 +13,8 @@
 --   tview.log      on|off  (default off)  keep history, e.g. for clients behind a
 --                                         transaction-pooling proxy (they poll it)
 --   tview.log_max  rows kept in the log (default 100000)
+--   tview.notify_queue_pct  no NOTIFY while pg_notification_queue_usage() is above this
+--                           percentage (default 50), and tview.health() reports it
 
 CREATE TABLE IF NOT EXISTS tview.events (
     id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -54,25 +58,46 @@ BEGIN
 END;
 $$;
 
--- Should this event be sent with NOTIFY? tview.notify on, off, or auto (a registered
--- listener is connected).
+-- Should this event be sent with NOTIFY? tview.notify (see tview.setting: a session may only
+-- turn it down) on, off, or auto (the default: only while a listener registered with
+-- tview.listen() is connected). Never while the notification queue is fuller than
+-- tview.notify_queue_pct: a listener that sits in a transaction keeps the queue from
+-- draining, and a full queue would make every notifying commit fail (54000). The events
+-- still reach the log when tview.log is on; streams see the gap and read it.
 CREATE OR REPLACE FUNCTION tview._notify_wanted() RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    raw text := lower(btrim(tview.setting('notify', 'on')));
+    raw text := lower(btrim(tview.setting('notify', 'auto')));
 BEGIN
     IF raw = 'auto' THEN
-        IF NOT EXISTS (SELECT 1 FROM tview.listeners) THEN
+        IF NOT EXISTS (SELECT 1 FROM tview.listeners l WHERE EXISTS (SELECT 1 FROM pg_stat_get_activity(l.pid))) THEN
             RETURN false;
         END IF;
-        RETURN EXISTS (SELECT 1 FROM tview.listeners l JOIN pg_stat_activity a ON a.pid = l.pid);
     ELSIF tview._truthy(raw) IS NULL THEN
         RAISE EXCEPTION 'invalid value for tview.notify: "%"', raw
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use on, off or auto.';
+    ELSIF NOT tview._truthy(raw) THEN
+        RETURN false;
     END IF;
-    RETURN tview._truthy(raw);
+    RETURN pg_notification_queue_usage() * 100 <= tview._queue_pct_setting();
+END;
+$$;
+
+-- tview.notify_queue_pct: a number from 0 to 100 (default 50); anything else is an error.
+CREATE OR REPLACE FUNCTION tview._queue_pct_setting() RETURNS numeric
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    raw text := btrim(tview.setting('notify_queue_pct', '50'));
+BEGIN
+    IF raw !~ '^\d{1,3}(\.\d*)?$' OR raw::numeric > 100 THEN
+        RAISE EXCEPTION 'invalid value for tview.notify_queue_pct: "%"', raw
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a percentage from 0 to 100, e.g. 50.';
+    END IF;
+    RETURN raw::numeric;
 END;
 $$;
 

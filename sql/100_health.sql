@@ -12,6 +12,8 @@
 --                                     (or engine-made tv_ table) the catalog does not know
 --   missing_trigger, disabled_trigger, foreign_trigger
 --                                     the four statement triggers on every table TVIEWs read
+--   missing_privilege                 SELECT, TRIGGER or UPDATE the engine owner lacks on a
+--                                     table TVIEWs read (fix: the GRANT)
 --   full_lineage                      relations whose changes refresh a TVIEW whole
 --   unindexed_fk                      fk_* columns of relations TVIEWs read, without an index
 --   notify_queue                      pg_notification_queue_usage() above tview.notify_queue_pct
@@ -21,8 +23,10 @@
 --                                     only) above tview.slow_ms
 --   deferred_backlog                  tview.queue rows of transactions that are not running
 --   events_off, triggers_off, row_locks_off
---                                     database, role or server settings that turn events,
---                                     the engine's triggers or its row locks off
+--                                     settings in force that turn events, the engine's
+--                                     triggers or its row locks off (tview.*: the database's
+--                                     or the engine owner's role's, see tview.setting)
+--   setting_ignored                   tview.* stored for another role: the engine ignores it
 --   drift                             rows that differ from the definition (tview.verify):
 --                                     whole when deep, else whole for TVIEWs of at most
 --                                     tview.health_sample_rows rows and a sample of that many
@@ -258,12 +262,12 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'notify_queue', CASE WHEN q.pct >= 90 THEN 'error' ELSE 'warning' END, NULL::text,
-           format('the NOTIFY queue is %s%% full (above tview.notify_queue_pct = %s); when it is full, '
-                  'every transaction that publishes events fails at commit', round(q.pct, 4), q.threshold),
-           'end the LISTENing session that sits in a long transaction (pg_stat_activity: idle in transaction), '
-           'or turn events off (ALTER DATABASE ... SET tview.notify = off) until the queue drains'
+           format('the NOTIFY queue is %s%% full (above tview.notify_queue_pct = %s): the engine''s writers send no '
+                  'NOTIFY until it drains (their events reach only the log, when tview.log is on); other '
+                  'notifying transactions fail at commit once it is full', round(q.pct, 4), q.threshold),
+           'end the LISTENing session that sits in a long transaction (pg_stat_activity: idle in transaction)'
     FROM (SELECT (pg_notification_queue_usage() * 100)::numeric AS pct,
-                 tview.setting('notify_queue_pct', '50')::numeric AS threshold) q
+                 tview._queue_pct_setting() AS threshold) q
     WHERE q.pct > q.threshold
 $$;
 
@@ -376,9 +380,36 @@ AS $$
     ORDER BY q.tview_id
 $$;
 
--- Settings of this database, of roles (in it or everywhere), and, when none of those
--- explains a value this session has, the server's (postgresql.conf, ALTER SYSTEM) or the
--- connection's options.
+-- Tables TVIEWs read on which the engine owner lacks SELECT, TRIGGER or UPDATE (a grant
+-- revoked after create): every write to them, or to tables joined with them, fails.
+CREATE OR REPLACE FUNCTION tview._health_privileges()
+RETURNS TABLE (check_name text, severity text, tview text, detail text, fix text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$   -- plpgsql: the privilege helpers are defined later, in sql/110_privileges.sql
+BEGIN
+    RETURN QUERY
+    SELECT 'missing_privilege'::text, 'error'::text,
+           string_agg(tview._label(t.schema_name, t.name), ', ' ORDER BY t.schema_name, t.name),
+           format('the engine owner (role %I) lacks %s on %s, which these TVIEWs read: writes that refresh them fail'
+                  ' with "permission denied"', tview._engine_owner(),
+                  array_to_string(tview._missing_grants(d.source_oid), ', '), d.source_oid::regclass),
+           tview._grant_fix(d.source_oid) || ' (run by the table''s owner)'
+    FROM tview.dependencies d
+    JOIN tview.tviews t ON t.id = d.tview_id
+    JOIN pg_class c ON c.oid = d.source_oid
+    WHERE d.source_kind = 'table' AND cardinality(tview._missing_grants(d.source_oid)) > 0
+    GROUP BY d.source_oid
+    ORDER BY d.source_oid::regclass::text;
+END;
+$$;
+
+-- Settings in force. The engine's (tview.*) come from the engine owner's role or the
+-- database only (tview.setting): those in force are reported, and tview.* stored for other
+-- roles, which the engine ignores, are pointed out. session_replication_role is PostgreSQL's:
+-- stored for any role here, or, when none of those explains a value this session has, the
+-- server's (postgresql.conf, ALTER SYSTEM) or the connection's options; the same for
+-- tview.notify, which sessions may turn down (tview.setting).
 CREATE OR REPLACE FUNCTION tview._health_settings()
 RETURNS TABLE (check_name text, severity text, tview text, detail text, fix text)
 LANGUAGE sql STABLE
@@ -393,35 +424,62 @@ AS $$
          'refreshes skip their row locks: concurrent writes can lose updates in TVIEWs')),
     stored AS (
         SELECT split_part(cfg, '=', 1) AS setting, substr(cfg, strpos(cfg, '=') + 1) AS value, s.setrole,
-               CASE WHEN s.setrole = 0 THEN format('database %I', current_database())
+               s.setdatabase,
+               CASE WHEN s.setrole = 0 AND s.setdatabase = 0 THEN 'every database and role'
+                    WHEN s.setrole = 0 THEN format('database %I', current_database())
                     WHEN s.setdatabase = 0 THEN format('role %I', r.rolname)
                     ELSE format('role %I in database %I', r.rolname, current_database()) END AS scope,
-               CASE WHEN s.setrole = 0 THEN format('ALTER DATABASE %I', current_database())
+               CASE WHEN s.setrole = 0 AND s.setdatabase = 0 THEN 'ALTER ROLE ALL'
+                    WHEN s.setrole = 0 THEN format('ALTER DATABASE %I', current_database())
                     WHEN s.setdatabase = 0 THEN format('ALTER ROLE %I', r.rolname)
                     ELSE format('ALTER ROLE %I IN DATABASE %I', r.rolname, current_database()) END AS alter_cmd
         FROM pg_db_role_setting s
         LEFT JOIN pg_roles r ON r.oid = s.setrole
         CROSS JOIN unnest(s.setconfig) cfg
         WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))),
+    owner AS (SELECT n.nspowner AS oid FROM pg_namespace n WHERE n.nspname = 'tview'),
+    in_force AS (   -- tview.*: the engine owner's or the database's, highest precedence first
+        SELECT DISTINCT ON (s.setting) s.setting, s.value, s.setrole, s.scope, s.alter_cmd
+        FROM stored s
+        WHERE s.setting LIKE 'tview.%' AND s.setrole IN (0, (SELECT oid FROM owner))
+        ORDER BY s.setting, s.setrole <> 0 DESC, s.setdatabase <> 0 DESC),
     session AS (
         SELECT u.setting, nullif(current_setting(u.setting, true), '') AS value, NULL::oid AS setrole,
                format('new sessions of role %I (server configuration, ALTER SYSTEM or connection options)',
                       session_user) AS scope,
                NULL::text AS alter_cmd
         FROM rules u
-        WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.setting = u.setting
-                          AND (s.setrole = 0 OR s.setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user))))
+        WHERE CASE WHEN u.setting = 'tview.notify'   -- the one a session may turn down: not the one in force?
+                   THEN NOT EXISTS (SELECT 1 FROM in_force f WHERE f.setting = u.setting
+                                    AND lower(f.value) = lower(current_setting(u.setting, true)))
+                   WHEN u.setting LIKE 'tview.%' THEN false
+                   ELSE NOT EXISTS (SELECT 1 FROM stored s WHERE s.setting = u.setting
+                                    AND (s.setrole = 0
+                                         OR s.setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user))) END)
     SELECT u.check_name, u.severity, NULL::text,
            format('%s = %s for %s: %s', u.setting, v.value, v.scope, u.consequence),
            CASE WHEN v.alter_cmd IS NOT NULL THEN format('%s RESET %s', v.alter_cmd, u.setting)
                 ELSE format('ALTER SYSTEM RESET %s (then SELECT pg_reload_conf()), or remove it from the connection'
                             ' options', u.setting) END
     FROM rules u
-    JOIN (SELECT * FROM stored UNION ALL SELECT * FROM session) v ON v.setting = u.setting
+    JOIN (SELECT x.setting, x.value, x.setrole, x.scope, x.alter_cmd FROM in_force x
+          UNION ALL
+          SELECT x.setting, x.value, x.setrole, x.scope, x.alter_cmd FROM stored x WHERE x.setting NOT LIKE 'tview.%'
+          UNION ALL
+          SELECT * FROM session) v ON v.setting = u.setting
     WHERE v.value IS NOT NULL
       AND CASE WHEN u.good IS NULL THEN lower(v.value) = 'replica'
+               WHEN u.setting = 'tview.notify' THEN tview._truthy(v.value) IS FALSE
                ELSE tview._truthy(v.value) IS DISTINCT FROM tview._truthy(u.good) END
-    ORDER BY u.check_name, v.scope
+    UNION ALL
+    SELECT 'setting_ignored', 'info', NULL::text,
+           format('%s = %s for %s is ignored: the engine reads its settings from the database and its owner''s '
+                  'role (%I) only', s.setting, s.value, s.scope, (SELECT rolname FROM pg_roles WHERE oid = (SELECT oid FROM owner))),
+           format('%s RESET %s; then, if it was meant for everyone, ALTER DATABASE %I SET %s = %s',
+                  s.alter_cmd, s.setting, current_database(), s.setting, s.value)
+    FROM stored s
+    WHERE s.setting LIKE 'tview.%' AND s.setrole NOT IN (0, (SELECT oid FROM owner))
+    ORDER BY 1, 4
 $$;
 
 -- ---------------------------------------------------------------------------------------
@@ -578,7 +636,7 @@ DECLARE
     part     text;
 BEGIN
     PERFORM set_config('lock_timeout', greatest(budget, 1)::text, true);
-    FOREACH part IN ARRAY ARRAY['catalog', 'triggers', 'full_lineage', 'unindexed_fk', 'notify_queue',
+    FOREACH part IN ARRAY ARRAY['catalog', 'triggers', 'privileges', 'full_lineage', 'unindexed_fk', 'notify_queue',
                                 'blocked_session', 'slow_tview', 'deferred_backlog', 'settings', 'drift'] LOOP
         BEGIN
             IF part = 'drift' THEN

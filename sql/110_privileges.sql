@@ -55,6 +55,59 @@ BEGIN
 END;
 $$;
 
+-- What the engine owner needs on a table a TVIEW reads, and lacks: SELECT (its refreshes
+-- read it), TRIGGER (the statement triggers are its; tview.repair_triggers re-creates them)
+-- and UPDATE on some column (a refresh share-locks the rows it joins: FOR SHARE needs it).
+-- Empty when nothing is missing (the owner of the table, or a superuser, has them all).
+CREATE OR REPLACE FUNCTION tview._missing_grants(relid oid) RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_remove(ARRAY[
+        CASE WHEN NOT has_table_privilege(o.owner, relid, 'SELECT') THEN 'SELECT' END,
+        CASE WHEN NOT has_table_privilege(o.owner, relid, 'TRIGGER') THEN 'TRIGGER' END,
+        CASE WHEN NOT has_any_column_privilege(o.owner, relid, 'UPDATE') THEN 'UPDATE' END], NULL)
+    FROM (SELECT n.nspowner AS owner FROM pg_namespace n WHERE n.nspname = 'tview') o
+$$;
+
+-- The GRANT that gives the engine owner what it lacks on relid (NULL when nothing).
+CREATE OR REPLACE FUNCTION tview._grant_fix(relid oid) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('GRANT %s ON %s TO %I', array_to_string(m, ', '), relid::regclass, tview._engine_owner())
+    FROM tview._missing_grants(relid) m
+    WHERE cardinality(m) > 0
+$$;
+
+-- Called when a TVIEW is created (and when a helper view it reads is replaced): refuse
+-- (42501) a definition reading a table on which the engine owner lacks SELECT, TRIGGER or
+-- UPDATE, naming what is missing and the GRANT that fixes it. Without them a later write
+-- (anyone's) would fail with "permission denied" inside the engine's trigger.
+CREATE OR REPLACE FUNCTION tview._check_source_grants(view_oid oid, label text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT b.relid, tview._missing_grants(b.relid) AS missing INTO bad
+    FROM tview._base_relations(view_oid) b
+    WHERE b.relkind IN ('r', 'p')
+      AND NOT EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = b.relid)
+      AND cardinality(tview._missing_grants(b.relid)) > 0
+    ORDER BY b.relid::regclass::text
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'definition of % reads table %, on which the engine owner (role %) lacks %',
+                        label, bad.relid::regclass, tview._engine_owner(), array_to_string(bad.missing, ', ')
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('The engine''s triggers read, share-lock and trigger on it as its owner: have the '
+                                'table''s owner run %s.', tview._grant_fix(bad.relid));
+    END IF;
+END;
+$$;
+
 -- Nothing in schema tview is anyone else's by default (no-ops unless PUBLIC was granted
 -- something by hand).
 REVOKE ALL ON SCHEMA tview FROM PUBLIC;
@@ -65,3 +118,11 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA tview FROM PUBLIC;
 -- check EXECUTE when a trigger fires, so writers are unaffected). The generated capture
 -- functions are revoked as they are made (tview._install_capture).
 REVOKE EXECUTE ON FUNCTION tview._flush_deferred() FROM PUBLIC;
+-- The event trigger functions and what they call with the owner's rights (SECURITY DEFINER,
+-- sql/070_ddl.sql): run by the event triggers only.
+REVOKE EXECUTE ON FUNCTION tview._on_ddl_end() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION tview._on_ddl_start() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION tview._on_ddl_alter() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION tview._on_sql_drop() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION tview._convert_created_tables(text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION tview._check_created_name(text, name[]) FROM PUBLIC;

@@ -8,6 +8,7 @@ import threading
 import time
 
 import psycopg
+import psycopg.sql
 import pytest
 
 # Schemas of the server itself, and the per-session temporary ones (gone with the session).
@@ -71,14 +72,25 @@ def refused(conn: psycopg.Connection, statement: str, params, sqlstate: str, *me
     return exc
 
 
+def set_engine(conn: psycopg.Connection, **settings: str | None) -> None:
+    """Set (or, with None, reset) tview.<name> for the database, where the engine reads its settings
+    (a session's SET is ignored). Takes effect at once, in every session: the engine reads
+    pg_db_role_setting, not the session's copy."""
+    for name, value in settings.items():
+        query = ("ALTER DATABASE {} RESET {}" if value is None else "ALTER DATABASE {} SET {} = {}")
+        conn.execute(psycopg.sql.SQL(query).format(psycopg.sql.Identifier(conn.info.dbname),
+                                                   psycopg.sql.Identifier("tview", name),
+                                                   psycopg.sql.Literal(value)))
+    if not conn.autocommit:
+        conn.commit()
+
+
 def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on") -> None:
     """first_sql runs and stays uncommitted while second_sql runs in another transaction
     (waiting on the first, or past it); the first commits half a second later."""
     first, second = psycopg.connect(dsn), psycopg.connect(dsn)
     try:
-        for conn in (first, second):
-            conn.execute("SELECT set_config('tview.row_locks', %s, false)", (row_locks,))
-            conn.commit()
+        set_engine(first, row_locks=None if row_locks == "on" else row_locks)
         first.execute(first_sql)
         failures: list[BaseException] = []
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from engine_helpers import refused
+from engine_helpers import refused, set_engine
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -617,10 +617,10 @@ def test_cascade_deeper_than_the_cap_fails_54001(db):
     create(db, "l0", "SELECT pk_l, jsonb_build_object('v', v) AS data FROM tb_l")
     for level in range(1, 4):
         create(db, f"l{level}", f"SELECT t.pk_l, jsonb_build_object('up', t.data) AS data FROM tv_l{level - 1} t")
-    db.execute("SET tview.max_cascade_depth = '3'")   # depths 0..3: allowed
+    set_engine(db, max_cascade_depth="3")   # depths 0..3: allowed
     db.execute("UPDATE tb_l SET v = 'y'")
     assert_oracle(db)
-    db.execute("SET tview.max_cascade_depth = '2'")   # tv_l3 is at depth 3
+    set_engine(db, max_cascade_depth="2")   # tv_l3 is at depth 3
     exc = refused(db, "UPDATE tb_l SET v = 'z'", None, "54001", "tv_l")
     assert "l3" in exc.diag.message_primary
     assert db.execute("SELECT v FROM tb_l").fetchone()[0] == "y", "the failing statement must roll back"

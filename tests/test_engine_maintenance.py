@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from engine_helpers import ORDER_BY_LINE, ORDER_TABLES
+from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, set_engine
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -1090,7 +1090,7 @@ def test_a_write_that_makes_keys_duplicate_fails_23505_and_changes_nothing(order
         orders.execute("ALTER TABLE tb_line ENABLE TRIGGER USER")
     lines = orders.execute("SELECT count(*) FROM tb_line").fetchone()
     before = orders.execute("SELECT pk_order, data::text FROM tv_order ORDER BY 1").fetchall()
-    orders.execute("SELECT set_config('tview.batch_threshold', %s, false)", (batch_threshold,))
+    set_engine(orders, batch_threshold=batch_threshold)
     with pytest.raises(psycopg.errors.UniqueViolation) as err:
         orders.execute(statement)
     assert err.value.diag.message_primary == ("TVIEW public.tv_order has duplicate keys:"

@@ -15,6 +15,8 @@ import pytest
 
 from tview_tui.events import Event, EventStream, Gap, MalformedEvent, StatsBook, TviewStats, format_event
 
+from engine_helpers import set_engine
+
 SCHEMA = """
 CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text);
 CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int, title text);
@@ -42,6 +44,15 @@ def collect(listener: psycopg.Connection, expect: int | None = None, timeout: fl
 
 @pytest.fixture
 def listener(dsn):
+    """A listener registered with tview.listen(): writers (tview.notify = auto, the default) send to it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT tview.listen()")
+        yield conn
+
+
+@pytest.fixture
+def plain_listener(dsn):
+    """A plain LISTEN: hears what is sent, makes no one send."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("LISTEN tview_events")
         yield conn
@@ -99,11 +110,11 @@ def test_payload_stays_under_8000_bytes_with_100000_keys(db, listener):
 def test_event_log_and_settings(blog, dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET tview.notify = off")
-        conn.execute("SET tview.log = on")
+        set_engine(conn, log="on")
         conn.execute("UPDATE tb_user SET name = 'logged' WHERE pk_user = 2")
         logged = conn.execute("SELECT payload FROM tview.events ORDER BY id").fetchall()
         assert [p["tview"] for (p,) in logged] == ["tv_user", "tv_post"]
-        conn.execute("SET tview.log = off")
+        set_engine(conn, log="off")
         conn.execute("UPDATE tb_user SET name = 'not logged' WHERE pk_user = 2")
         assert conn.execute("SELECT count(*) FROM tview.events").fetchone()[0] == 2
 
@@ -198,7 +209,7 @@ async def test_a_listening_stream_reads_what_it_missed_from_the_log(blog, dsn, s
     dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
     allow = "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}"
     with psycopg.connect(dsn, autocommit=True) as writer, psycopg.connect(server_dsn, autocommit=True) as admin:
-        writer.execute(f"SET tview.log = {log}")
+        set_engine(writer, log=log)
         stream = EventStream(dsn, max_backoff=0.2)
         items: list = []
 
@@ -249,9 +260,7 @@ async def test_a_listening_stream_reads_what_it_missed_from_the_log(blog, dsn, s
 @pytest.mark.engine
 async def test_polling_the_log_yields_the_same_events_as_listen(blog, dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SELECT set_config('tview.log', 'on', false)")
-        db_name = conn.info.dbname
-        conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET tview.log = on").format(psycopg.sql.Identifier(db_name)))
+        set_engine(conn, log="on")
     listening = EventStream(dsn)
     polling = EventStream(dsn, poll=True, poll_interval=0.1)
     want = lambda items: len(events_only(items)) >= 4  # noqa: E731
@@ -293,7 +302,7 @@ def test_tail_cli_prints_json_lines_and_stops_on_ctrl_c(blog, dsn):
 @pytest.mark.engine
 def test_tail_since_reads_the_log(blog, dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SET tview.log = on")
+        set_engine(conn, log="on")
         conn.execute("UPDATE tb_user SET name = 'old news' WHERE pk_user = 1")
     proc = subprocess.Popen([sys.executable, "-m", "tview_tui", "tail", dsn, "--since", "5m"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -309,38 +318,42 @@ def test_tail_since_reads_the_log(blog, dsn):
 
 
 @pytest.mark.engine
-def test_boolean_settings_read_like_postgres_booleans(blog, listener, dsn):
+def test_boolean_settings_read_like_postgres_booleans(blog, plain_listener, dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SET tview.notify = 'true'")
+        set_engine(conn, notify="true")                    # on, nobody registered: sent anyway
         conn.execute("UPDATE tb_user SET name = 'true is on' WHERE pk_user = 1")
-        assert len(collect(listener, expect=2)) == 2
-        conn.execute("SET tview.notify = 'no'")
+        assert len(collect(plain_listener, expect=2)) == 2
+        conn.execute("SET tview.notify = 'no'")            # a session may turn it down
         conn.execute("UPDATE tb_user SET name = 'no is off' WHERE pk_user = 1")
-        assert collect(listener, timeout=0.5) == []
+        assert collect(plain_listener, timeout=0.5) == []
         conn.execute("SET tview.notify = 'maybe'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("UPDATE tb_user SET name = 'refused' WHERE pk_user = 1")
+        conn.execute("RESET tview.notify")
+        set_engine(conn, notify="maybe")
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             conn.execute("UPDATE tb_user SET name = 'refused' WHERE pk_user = 1")
 
 
 @pytest.mark.engine
-def test_notify_auto_sends_events_only_while_a_registered_listener_is_connected(blog, listener, dsn):
-    """`listener` only runs LISTEN: it hears what is sent but does not make anyone send."""
+def test_notify_auto_sends_events_only_while_a_registered_listener_is_connected(blog, plain_listener, dsn):
+    """`plain_listener` only runs LISTEN: it hears what is sent but does not make anyone send."""
     def rename(conn: psycopg.Connection, name: str) -> None:
         conn.execute("UPDATE tb_user SET name = %s WHERE pk_user = 1", (name,))
 
     with psycopg.connect(dsn, autocommit=True) as writer, psycopg.connect(dsn, autocommit=True) as registered:
         writer.execute("SET tview.notify = auto")
         rename(writer, "nobody registered")
-        assert collect(listener, timeout=0.5) == []
+        assert collect(plain_listener, timeout=0.5) == []
 
         registered.execute("SELECT tview.listen()")
         rename(writer, "one registered")
-        assert [e["tview"] for e in collect(listener, expect=2)] == ["tv_user", "tv_post"]
+        assert [e["tview"] for e in collect(plain_listener, expect=2)] == ["tv_user", "tv_post"]
         assert [n.payload for n in registered.notifies(timeout=2, stop_after=2)] != []
 
         registered.execute("SELECT tview.unlisten()")
         rename(writer, "unregistered")
-        assert collect(listener, timeout=0.5) == []
+        assert collect(plain_listener, timeout=0.5) == []
 
         registered.execute("SELECT tview.listen()")
         pid = registered.info.backend_pid
@@ -353,7 +366,7 @@ def test_notify_auto_sends_events_only_while_a_registered_listener_is_connected(
             assert time.monotonic() < deadline, "the closed session is still there"
             time.sleep(0.05)
         rename(writer, "listener gone")
-        assert collect(listener, timeout=0.5) == []
+        assert collect(plain_listener, timeout=0.5) == []
         writer.execute("SELECT tview.listen()")                # clears what is left of the dead one
         assert writer.execute("SELECT array_agg(pid) FROM tview.listeners").fetchone()[0] == [writer.info.backend_pid]
         writer.execute("SET tview.notify = 'sometimes'")
@@ -403,13 +416,11 @@ async def test_polling_delivers_events_committed_out_of_log_order(blog, dsn):
     slow, aborted = psycopg.connect(dsn), psycopg.connect(dsn)
     try:
         await until(lambda: stream.connected)
-        for conn in (slow, aborted):
-            conn.execute("SET tview.log = on")
+        set_engine(slow, log="on")
         slow.execute("UPDATE tb_user SET name = 'slow' WHERE pk_user = 1")        # takes the smaller ids
         slow_xid = slow.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
         aborted.execute("UPDATE tb_user SET name = 'aborted' WHERE pk_user = 2")
         with psycopg.connect(dsn, autocommit=True) as fast:
-            fast.execute("SET tview.log = on")
             fast.execute("UPDATE tb_post SET title = 'fast' WHERE pk_post = 2")   # user 3's
         await until(lambda: len(xids()) == 1)                                   # the fast one, read first
         slow.commit()

@@ -25,6 +25,7 @@ from psycopg import sql
 from tview_tui import cli, demo, diagnostics, installer
 from tview_tui.diagnostics import Finding, apply_fix, exit_code, run_checks
 
+from engine_helpers import set_engine
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -110,7 +111,7 @@ def writer_in_background(dsn: str, statement: str) -> Iterator[dict]:
 def test_a_healthy_database_has_no_findings(blog, deep, sample_rows):
     """No false alarms: whole, default-sampled and tiny-sampled drift checks all stay quiet."""
     if sample_rows:
-        blog.execute(f"SET tview.health_sample_rows = {sample_rows}")
+        set_engine(blog, health_sample_rows=str(sample_rows))
     found = run_checks(blog, deep=deep)
     assert found == []
     assert exit_code(found) == 0
@@ -208,7 +209,7 @@ def test_drift_is_found_and_refreshed(blog, damage, expected):
 ], ids=["different", "missing"])
 def test_drift_in_a_sample_of_a_large_tview(blog, damage, problem):
     """Above tview.health_sample_rows the cheap check verifies a sample, keys from both sides."""
-    blog.execute("SET tview.health_sample_rows = 100")
+    set_engine(blog, health_sample_rows="100")
     blog.execute(damage)
     (found,) = [f for f in findings(blog, "drift", deep=False) if f.tview == "public.tv_comment"]
     match = re.fullmatch(r"(\d+) row\(s\) differ from the definition in a sample of (\d+) key\(s\) "
@@ -321,7 +322,7 @@ DROP_PATCH_FUNCTION = ("DO $$ BEGIN EXECUTE format('DROP FUNCTION tview.%I(jsonb
 ], ids=["row-lock", "full-refresh", "new-keys", "function-creation"])
 def test_session_blocked_on_a_tview_lock(blog, dsn, setup, holder, tview, what):
     """A transaction holding a TVIEW lock blocks writers: found with both sessions; terminating it frees them."""
-    blog.execute("SET tview.lock_wait_ms = 300")
+    set_engine(blog, lock_wait_ms="300")
     blog.execute(setup or "SELECT 1")
     post = blog.execute("SELECT fk_post FROM tb_comment WHERE pk_comment = 1").fetchone()[0]
     holding = psycopg.connect(dsn, application_name="holder")
@@ -348,7 +349,7 @@ def test_session_blocked_on_a_tview_lock(blog, dsn, setup, holder, tview, what):
 
 def test_notify_queue_held_by_a_listener_in_a_long_transaction(blog, dsn):
     """A listener that never reads keeps notifications queued; ending its transaction drains them."""
-    blog.execute("SET tview.notify_queue_pct = 0")        # any use is over the threshold
+    set_engine(blog, notify_queue_pct="0")        # any use is over the threshold
     listener = psycopg.connect(dsn)
     try:
         listener.execute("LISTEN tview_events")
@@ -357,8 +358,10 @@ def test_notify_queue_held_by_a_listener_in_a_long_transaction(blog, dsn):
         blog.execute("SELECT pg_notify('tview_health_test', repeat('x', 7000) || g) FROM generate_series(1, 4) g")
         (found,) = findings(blog, "notify_queue", deep=False)
         assert found.severity == "warning"
-        assert re.fullmatch(r"the NOTIFY queue is [\d.]+% full \(above tview.notify_queue_pct = 0\); when it is full,"
-                            r" every transaction that publishes events fails at commit", found.detail), found.detail
+        assert re.fullmatch(r"the NOTIFY queue is [\d.]+% full \(above tview.notify_queue_pct = 0\): the engine's"
+                            r" writers send no NOTIFY until it drains \(their events reach only the log, when"
+                            r" tview.log is on\); other notifying transactions fail at commit once it is full",
+                            found.detail), found.detail
         assert found.fix.startswith("end the LISTENing session that sits in a long transaction")
         listener.commit()                                 # the fix: end that transaction
         wait_until(lambda: not findings(blog, "notify_queue", deep=False))
@@ -369,8 +372,7 @@ def test_notify_queue_held_by_a_listener_in_a_long_transaction(blog, dsn):
 
 def test_slowest_tviews_from_the_event_log(blog):
     """p95 of logged refresh times after writes against tview.slow_ms; manual refreshes do not count."""
-    blog.execute("SET tview.log = on")
-    blog.execute("SET tview.slow_ms = 0")
+    set_engine(blog, log="on", slow_ms="0")
     blog.execute("SELECT tview.refresh('post')")
     assert findings(blog, "slow_tview", deep=False) == []
     blog.execute("UPDATE tb_company SET name = 'slow?' WHERE pk_company = 1")
@@ -384,7 +386,7 @@ def test_slowest_tviews_from_the_event_log(blog):
                        " above tview.slow_ms = 0") for t, ms in logged)
     view = found[0].tview.replace("public.tv_", "public.v_")
     assert found[0].fix.startswith(f"EXPLAIN ANALYZE SELECT * FROM {view} WHERE pk_")
-    blog.execute("SET tview.slow_ms = 100000")
+    set_engine(blog, slow_ms="100000")
     assert findings(blog, "slow_tview", deep=False) == []
 
 

@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from engine_helpers import two_writers
+from engine_helpers import set_engine, two_writers
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -47,7 +47,7 @@ def create_post(conn, order: str = "") -> None:
 
 def listen(dsn):
     conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute("LISTEN tview_events")
+    conn.execute("SELECT tview.listen()")
     return conn
 
 
@@ -153,10 +153,10 @@ def test_patching_can_be_switched_off_globally_and_per_tview(blog, dsn):
     create_post(blog)
     listener = listen(dsn)
     try:
-        blog.execute("SET tview.patching = off")
+        set_engine(blog, patching="off")
         blog.execute("UPDATE tb_user SET name = 'off' WHERE pk_user = 2")
         assert post_event(listener)["mode"] == "recompute"
-        blog.execute("RESET tview.patching")
+        set_engine(blog, patching=None)
         blog.execute("SELECT tview.set_patching('post', false)")
         blog.execute("UPDATE tb_user SET name = 'still off' WHERE pk_user = 2")
         assert post_event(listener)["mode"] == "recompute"
@@ -174,13 +174,13 @@ def test_changes_at_the_patch_threshold_are_recomputed_set_based(blog, dsn):
     blog.execute("INSERT INTO tb_comment SELECT g, 1 + g % 3, 'c' || g FROM generate_series(1, 9) g")
     listener = listen(dsn)
     try:
-        blog.execute("SET tview.patch_threshold = 3")
+        set_engine(blog, patch_threshold="3")
         blog.execute("UPDATE tb_comment SET body = body || '!' WHERE pk_comment IN (1, 2)")   # 2 documents
         assert post_event(listener)["mode"] == "patch"
         blog.execute("UPDATE tb_comment SET body = body || '?' WHERE pk_comment IN (3, 4, 5)")   # 3 documents
         event = post_event(listener)
         assert event["mode"] == "recompute" and sorted(event["keys"]) == [1, 2, 3]
-        blog.execute("SET tview.patch_threshold = 0")     # never patch
+        set_engine(blog, patch_threshold="0")     # never patch
         blog.execute("UPDATE tb_user SET name = 'zero' WHERE pk_user = 1")
         assert post_event(listener)["mode"] == "recompute"
     finally:
@@ -193,7 +193,7 @@ def test_batch_threshold_refreshes_key_by_key_or_set_based_with_the_same_result(
     """Below tview.batch_threshold keys are refreshed one at a time: the result is the same."""
     create_post(blog)
     blog.execute("SELECT tview.set_patching('post', false)")
-    blog.execute("SET tview.batch_threshold = " + threshold)
+    set_engine(blog, batch_threshold=threshold)
     blog.execute("INSERT INTO tb_comment SELECT g, 1 + g % 3, 'c' || g FROM generate_series(1, 30) g")
     blog.execute("UPDATE tb_user SET name = name || '!'")
     blog.execute("DELETE FROM tb_post WHERE pk_post IN (1, 3)")
@@ -206,7 +206,7 @@ def test_batch_threshold_refreshes_key_by_key_or_set_based_with_the_same_result(
 @pytest.mark.parametrize("value", ["many", "-1", "1.5"])
 def test_invalid_threshold_is_an_error_not_a_default(blog, setting, value):
     create_post(blog)
-    blog.execute(f"SET tview.{setting} = '{value}'")
+    set_engine(blog, **{setting: value})
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"tview.{setting}"):
         blog.execute("UPDATE tb_user SET name = 'x'")
 

@@ -24,6 +24,7 @@ from tview_tui import catalog, installer
 from tview_tui.connection import TviewError
 from tview_tui.events import Event, EventStream
 
+from engine_helpers import set_engine
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -163,7 +164,7 @@ def test_writer_without_rights_keeps_every_tview_correct(setup: Setup):
         "SELECT has_schema_privilege(%(r)s, 'tview', 'USAGE'), has_table_privilege(%(r)s, 'tv_post', 'SELECT')",
         {"r": app}).fetchone()
     assert privileges == (False, False)
-    setup.owner.execute("LISTEN tview_events")
+    setup.owner.execute("SELECT tview.listen()")
     with connect_as(setup.dsn, app) as conn:
         for statement in WRITES:
             conn.execute(statement)
@@ -177,7 +178,7 @@ def test_writer_without_rights_in_deferred_mode(setup: Setup):
     """Commit-time refresh works for the writer too: the queue and the flush need no right of its own."""
     for name in ("user", "comment", "post"):
         setup.owner.execute("SELECT tview.set_mode(%s, 'deferred')", (name,))
-    setup.owner.execute("LISTEN tview_events")
+    setup.owner.execute("SELECT tview.listen()")
     with connect_as(setup.dsn, setup.roles.app) as conn, conn.transaction():
         for statement in WRITES:
             conn.execute(statement)
@@ -340,13 +341,16 @@ def test_engine_objects_are_owned_by_the_owner_and_pinned(setup: Setup):
     assert len(generated) >= 3 and all(f[1] == owner and f[3] and not f[2] for f in generated)
     definers = {f[0]: f[4] for f in functions if f[2]}
     captures = {name: public for name, public in definers.items() if name.startswith("_capture_")}
-    # the triggers, callable by nobody: one generated capture function per base table; listen/unlisten, for
-    # readers: no arguments, the caller's own pid only
+    # the triggers (one generated capture function per base table) and event triggers (and what those
+    # call), callable by nobody; listen/unlisten, for readers: no arguments, the caller's own pid only
     assert len(captures) >= 2 and not any(captures.values())
-    assert {name: public for name, public in definers.items() if name not in captures} == {
-        "_flush_deferred": False, "listen": True, "unlisten": True}
     assert all(f[1] == owner and f[3] for f in functions if f[0] in captures)
-    # Unpinned: public wrappers (one qualified call each) and what probes the caller's definition.
+    assert {name: public for name, public in definers.items() if name not in captures} == {
+        "_flush_deferred": False, "listen": True, "unlisten": True,
+        "_on_ddl_end": False, "_on_ddl_start": False, "_on_ddl_alter": False, "_on_sql_drop": False,
+        "_convert_created_tables": False, "_check_created_name": False}
+    # Unpinned: public wrappers (one qualified call each), what probes the caller's definition, and the two
+    # event trigger wrappers that pass the session's search_path on (one qualified call each).
     unpinned = {f[0] for f in functions if not f[3]}
     assert unpinned <= {"create", "drop", "refresh", "verify", "set_mode", "set_patching", "repair_triggers",
                         "_check_single_query", "_reads_temporary", "_first_query", "_on_ddl_end",
@@ -446,7 +450,7 @@ def run_as_victims(dsn: str, roles: Roles, path: str) -> None:
         owner.execute("SELECT tview.set_patching('post', false), tview.set_patching('post', true)")
         owner.execute("SELECT tview.repair_triggers(), tview.clean_queue()")
         owner.execute("SELECT * FROM tview.health()")
-        owner.execute("SET tview.log = on")
+        set_engine(owner, log="on")
         for statement in QUALIFIED_WRITES[:3]:
             app.execute(statement)
         owner.execute("INSERT INTO public.tb_post VALUES (200, 2, 'by the owner')")

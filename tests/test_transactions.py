@@ -12,7 +12,7 @@ from psycopg import errors
 
 from tview_tui.soak import WriteLoad
 
-from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, two_writers
+from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, set_engine, two_writers
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -57,7 +57,7 @@ def post_events(conn):
 def test_deferred_refreshes_once_at_commit_and_leaves_nothing_queued(posts, dsn):
     create_post(posts, "deferred")
     with psycopg.connect(dsn) as conn:
-        conn.execute("SET tview.log = on")
+        set_engine(conn, log="on")
         for i in range(20):
             conn.execute("UPDATE tb_post SET title = %s WHERE pk_post = 1", (f"t{i}",))
             conn.execute("INSERT INTO tb_comment VALUES (%s, 1, %s)", (100 + i, f"c{i}"))
@@ -150,9 +150,9 @@ def test_prepared_transactions_keep_tviews_right(posts, dsn, mode, finish):
     gid = f"tview-{mode}-{finish.split()[0].lower()}"
     before = posts.execute("SELECT pk_post, data::text FROM tv_post ORDER BY 1").fetchall()
     with psycopg.connect(dsn, autocommit=True) as conn:
+        set_engine(conn, log="on", notify="on")        # the database's: events logged, and notified
         conn.execute("BEGIN")
-        conn.execute("SET LOCAL tview.notify = off")   # NOTIFY cannot be PREPAREd
-        conn.execute("SET LOCAL tview.log = on")
+        conn.execute("SET LOCAL tview.notify = off")   # NOTIFY cannot be PREPAREd: a session may turn it off
         conn.execute("INSERT INTO tb_comment VALUES (1, 1, 'prepared')")
         conn.execute("UPDATE tb_post SET title = 'p' WHERE pk_post = 2")
         conn.execute(f"PREPARE TRANSACTION '{gid}'")
@@ -171,6 +171,7 @@ def test_prepared_transactions_keep_tviews_right(posts, dsn, mode, finish):
 def test_prepare_with_notify_on_is_refused_by_postgres(posts, dsn):
     """Documents why tview.notify = off exists: PostgreSQL refuses to PREPARE after NOTIFY."""
     create_post(posts)
+    set_engine(posts, notify="on")      # (the default, auto, sends nothing while no listener is registered)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("BEGIN")
         conn.execute("INSERT INTO tb_comment VALUES (1, 1, 'x')")

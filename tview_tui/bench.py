@@ -15,7 +15,8 @@ Because the variants use the same table names in different schemas, an arm is "a
 some settings, and the SQL to time", and the SQL text is identical across the arms it is
 compared between. Arms run alternately (A1 B1 C1 A2 B2 C2 ...) so that drift of the
 machine (caches, autovacuum, other load) spreads over all of them. Every timed operation
-runs in its own transaction, with its settings as SET LOCAL, and is rolled back (or, when
+runs in its own transaction, with its settings set in it (the engine's with ALTER DATABASE, the
+only place it reads them from), and is rolled back (or, when
 the commit itself is what is measured, committed and then reverted) so that each run
 starts from the same data. Timing is time.perf_counter around the client calls.
 
@@ -580,11 +581,29 @@ def has_patch_specs(conn: psycopg.Connection, schema: str) -> bool:
 
 # -- measuring -------------------------------------------------------------------------------
 
+def apply_settings(conn: psycopg.Connection, settings: dict[str, str], local: bool) -> None:
+    """The engine's settings (tview.*) for the benchmark database (the engine ignores a session's SET):
+    inside the current transaction, so that its rollback undoes them; any other with set_config."""
+    for name, value in settings.items():
+        if name.startswith("tview."):
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(*name.split(".")), sql.Literal(value)))
+        else:
+            conn.execute("SELECT set_config(%s, %s, %s)", (name, value, local))
+
+
+def reset_settings(conn: psycopg.Connection, settings: dict[str, str]) -> None:
+    """Undo apply_settings for the engine's settings that a committed run left in the database."""
+    for name in settings:
+        if name.startswith("tview."):
+            conn.execute(sql.SQL("ALTER DATABASE {} RESET {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier(*name.split("."))))
+
+
 def begin_arm(conn: psycopg.Connection, arm: Arm, extra: dict[str, str] | None = None) -> None:
-    """Open the arm's transaction: settings as SET LOCAL (nothing leaks into the next arm), then setup."""
+    """Open the arm's transaction: settings local to it (nothing leaks into the next arm), then setup."""
     set_search_path(conn, arm.schema, local=True)
-    for name, value in {**arm.settings, **(extra or {})}.items():
-        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    apply_settings(conn, {**arm.settings, **(extra or {})}, local=True)
     for statement in arm.setup:
         conn.execute(statement)
 
@@ -601,6 +620,7 @@ def run_once(conn: psycopg.Connection, arm: Arm) -> float:
     conn.rollback()
     if arm.revert is not None:
         set_search_path(conn, arm.schema, local=True)
+        reset_settings(conn, arm.settings)
         for statement in arm.revert:
             conn.execute(statement)
         conn.commit()
@@ -687,8 +707,7 @@ def client_loop(dsn: str, job: Throughput, seed: int, comments: int, seconds: fl
     commits = errors = 0
     with connect(dsn) as conn:
         set_search_path(conn, job.schema, local=False)
-        for name, value in job.settings.items():
-            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        apply_settings(conn, {k: v for k, v in job.settings.items() if not k.startswith("tview.")}, local=False)
         conn.commit()
         ready.wait()
         start = time.perf_counter()
@@ -708,10 +727,18 @@ def client_loop(dsn: str, job: Throughput, seed: int, comments: int, seconds: fl
 def run_throughput(dsn: str, job: Throughput, sizes: Sizes, seconds: float) -> None:
     """job.clients connections at once; commits/s summed over the clients."""
     ready = threading.Barrier(job.clients)
-    with ThreadPoolExecutor(job.clients) as pool:
-        futures = [pool.submit(client_loop, dsn, job, 1000 + i, sizes.comments, seconds, ready)
-                   for i in range(job.clients)]
-        results = [f.result() for f in futures]
+    with connect(dsn) as conn:          # the engine's settings: the database's, for every client
+        apply_settings(conn, job.settings, local=False)
+        conn.commit()
+    try:
+        with ThreadPoolExecutor(job.clients) as pool:
+            futures = [pool.submit(client_loop, dsn, job, 1000 + i, sizes.comments, seconds, ready)
+                       for i in range(job.clients)]
+            results = [f.result() for f in futures]
+    finally:
+        with connect(dsn) as conn:
+            reset_settings(conn, job.settings)
+            conn.commit()
     job.commits = sum(r[0] for r in results)
     job.errors = sum(r[1] for r in results)
     job.seconds = max(r[2] for r in results)

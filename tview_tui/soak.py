@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from . import catalog, demo, events
 from .connection import Target, TviewError, connect, error_from_db
@@ -40,8 +41,10 @@ ISOLATION_LEVELS = {"read-committed": "READ COMMITTED", "serializable": "SERIALI
 MAX_ERROR_SAMPLES = 20
 # Deferred TVIEWs: comment (flushed at commit into post, which patches it in) and post_card.
 DEFERRED_TVIEWS = ("comment", "post_card")
-# Every event of the run is kept in the log so that received can be compared with logged.
-SESSION_SETTINGS = ("SET tview.log = on", "SET tview.log_max = 1000000000")
+# Every event of the run is kept in the log so that received can be compared with logged: set for the
+# scratch database (the engine reads its settings there, not from the writers' sessions).
+DATABASE_SETTINGS = {"log": "on", "log_max": "1000000000"}
+SESSION_SETTINGS: tuple[str, ...] = ()
 
 Transaction = Callable[[psycopg.Connection, random.Random], bool]
 
@@ -273,6 +276,9 @@ def soak(dsn: str, seconds: float, writers: int, *, interval: float = 5.0, poll:
          isolation: str = "read-committed", progress: Callable[[str], None] = print) -> SoakResult:
     """Run the soak on a database holding the demo schema (see :func:`prepare`)."""
     with connect(Target(dsn)) as conn:
+        for name, value in DATABASE_SETTINGS.items():
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(conn.info.dbname), sql.Identifier("tview", name), sql.Literal(value)))
         start_id = conn.execute("SELECT coalesce(max(id), 0) FROM tview.events").fetchone()[0]
         conn.commit()
         rss_start, _ = memory_kb()
