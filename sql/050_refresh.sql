@@ -1,4 +1,43 @@
--- Set-based refresh, cascades and the shared statement triggers.
+-- Settings, set-based refresh and cascades.
+
+-- Every engine setting in force, as one object {name: value}, in one query: the write path
+-- reads it once per statement and passes it along (each lookup is a catalog query).
+-- tview.notify is always there ('auto' unless stored), after the session's turn-down.
+CREATE OR REPLACE FUNCTION tview._settings() RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    stored  jsonb;
+    notify  text;
+    session text;
+BEGIN
+    -- one query with a plan cached per session (a SQL function would be planned at every call)
+    SELECT coalesce(jsonb_object_agg(k, v) FILTER (WHERE v <> ''), '{}') INTO stored
+    FROM (SELECT DISTINCT ON (k) k, v
+          FROM pg_db_role_setting s
+          CROSS JOIN LATERAL unnest(s.setconfig) cfg
+          CROSS JOIN LATERAL (SELECT split_part(substr(cfg, 7), '=', 1) AS k,
+                                     substr(cfg, strpos(cfg, '=') + 1) AS v) kv
+          WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
+            AND s.setrole IN (0, (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'tview'))
+            AND starts_with(cfg, 'tview.')
+          ORDER BY k, s.setrole <> 0 DESC, s.setdatabase <> 0 DESC) chosen;
+    notify := coalesce(stored ->> 'notify', 'auto');
+    session := lower(btrim(nullif(current_setting('tview.notify', true), '')));
+    IF session IS NOT NULL AND session <> lower(btrim(notify)) THEN
+        IF session <> 'auto' AND tview._truthy(session) IS NULL THEN
+            RAISE EXCEPTION 'invalid value for tview.notify: "%"', session
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use on, off or auto.';
+        END IF;
+        -- down only: off < auto < on
+        IF tview._truthy(session) IS FALSE OR (session = 'auto' AND tview._truthy(notify) IS TRUE) THEN
+            notify := session;
+        END IF;
+    END IF;
+    RETURN stored || jsonb_build_object('notify', notify);
+END;
+$$;
 
 -- Settings in force: stored with ALTER ROLE <engine owner> IN DATABASE / ALTER ROLE <engine
 -- owner> SET / ALTER DATABASE / ALTER ROLE ALL SET (that order, as PostgreSQL applies them),
@@ -11,35 +50,8 @@ CREATE OR REPLACE FUNCTION tview.setting(setting_name text, default_value text) 
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    stored  text;
-    session text;
 BEGIN
-    -- one query with a plan cached per session (a SQL function would be planned at every call)
-    SELECT substr(cfg, length(setting_name) + 8) INTO stored     -- after 'tview.<name>='
-    FROM pg_db_role_setting s CROSS JOIN LATERAL unnest(s.setconfig) cfg
-    WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
-      AND s.setrole IN (0, (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'tview'))
-      AND starts_with(cfg, 'tview.' || setting_name || '=')
-    ORDER BY s.setrole <> 0 DESC, s.setdatabase <> 0 DESC
-    LIMIT 1;
-    stored := coalesce(nullif(stored, ''), default_value);
-    IF setting_name <> 'notify' THEN
-        RETURN stored;
-    END IF;
-    session := lower(btrim(nullif(current_setting('tview.notify', true), '')));
-    IF session IS NULL OR session = lower(btrim(stored)) THEN
-        RETURN stored;
-    END IF;
-    IF session <> 'auto' AND tview._truthy(session) IS NULL THEN
-        RAISE EXCEPTION 'invalid value for tview.notify: "%"', session
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use on, off or auto.';
-    END IF;
-    -- down only: off < auto < on
-    IF tview._truthy(session) IS FALSE OR (session = 'auto' AND tview._truthy(stored) IS TRUE) THEN
-        RETURN session;
-    END IF;
-    RETURN stored;
+    RETURN coalesce(tview._settings() ->> setting_name, default_value);
 END;
 $$;
 COMMENT ON FUNCTION tview.setting(text, text) IS
@@ -56,13 +68,14 @@ AS $$
                 WHEN lower(btrim(value)) IN ('off', 'false', 'no', '0', 'f', 'n') THEN false END
 $$;
 
--- Is boolean setting tview.<name> on? An unreadable value is an error, not a silent off.
-CREATE OR REPLACE FUNCTION tview.enabled(setting_name text, default_value boolean) RETURNS boolean
-LANGUAGE plpgsql STABLE
+-- Is boolean setting tview.<name> on (in cfg, from tview._settings())? An unreadable value
+-- is an error, not a silent off.
+CREATE OR REPLACE FUNCTION tview._cfg_enabled(cfg jsonb, setting_name text, default_value boolean) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    raw text := tview.setting(setting_name, NULL);
+    raw text := cfg ->> setting_name;
 BEGIN
     IF raw IS NULL THEN
         RETURN default_value;
@@ -74,19 +87,28 @@ BEGIN
 END;
 $$;
 
--- A whole-number setting tview.<name> (>= 0); an unreadable value is an error.
-CREATE OR REPLACE FUNCTION tview._count_setting(setting_name text, default_value int) RETURNS int
+CREATE OR REPLACE FUNCTION tview.enabled(setting_name text, default_value boolean) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    raw text := tview.setting(setting_name, default_value::text);
 BEGIN
-    IF raw !~ '^\s*\d{1,9}\s*$' THEN
+    RETURN tview._cfg_enabled(tview._settings(), setting_name, default_value);
+END;
+$$;
+
+-- A whole-number setting tview.<name> (>= 0) in cfg; an unreadable value is an error.
+CREATE OR REPLACE FUNCTION tview._cfg_count(cfg jsonb, setting_name text, default_value bigint) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    raw text := coalesce(cfg ->> setting_name, default_value::text);
+BEGIN
+    IF raw !~ '^\s*\d{1,18}\s*$' THEN
         RAISE EXCEPTION 'invalid value for tview.%: "%"', setting_name, raw
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a whole number, e.g. ' || default_value || '.';
     END IF;
-    RETURN raw::int;
+    RETURN raw::bigint;
 END;
 $$;
 
@@ -287,9 +309,34 @@ BEGIN
 END;
 $$;
 
--- Refresh one TVIEW: the given keys, or everything when keys is NULL.
+-- The errors of a refresh whose definition gives a key twice, or a NULL key.
+CREATE OR REPLACE FUNCTION tview._raise_duplicate_keys(t tview.tviews) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'TVIEW %.tv_% has duplicate keys: % is not unique in its definition',
+                    t.schema_name, t.name, t.key_column
+        USING ERRCODE = 'unique_violation',
+              HINT = format('Make %I unique in the definition (v_%s), e.g. by grouping or a DISTINCT ON.',
+                            t.key_column, t.name);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview._raise_null_keys(t tview.tviews, null_keys bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'TVIEW %.tv_% has % row(s) with a NULL key %', t.schema_name, t.name, null_keys, t.key_column
+        USING ERRCODE = 'not_null_violation',
+              HINT = format('Filter out rows where %I is NULL in the definition.', t.key_column);
+END;
+$$;
+
+-- Refresh one TVIEW: the given keys, or everything when keys is NULL; cfg: tview._settings().
 -- Returns {"upserted": n, "deleted": n, "old": [images], "new": [images]}.
-CREATE OR REPLACE FUNCTION tview._refresh_one(t tview.tviews, keys bigint[]) RETURNS jsonb
+CREATE OR REPLACE FUNCTION tview._refresh_one(t tview.tviews, keys bigint[], cfg jsonb) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -309,7 +356,7 @@ BEGIN
             EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
                 USING NULL::bigint[], '{}'::bigint[];
         ELSE
-            IF cardinality(keys) = 1 OR cardinality(keys) >= tview._count_setting('batch_threshold', 2) THEN
+            IF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
                 EXECUTE format('SELECT * FROM %s($1, NULL)', tview._generated(t, 'refresh'))
                     INTO upserted, deleted, null_keys, old_img, new_img USING keys;
             ELSE
@@ -326,16 +373,10 @@ BEGIN
             END IF;
         END IF;
     EXCEPTION WHEN cardinality_violation THEN
-        RAISE EXCEPTION 'TVIEW %.tv_% has duplicate keys: % is not unique in its definition',
-                        t.schema_name, t.name, t.key_column
-            USING ERRCODE = 'unique_violation',
-                  HINT = format('Make %I unique in the definition (v_%s), e.g. by grouping or a DISTINCT ON.',
-                                t.key_column, t.name);
+        PERFORM tview._raise_duplicate_keys(t);
     END;
     IF null_keys > 0 THEN
-        RAISE EXCEPTION 'TVIEW %.tv_% has % row(s) with a NULL key %', t.schema_name, t.name, null_keys, t.key_column
-            USING ERRCODE = 'not_null_violation',
-                  HINT = format('Filter out rows where %I is NULL in the definition.', t.key_column);
+        PERFORM tview._raise_null_keys(t, null_keys);
     END IF;
     RETURN jsonb_build_object('upserted', upserted, 'deleted', deleted,
                               'old', coalesce(old_img, '[]'), 'new', coalesce(new_img, '[]'));
@@ -474,7 +515,8 @@ DECLARE
     whole    boolean;
     started  timestamptz;
     patch    jsonb;
-    max_depth int := tview.setting('max_cascade_depth', '32')::int;
+    cfg      jsonb := tview._settings();
+    max_depth int := tview._cfg_count(cfg, 'max_cascade_depth', 32);
 BEGIN
     LOOP
         SELECT * INTO t FROM tview.tviews WHERE work ? id::text ORDER BY topo_level, id LIMIT 1;
@@ -503,7 +545,7 @@ BEGIN
             -- no embedding row referred to the changed documents: nothing to refresh, no event
             CONTINUE WHEN cardinality(keys) = 0 AND (patch ->> 'patched')::bigint = 0;
         END IF;
-        result := tview._refresh_one(t, keys);
+        result := tview._refresh_one(t, keys, cfg);
         IF patch IS NOT NULL THEN
             result := result || jsonb_build_object('patched', patch -> 'patched',
                                                    'old', (result -> 'old') || (patch -> 'images'),
@@ -511,16 +553,16 @@ BEGIN
         END IF;
         written := written + (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint
                  + coalesce((result ->> 'patched')::bigint, 0);
-        PERFORM tview._publish(t, source, op, depth, whole, cardinality(keys),
+        PERFORM tview._publish(t.id, source, op, depth, whole, cardinality(keys),
                                CASE WHEN whole THEN NULL ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
                                    SELECT (i ->> t.key_column)::bigint
                                    FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
-                               result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint);
+                               result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
         CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
         FOR dep IN
             SELECT d.tview_id, d.key_sql, x,
                    -- a deferred TVIEW is sent keys to queue: a patch cannot wait for the commit
-                   d.key_sql IS NOT NULL AND tview._patching_on(x) AND (x.mode <> 'deferred' OR flushing)
+                   d.key_sql IS NOT NULL AND tview._patching_on(x, cfg) AND (x.mode <> 'deferred' OR flushing)
                    AND EXISTS (SELECT 1 FROM jsonb_array_elements(x.patch_specs) s
                                WHERE (s ->> 'source_oid')::oid = d.source_oid) AS patch
             FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id

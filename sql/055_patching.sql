@@ -184,11 +184,11 @@ AS $$
     FROM pg_attribute WHERE attrelid = table_oid AND attnum > 0 AND NOT attisdropped AND attname <> 'data'
 $$;
 
--- Is patching on for this TVIEW (per TVIEW, and tview.patching for the session/database)?
-CREATE OR REPLACE FUNCTION tview._patching_on(t tview.tviews) RETURNS boolean
+-- Is patching on for this TVIEW (per TVIEW, and tview.patching in cfg, tview._settings())?
+CREATE OR REPLACE FUNCTION tview._patching_on(t tview.tviews, cfg jsonb) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT t.patching AND tview.enabled('patching', true) AND jsonb_array_length(t.patch_specs) > 0 $$;
+AS $$ SELECT t.patching AND tview._cfg_enabled(cfg, 'patching', true) AND jsonb_array_length(t.patch_specs) > 0 $$;
 
 -- Patches run in a function generated per TVIEW (tview._patch_<id>), one block of static
 -- SQL per recognised shape. Each changed document is patched by its own small statement
@@ -315,7 +315,7 @@ SET plan_cache_mode = force_generic_plan     -- every statement is a lookup by k
 AS $body$
 #variable_conflict use_column
 DECLARE
-    batch     int := tview._count_setting('patch_threshold', 100);
+    batch     int := tview._cfg_count(tview._settings(), 'patch_threshold', 100);
     entry     jsonb;
     kept      bigint[];
     skey      bigint;

@@ -54,9 +54,12 @@ BEGIN
 END;
 $$;
 
--- The body of a table's capture function: per event, the work (TVIEW -> keys) of every
--- TVIEW that reads the table, then the cascade. A TVIEW whose lineage for the table is
--- full (no keys query) is refreshed whole; so is every TVIEW on TRUNCATE.
+-- The body of a table's capture function: per event, the keys of every TVIEW that reads the
+-- table, then the cascade. A TVIEW whose lineage for the table is full (no keys query) is
+-- refreshed whole; so is every TVIEW on TRUNCATE. A TVIEW that reads no other TVIEW, that no
+-- TVIEW reads and that is refreshed immediately is refreshed right here, by a static call of
+-- its generated refresh function (one layer instead of the cascade's four); the capture
+-- functions are regenerated when any of that changes (tview._install_captures_reading).
 CREATE OR REPLACE FUNCTION tview._capture_body(relid oid) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -69,12 +72,45 @@ DECLARE
 BEGIN
     FOR ev IN SELECT * FROM tview._capture_triggers() w WHERE w.event <> 'TRUNCATE' ORDER BY w.tgtype LOOP
         work := '';
-        FOR dep IN SELECT d.tview_id, d.key_sql FROM tview.dependencies d
+        FOR dep IN SELECT d.tview_id, d.key_sql,
+                          x.mode = 'immediate' AND x.topo_level = 0
+                          AND NOT EXISTS (SELECT 1 FROM tview.dependencies r WHERE r.source_oid = x.table_oid) AS direct
+                   FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
                    WHERE d.source_oid = relid ORDER BY d.tview_id LOOP
-            work := work || CASE WHEN dep.key_sql IS NULL
-                THEN format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', dep.tview_id)
-                ELSE format(E'\n        work := tview._add_work(work, %s, ARRAY(%s), false, 0);', dep.tview_id,
-                            tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END;
+            work := work || CASE
+                WHEN dep.key_sql IS NULL THEN
+                    format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', dep.tview_id)
+                WHEN dep.direct THEN format($b$
+        keys := ARRAY(%2$s);
+        IF cardinality(keys) > 0 THEN
+            cfg := coalesce(cfg, tview._settings());
+            IF cardinality(keys) > 1 AND cardinality(keys) < tview._cfg_count(cfg, 'batch_threshold', 2) THEN
+                work := tview._add_work(work, %1$s, keys, false, 0);   -- one key at a time: the cascade's way
+            ELSE
+                started := clock_timestamp();
+                refreshed := true;
+                BEGIN
+                    SELECT r.o_upserted, r.o_deleted, r.o_null_keys INTO upserted, deleted, null_keys
+                    FROM tview.%3$I(keys, NULL) r;
+                EXCEPTION
+                    WHEN cardinality_violation THEN
+                        PERFORM tview._raise_duplicate_keys(t) FROM tview.tviews t WHERE t.id = %1$s;
+                    WHEN undefined_function THEN   -- dropped by hand: the cascade makes it again
+                        work := tview._add_work(work, %1$s, keys, false, 0);
+                        refreshed := false;
+                END;
+                IF refreshed AND null_keys > 0 THEN
+                    PERFORM tview._raise_null_keys(t, null_keys) FROM tview.tviews t WHERE t.id = %1$s;
+                ELSIF refreshed THEN
+                    PERFORM tview._publish(%1$s, TG_TABLE_NAME, TG_OP, 0, false, cardinality(keys), keys,
+                                           jsonb_build_object('upserted', upserted, 'deleted', deleted),
+                                           (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
+                END IF;
+            END IF;
+        END IF;$b$, dep.tview_id, tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table), '_refresh_' || dep.tview_id)
+                ELSE
+                    format(E'\n        work := tview._add_work(work, %s, ARRAY(%s), false, 0);', dep.tview_id,
+                           tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END;
         END LOOP;
         blocks := blocks || format(E'\n    %s TG_OP = %L THEN%s', CASE WHEN blocks = '' THEN 'IF' ELSE 'ELSIF' END,
                                    ev.event, work);
@@ -83,7 +119,9 @@ BEGIN
                       ORDER BY d.tview_id)
     INTO work
     FROM tview.dependencies d WHERE d.source_oid = relid;
-    RETURN format(E'\nDECLARE\n    work jsonb := ''{}'';\nBEGIN%s\n    ELSE%s\n    END IF;'
+    RETURN format(E'\nDECLARE\n    work jsonb := ''{}'';\n    cfg jsonb;\n    keys bigint[];\n    started timestamptz;'
+                  || E'\n    upserted bigint;\n    deleted bigint;\n    null_keys bigint;\n    refreshed boolean;\nBEGIN'
+                  || E'%s\n    ELSE%s\n    END IF;'
                   || E'\n    IF work <> ''{}'' THEN\n        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);\n    END IF;'
                   || E'\n    RETURN NULL;\nEND;\n',
                   blocks, coalesce(work, E'\n        NULL;'));
@@ -157,6 +195,32 @@ BEGIN
                        fn);
     END LOOP;
 END;
+$$;
+
+-- Regenerate the capture functions of every table the given TVIEWs read (after one of them
+-- gained or lost a reader, or changed mode: which of them are refreshed directly changes).
+CREATE OR REPLACE FUNCTION tview._install_captures_reading(tview_ids int[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    relid oid;
+BEGIN
+    FOR relid IN SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
+                 WHERE d.tview_id = ANY (tview_ids) AND d.source_kind = 'table' ORDER BY 1 LOOP
+        PERFORM tview._install_capture(relid, false);
+    END LOOP;
+END;
+$$;
+
+-- The TVIEWs a TVIEW reads.
+CREATE OR REPLACE FUNCTION tview._tviews_read(tview_id int) RETURNS int[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(x.id ORDER BY x.id), '{}')
+    FROM tview.dependencies d JOIN tview.tviews x ON x.table_oid = d.source_oid
+    WHERE d.tview_id = _tviews_read.tview_id
 $$;
 
 -- After TVIEWs were dropped or rebuilt: regenerate the capture functions of the given

@@ -392,6 +392,7 @@ BEGIN
     PERFORM tview._install_generated_functions(new_id);
     PERFORM tview._install_capture(d.source_oid) FROM tview.dependencies d
     WHERE d.tview_id = new_id AND d.source_kind = 'table' ORDER BY d.source_oid;
+    PERFORM tview._install_captures_reading(tview._tviews_read(new_id));   -- they have a reader now
 
     -- The engine's owner runs refreshes for writers; let it read the view and write the table.
     SELECT r.rolname INTO engine_owner FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
@@ -514,6 +515,7 @@ DECLARE
     tv text := format('%I.%I', t.schema_name, 'tv_' || t.name);
     v  text := format('%I.%I', t.schema_name, 'v_' || t.name);
     tables oid[] := ARRAY(SELECT d.source_oid FROM tview.dependencies d WHERE d.tview_id = t.id AND d.source_kind = 'table');
+    read   int[] := tview._tviews_read(t.id);
 BEGIN
     DELETE FROM tview.tviews WHERE id = t.id;
     PERFORM tview._drop_generated_functions(t.id);
@@ -524,6 +526,7 @@ BEGIN
         EXECUTE format('DROP TABLE %s', tv);
     END IF;
     PERFORM tview._sync_captures(tables);
+    PERFORM tview._install_captures_reading(read);   -- they may have lost their last reader
 END;
 $$;
 

@@ -277,6 +277,7 @@ DECLARE
     found_lineage jsonb := tview._analyze(t.view_oid, t.key_column);
     tables_before oid[] := ARRAY(SELECT d.source_oid FROM tview.dependencies d
                                  WHERE d.tview_id = t.id AND d.source_kind = 'table');
+    read_before   int[] := tview._tviews_read(t.id);
 BEGIN
     UPDATE tview.tviews x
     SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
@@ -294,6 +295,7 @@ BEGIN
     PERFORM tview._install_generated_functions(t.id);
     PERFORM tview._sync_captures(tables_before || ARRAY(SELECT d.source_oid FROM tview.dependencies d
                                                         WHERE d.tview_id = t.id AND d.source_kind = 'table'));
+    PERFORM tview._install_captures_reading(read_before || tview._tviews_read(t.id));
 END;
 $$;
 

@@ -79,6 +79,7 @@ BEGIN
     t := tview._get(p_name, schemas);
     PERFORM tview._check_mode(p_mode);
     UPDATE tview.tviews SET mode = p_mode WHERE id = t.id;
+    PERFORM tview._install_captures_reading(ARRAY[t.id]);   -- refreshed directly or not
 END;
 $$;
 

@@ -64,12 +64,12 @@ $$;
 -- tview.notify_queue_pct: a listener that sits in a transaction keeps the queue from
 -- draining, and a full queue would make every notifying commit fail (54000). The events
 -- still reach the log when tview.log is on; streams see the gap and read it.
-CREATE OR REPLACE FUNCTION tview._notify_wanted() RETURNS boolean
+CREATE OR REPLACE FUNCTION tview._notify_wanted(cfg jsonb) RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    raw text := lower(btrim(tview.setting('notify', 'auto')));
+    raw text := lower(btrim(cfg ->> 'notify'));
 BEGIN
     IF raw = 'auto' THEN
         IF NOT EXISTS (SELECT 1 FROM tview.listeners l WHERE EXISTS (SELECT 1 FROM pg_stat_get_activity(l.pid))) THEN
@@ -81,17 +81,17 @@ BEGIN
     ELSIF NOT tview._truthy(raw) THEN
         RETURN false;
     END IF;
-    RETURN pg_notification_queue_usage() * 100 <= tview._queue_pct_setting();
+    RETURN pg_notification_queue_usage() * 100 <= tview._queue_pct_setting(cfg);
 END;
 $$;
 
 -- tview.notify_queue_pct: a number from 0 to 100 (default 50); anything else is an error.
-CREATE OR REPLACE FUNCTION tview._queue_pct_setting() RETURNS numeric
-LANGUAGE plpgsql STABLE
+CREATE OR REPLACE FUNCTION tview._queue_pct_setting(cfg jsonb) RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    raw text := btrim(tview.setting('notify_queue_pct', '50'));
+    raw text := btrim(coalesce(cfg ->> 'notify_queue_pct', '50'));
 BEGIN
     IF raw !~ '^\d{1,3}(\.\d*)?$' OR raw::numeric > 100 THEN
         RAISE EXCEPTION 'invalid value for tview.notify_queue_pct: "%"', raw
@@ -101,24 +101,27 @@ BEGIN
 END;
 $$;
 
--- keys: every key written (recomputed or patched); NULL for a whole refresh.
-CREATE OR REPLACE FUNCTION tview._publish(t tview.tviews, source text, op text, depth int, whole boolean,
-                                          recomputed int, keys bigint[], result jsonb, us bigint)
+-- keys: every key written (recomputed or patched); NULL for a whole refresh; cfg:
+-- tview._settings(). Nothing is read or built unless the event is sent or logged.
+CREATE OR REPLACE FUNCTION tview._publish(tview_id int, source text, op text, depth int, whole boolean,
+                                          recomputed int, keys bigint[], result jsonb, us bigint, cfg jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    to_notify boolean := tview._notify_wanted();
-    to_log    boolean := tview.enabled('log', false);
+    to_notify boolean := tview._notify_wanted(cfg);
+    to_log    boolean := tview._cfg_enabled(cfg, 'log', false);
     shown     int := 50;
     payload   jsonb;
     new_id    bigint;
     keep      bigint;
+    t         record;
 BEGIN
     IF NOT (to_notify OR to_log) THEN
         RETURN;
     END IF;
+    SELECT x.schema_name, x.name INTO t FROM tview.tviews x WHERE x.id = tview_id;
     payload := jsonb_build_object(
         'v', 1,
         'ts', to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
@@ -147,7 +150,7 @@ BEGIN
     IF to_log THEN
         INSERT INTO tview.events (payload) VALUES (payload) RETURNING id INTO new_id;
         IF new_id % 1000 = 0 THEN
-            keep := tview.setting('log_max', '100000')::bigint;
+            keep := tview._cfg_count(cfg, 'log_max', 100000);
             DELETE FROM tview.events WHERE id <= new_id - keep;
         END IF;
     END IF;

@@ -267,7 +267,7 @@ AS $$
                   'notifying transactions fail at commit once it is full', round(q.pct, 4), q.threshold),
            'end the LISTENing session that sits in a long transaction (pg_stat_activity: idle in transaction)'
     FROM (SELECT (pg_notification_queue_usage() * 100)::numeric AS pct,
-                 tview._queue_pct_setting() AS threshold) q
+                 tview._queue_pct_setting(tview._settings()) AS threshold) q
     WHERE q.pct > q.threshold
 $$;
 

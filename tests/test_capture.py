@@ -23,6 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from tview_tui import installer
 
+from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, refused, set_engine
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -199,3 +200,81 @@ def test_a_bulk_update_of_an_fk_table_with_large_rows_works(site):
     assert updated == n
     assert site.engine.execute("SELECT data->>'leader' FROM tv_group WHERE pk_group = 1000").fetchone() == ("b1500!",)
     assert_oracle(site.engine)
+
+
+def test_a_foreign_trigger_with_an_engine_triggers_name_is_refused_at_create(db):
+    """A table owner planted a no-op trigger named like the engine's before the TVIEW was created:
+    create refuses (42710) naming the table and the trigger, and makes nothing."""
+    db.execute("CREATE TABLE tb_item (pk_item int PRIMARY KEY, name text)")
+    db.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+    db.execute("CREATE TRIGGER tview_after_insert AFTER INSERT ON tb_item FOR EACH STATEMENT EXECUTE FUNCTION noop()")
+    refused(db, "SELECT tview.create('item', 'SELECT pk_item, jsonb_build_object(''n'', name) AS data FROM tb_item')",
+            None, "42710", "tb_item", "tview_after_insert")
+    db.execute("ALTER TRIGGER tview_after_insert ON tb_item RENAME TO mine")
+    db.execute("SELECT tview.create('item', 'SELECT pk_item, jsonb_build_object(''n'', name) AS data FROM tb_item')")
+    db.execute("INSERT INTO tb_item VALUES (1, 'a')")
+    assert db.execute("SELECT count(*) FROM tv_item").fetchone() == (1,)
+    assert_oracle(db)
+
+
+FLAT = """SELECT p.pk_post, p.fk_user, jsonb_build_object('title', p.title, 'author', u.name) AS data
+          FROM tb_post p JOIN tb_user u ON u.pk_user = p.fk_user"""
+
+
+def capture_code(db, table: str) -> str:
+    return db.execute("SELECT code FROM tview.capture WHERE source = %s", (table,)).fetchone()[0]
+
+
+def test_a_tview_nothing_reads_is_refreshed_by_the_capture_itself_until_something_reads_it(db):
+    """tv_post reads base tables only and nothing reads it: its refresh is called from the capture
+    function directly. A TVIEW made over it, deferred mode, and dropping the reader again each
+    regenerate the capture code, and every step stays exact."""
+    db.execute("""CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text);
+                  CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int REFERENCES tb_user, title text);
+                  INSERT INTO tb_user SELECT g, 'u' || g FROM generate_series(1, 5) g;
+                  INSERT INTO tb_post SELECT g, 1 + g % 5, 't' || g FROM generate_series(1, 20) g""")
+    db.execute("SELECT tview.create('post', %s)", (FLAT,))
+    assert "tview._refresh_" in capture_code(db, "tb_post") and "_cascade(work" in capture_code(db, "tb_post")
+
+    def writes(n: int) -> None:
+        db.execute("UPDATE tb_post SET title = title || '.' WHERE pk_post IN (1, 2, 3)")
+        db.execute("UPDATE tb_user SET name = name || '!' WHERE pk_user = %s", (1 + n % 5,))
+        db.execute("INSERT INTO tb_post VALUES (%s, 2, 'new')", (100 + n,))
+        db.execute("DELETE FROM tb_post WHERE pk_post = %s", (4 + n,))
+        assert_oracle(db)
+
+    writes(0)
+    db.execute("""SELECT tview.create('user_posts', $$SELECT u.pk_user, jsonb_build_object('posts',
+                  coalesce((SELECT jsonb_agg(p.data ORDER BY p.pk_post) FROM tv_post p WHERE p.fk_user = u.pk_user),
+                  '[]')) AS data FROM tb_user u$$)""")
+    direct = "FROM tview._refresh_"
+    assert direct not in capture_code(db, "tb_post")     # tv_post has a reader: through the cascade
+    writes(1)
+    db.execute("SELECT tview.drop('user_posts')")
+    assert direct in capture_code(db, "tb_post")
+    db.execute("SELECT tview.set_mode('post', 'deferred')")
+    assert direct not in capture_code(db, "tb_post")
+    with db.transaction():
+        db.execute("UPDATE tb_post SET title = 'queued' WHERE pk_post = 1")
+        assert db.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 1").fetchone() != ("queued",)
+    assert db.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 1").fetchone() == ("queued",)
+    writes(2)
+    db.execute("SELECT tview.set_mode('post', 'immediate')")
+    assert direct in capture_code(db, "tb_post")
+    writes(3)
+
+
+def test_errors_and_events_of_a_refresh_made_by_the_capture_itself(db):
+    """The direct refresh gives the cascade's error for a duplicate key (23505: the write fails and
+    changes nothing) and the same event."""
+    db.execute(ORDER_TABLES)
+    db.execute("INSERT INTO tb_order VALUES (1, 'a'), (2, 'b'); INSERT INTO tb_line VALUES (1, 1)")
+    db.execute("SELECT tview.create('order', %s)", (ORDER_BY_LINE,))
+    refused(db, "INSERT INTO tb_line VALUES (2, 1)", None, "23505", "tv_order")
+    set_engine(db, log="on")
+    db.execute("UPDATE tb_order SET ref = 'c' WHERE pk_order = 2")
+    event = db.execute("SELECT payload FROM tview.events ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert {k: event[k] for k in ("tview", "source", "op", "depth", "mode", "rows", "upserted", "keys")} == {
+        "tview": "tv_order", "source": "tb_order", "op": "UPDATE", "depth": 0, "mode": "recompute", "rows": 1,
+        "upserted": 1, "keys": [2]}
+    assert_oracle(db)
