@@ -329,7 +329,8 @@ $$;
 -- What a view's query tree refers to, its own and that of every view it reads, as
 -- (field, value): relations read ('relid', oid), functions called ('funcid', 'opfuncid',
 -- 'aggfnoid', 'winfnoid': oid), SQL value functions ('SQLVALUEFUNCTION': op number) and
--- the clauses 'TABLESAMPLECLAUSE' and 'ROWMARKCLAUSE' (FOR UPDATE/SHARE), value 0.
+-- the clauses 'TABLESAMPLECLAUSE' and 'ROWMARKCLAUSE' (FOR UPDATE/SHARE), value 0, and
+-- system columns read ('SYSCOLUMN': the attribute number, negative).
 -- Read from the tree text because pinned system objects (pg_class, random()) have no
 -- pg_depend rows.
 CREATE OR REPLACE FUNCTION tview._tree_references(view_oid oid) RETURNS TABLE (field text, value bigint)
@@ -344,10 +345,12 @@ AS $$
         JOIN pg_rewrite r ON r.ev_class = views.oid
         CROSS JOIN LATERAL regexp_matches(r.ev_action::text, ':relid (\d+)', 'g') m
         JOIN pg_class c ON c.oid = m[1]::oid AND c.relkind = 'v')
-    SELECT DISTINCT coalesce(m[1], m[3], m[5]), coalesce(m[2], m[4], '0')::bigint
+    SELECT DISTINCT coalesce(m[1], m[3], m[5], CASE WHEN m[6] IS NOT NULL THEN 'SYSCOLUMN' END),
+                    coalesce(m[2], m[4], m[6], '0')::bigint
     FROM views
     JOIN pg_rewrite r ON r.ev_class = views.oid
     CROSS JOIN LATERAL regexp_matches(r.ev_action::text,
-        ':(relid|funcid|opfuncid|aggfnoid|winfnoid) (\d+)|\{(SQLVALUEFUNCTION) :op (\d+)|\{(TABLESAMPLECLAUSE|ROWMARKCLAUSE)\M',
+        ':(relid|funcid|opfuncid|aggfnoid|winfnoid) (\d+)|\{(SQLVALUEFUNCTION) :op (\d+)|\{(TABLESAMPLECLAUSE|ROWMARKCLAUSE)\M'
+        '|\{VAR :varno \d+ :varattno (-\d+)',
         'g') m
 $$;

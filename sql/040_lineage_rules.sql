@@ -15,6 +15,29 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT format('%I.%I', schema_name, 'tv_' || name) $$;
 
+-- Text for a format() template: every % doubled, so a name or literal holding one (a
+-- column "a%b") comes out of format() as it went in. Keys queries and refresh statements are
+-- templates (format(key_sql, relation)), so every name put in them goes through this.
+CREATE OR REPLACE FUNCTION tview._pct(text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT replace($1, '%', '%%') $$;
+
+-- The equality between two columns, for a keys query's join: ' = ' when pg_catalog has
+-- one for their types; else the types' own '=' (an extension's, e.g. ltree), schema-qualified
+-- (generated SQL runs with search_path = pg_catalog, pg_temp). Escaped for format().
+CREATE OR REPLACE FUNCTION tview._eq_sql(left_rel oid, left_att int, right_rel oid, right_att int) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT CASE WHEN o.oprnamespace = 'pg_catalog'::regnamespace THEN ' = '
+                                 ELSE tview._pct(format(' OPERATOR(%I.=) ', n.nspname)) END
+                     FROM pg_attribute l, pg_attribute r, pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+                     WHERE l.attrelid = left_rel AND l.attnum = left_att AND r.attrelid = right_rel AND r.attnum = right_att
+                       AND o.oprname = '=' AND o.oprleft = l.atttypid AND o.oprright = r.atttypid
+                     ORDER BY o.oprnamespace <> 'pg_catalog'::regnamespace, o.oid LIMIT 1), ' = ')
+$$;
+
 CREATE OR REPLACE FUNCTION tview._colname(relid oid, attnum int) RETURNS name
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -111,7 +134,7 @@ BEGIN
             n := jsonb_array_length(hops);
             IF n = 0 THEN
                 rule := 'root';
-                sql := format('SELECT x.%I FROM %%1$s x', tview._colname(rel.relid, root_att));
+                sql := format('SELECT x.%s FROM %%1$s x', tview._pct(quote_ident(tview._colname(rel.relid, root_att))));
             ELSE
                 -- the changed rows' column used by the first hop must be in the row image
                 IF is_tview AND tview._colname(rel.relid, (hops -> 0 ->> 1)::int) = 'data' THEN
@@ -123,24 +146,29 @@ BEGIN
                 prev := 'x';
                 FOR i IN 0 .. n - 2 LOOP
                     hop := hops -> i;
-                    sql := sql || format(' JOIN %s j%s ON j%s.%I = %s.%I',
-                        tview._qname(occ_rel[(hop ->> 2)::int + 1]), i, i,
-                        tview._colname(occ_rel[(hop ->> 2)::int + 1], (hop ->> 3)::int),
-                        prev, tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int));
+                    sql := sql || format(' JOIN %s j%s ON j%s.%s%s%s.%s',
+                        tview._pct(tview._qname(occ_rel[(hop ->> 2)::int + 1])), i, i,
+                        tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 2)::int + 1], (hop ->> 3)::int))),
+                        tview._eq_sql(occ_rel[(hop ->> 2)::int + 1], (hop ->> 3)::int,
+                                      occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int),
+                        prev, tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int))));
                     prev := 'j' || i;
                 END LOOP;
                 hop := hops -> (n - 1);
                 last_att := (hop ->> 3)::int;
                 IF last_att = root_att THEN
-                    sql := format('SELECT %s.%I ', prev, tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int)) || sql;
+                    sql := format('SELECT %s.%s ', prev,
+                                  tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int)))) || sql;
                     rule := CASE WHEN n = 1 THEN 'child' ELSE 'path' END;
                 ELSE
                     -- the root's own table, not the TVIEW's copy of the column: a root row that
                     -- the definition dropped (e.g. an inner join without a match) has no TVIEW row
-                    sql := format('SELECT r.%I ', tview._colname(occ_rel[root_occ + 1], root_att)) || sql
-                        || format(' JOIN %s r ON r.%I = %s.%I', tview._qname(occ_rel[root_occ + 1]),
-                                  tview._colname(occ_rel[root_occ + 1], last_att), prev,
-                                  tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int));
+                    sql := format('SELECT r.%s ', tview._pct(quote_ident(tview._colname(occ_rel[root_occ + 1], root_att)))) || sql
+                        || format(' JOIN %s r ON r.%s%s%s.%s', tview._pct(tview._qname(occ_rel[root_occ + 1])),
+                                  tview._pct(quote_ident(tview._colname(occ_rel[root_occ + 1], last_att))),
+                                  tview._eq_sql(occ_rel[root_occ + 1], last_att,
+                                                occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int), prev,
+                                  tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int))));
                     rule := CASE WHEN n = 1 THEN 'fk' ELSE 'path' END;
                 END IF;
             END IF;

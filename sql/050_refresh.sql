@@ -112,6 +112,41 @@ BEGIN
 END;
 $$;
 
+-- How generated SQL tells whether two values of a column differ (so a row is rewritten):
+-- 'op' IS DISTINCT FROM, when the type's equality is pg_catalog's and equal values have the
+-- same text; 'both' IS DISTINCT FROM, then the text when equal (numeric 1.0 = 1.00, jsonb,
+-- intervals, floats, a nondeterministic collation: equal yet not the same bytes); 'text' the
+-- text images only: a type whose = is not pg_catalog's (an extension's ltree, a type of your
+-- own: not found under the pinned search_path, and not the engine owner's to run), json, a
+-- type without a btree equality, and arrays or domains of those.
+CREATE OR REPLACE FUNCTION tview._compare_kind(typid oid, collid oid) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ  record;
+    kind text;
+BEGIN
+    SELECT t.oid, t.typtype, t.typbasetype, t.typelem, t.typcategory, t.typnamespace INTO typ FROM pg_type t WHERE t.oid = typid;
+    IF typ.typtype = 'd' THEN
+        RETURN tview._compare_kind(typ.typbasetype, collid);
+    ELSIF typ.typcategory = 'A' AND typ.typelem <> 0 THEN
+        kind := tview._compare_kind(typ.typelem, collid);
+    ELSIF typ.typnamespace <> 'pg_catalog'::regnamespace OR typ.typtype <> 'b' OR typid = 'json'::regtype
+          OR NOT EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+                         WHERE am.amname = 'btree' AND oc.opcdefault AND oc.opcintype = typid
+                           AND oc.opcnamespace = 'pg_catalog'::regnamespace) THEN
+        RETURN 'text';
+    ELSIF typid IN ('jsonb'::regtype, 'numeric'::regtype, 'float4'::regtype, 'float8'::regtype, 'interval'::regtype)
+          OR EXISTS (SELECT 1 FROM pg_collation c WHERE c.oid = collid AND NOT c.collisdeterministic) THEN
+        RETURN 'both';
+    ELSE
+        RETURN 'op';
+    END IF;
+    RETURN kind;
+END;
+$$;
+
 -- The refresh statement of one TVIEW. %1$s is where the key filter goes ('' for a whole
 -- refresh). $1 = keys (bigint[]), $2 = keys whose row is only a placeholder made by the
 -- locking (tview._install_refresh_function): not a row that existed, so neither reported as
@@ -135,13 +170,10 @@ DECLARE
 BEGIN
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
            string_agg(
-               CASE WHEN a.atttypid = 'jsonb'::regtype   -- unequal jsonb is unequal text: compare text only if equal
+               CASE tview._compare_kind(a.atttypid, a.attcollation)   -- unequal is unequal text: text only if equal
+                    WHEN 'both'
                     THEN format('(s.%1$I IS DISTINCT FROM c.%1$I OR s.%1$I::text IS DISTINCT FROM c.%1$I::text)', a.attname)
-                    WHEN a.atttypid = 'json'::regtype
-                         OR NOT EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-                                        WHERE am.amname = 'btree' AND oc.opcdefault
-                                          AND oc.opcintype IN (a.atttypid, (SELECT typbasetype FROM pg_type WHERE oid = a.atttypid))
-                                       ) AND a.atttypid NOT IN (SELECT oid FROM pg_type WHERE typcategory = 'A')
+                    WHEN 'text'
                     THEN format('s.%1$I::text IS DISTINCT FROM c.%1$I::text', a.attname)
                     ELSE format('s.%1$I IS DISTINCT FROM c.%1$I', a.attname) END,
                ' OR ' ORDER BY a.attnum),
@@ -155,10 +187,10 @@ BEGIN
 
     RETURN format($f$
 WITH src AS MATERIALIZED (SELECT %2$s FROM %3$s v %%1$s),
-cur AS MATERIALIZED (SELECT %2$s, v.%1$s = ANY ($2) AS _tview_placeholder FROM %4$s v %%1$s),
+cur AS MATERIALIZED (SELECT %2$s FROM %4$s v %%1$s),
 d AS MATERIALIZED (
     SELECT s.%1$s AS new_key, c.%1$s AS old_key,
-           CASE WHEN c.%1$s IS NOT NULL AND NOT c._tview_placeholder THEN jsonb_build_object(%7$s) END AS old_img,
+           CASE WHEN c.%1$s <> ALL ($2) THEN jsonb_build_object(%7$s) END AS old_img,
            CASE WHEN s.%1$s IS NOT NULL THEN jsonb_build_object(%8$s) END AS new_img
     FROM src s FULL JOIN cur c ON c.%1$s = s.%1$s
     WHERE s.%1$s IS NULL OR c.%1$s IS NULL OR %5$s),
@@ -172,10 +204,11 @@ FROM (SELECT count(*) FILTER (WHERE new_key IS NULL AND old_key IS NULL) AS null
              jsonb_agg(old_img) FILTER (WHERE old_img IS NOT NULL) AS old_img,
              jsonb_agg(new_img) FILTER (WHERE new_img IS NOT NULL) AS new_img
       FROM d) i
-$f$, k, cols, tview._qname(view_oid), tview._qname(table_oid), coalesce(diff, 'false'),
-        coalesce(sets, format('%1$s = EXCLUDED.%1$s', k)), img_old, img_new,
-        (SELECT string_agg('s.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
-         FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped));
+$f$, tview._pct(k), tview._pct(cols), tview._pct(tview._qname(view_oid)), tview._pct(tview._qname(table_oid)),
+        tview._pct(coalesce(diff, 'false')), tview._pct(coalesce(sets, format('%1$s = EXCLUDED.%1$s', k))),
+        tview._pct(img_old), tview._pct(img_new),
+        tview._pct((SELECT string_agg('s.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                    FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped)));
 END;
 $$;
 
@@ -255,7 +288,7 @@ CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT 
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- plan once per session, not at every call
-AS $body$
+AS %7$s
 #variable_conflict use_column
 DECLARE
     missing bigint[];
@@ -263,7 +296,7 @@ BEGIN
     placeholders := '{}';
     IF tview.enabled('row_locks', true) THEN
         %6$s
-        missing := ARRAY(SELECT m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m) ORDER BY m);
+        missing := ARRAY(SELECT m.m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m.m) ORDER BY 1);
         IF cardinality(missing) > 64 THEN
             PERFORM pg_advisory_xact_lock(1953914229, %4$s);
         ELSIF cardinality(missing) > 0 THEN
@@ -276,9 +309,10 @@ BEGIN
     %5$s
         INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
 END;
-$body$
+%7$s
 $f$,
-        '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)), read_locks);
+        '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)), read_locks,
+        tview._dollar_tag(read_locks || t.refresh_sql || tv, 'body'));   -- the definition's text may hold $body$
 END;
 $$;
 
@@ -323,6 +357,33 @@ BEGIN
 END;
 $$;
 
+-- A refresh failed with cardinality_violation (21000): the definition gives a key twice (the
+-- upsert would change a row twice: 23505), or one of its scalar subqueries returned more than
+-- one row (PostgreSQL's own 21000, naming the TVIEW). keys: those refreshed (NULL: all).
+CREATE OR REPLACE FUNCTION tview._raise_cardinality(t tview.tviews, keys bigint[], message text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dups bigint := 0;
+BEGIN
+    BEGIN
+        EXECUTE format('SELECT count(*) - count(DISTINCT v.%1$I) FROM %2$s v%3$s', t.key_column, tview._qname(t.view_oid),
+                       CASE WHEN keys IS NOT NULL THEN format(' WHERE v.%I = ANY ($1)', t.key_column) ELSE '' END)
+            INTO dups USING keys;
+    EXCEPTION WHEN cardinality_violation THEN
+        message := SQLERRM;
+    END;
+    IF dups > 0 THEN
+        PERFORM tview._raise_duplicate_keys(t);
+    END IF;
+    RAISE EXCEPTION 'definition of % fails: %', tview._label(t.schema_name, t.name), message
+        USING ERRCODE = 'cardinality_violation',
+              HINT = format('A scalar subquery of the definition (v_%s) returns more than one row: make it return one '
+                            '(aggregate it, or add a LIMIT 1 with an ORDER BY).', t.name);
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION tview._raise_null_keys(t tview.tviews, null_keys bigint) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -331,6 +392,22 @@ BEGIN
     RAISE EXCEPTION 'TVIEW %.tv_% has % row(s) with a NULL key %', t.schema_name, t.name, null_keys, t.key_column
         USING ERRCODE = 'not_null_violation',
               HINT = format('Filter out rows where %I is NULL in the definition.', t.key_column);
+END;
+$$;
+
+-- A NULL was written where a TVIEW's key comes from: fail (23502) if its definition now has
+-- rows with a NULL key (a keyed refresh looks rows up by key and never sees them).
+CREATE OR REPLACE FUNCTION tview._check_null_keys(t tview.tviews) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %s v WHERE v.%I IS NULL', tview._qname(t.view_oid), t.key_column) INTO n;
+    IF n > 0 THEN
+        PERFORM tview._raise_null_keys(t, n);
+    END IF;
 END;
 $$;
 
@@ -373,7 +450,7 @@ BEGIN
             END IF;
         END IF;
     EXCEPTION WHEN cardinality_violation THEN
-        PERFORM tview._raise_duplicate_keys(t);
+        PERFORM tview._raise_cardinality(t, keys, SQLERRM);
     END;
     IF null_keys > 0 THEN
         PERFORM tview._raise_null_keys(t, null_keys);
@@ -424,11 +501,18 @@ DECLARE
     blocks text;
 BEGIN
     SELECT string_agg(format($b$
-    IF source = %1$s THEN
+    IF source = %1$s THEN%3$s
         RETURN ARRAY(%2$s);
     END IF;$b$, d.source_oid,
                       tview._keys_sql(d.key_sql, format('tview._rows(NULL::%s, old_rows)', tview._qname(d.source_oid)),
-                                      format('tview._rows(NULL::%s, new_rows)', tview._qname(d.source_oid)))),
+                                      format('tview._rows(NULL::%s, new_rows)', tview._qname(d.source_oid))),
+                             CASE WHEN d.source_oid = t.root_oid AND NOT coalesce(
+                                           (SELECT a.attnotnull FROM pg_attribute a
+                                            WHERE a.attrelid = d.source_oid AND a.attname = t.root_column), true)
+                                  THEN format($n$
+        IF EXISTS (SELECT 1 FROM tview._rows(NULL::%s, new_rows) x WHERE x.%I IS NULL) THEN
+            PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = %s;
+        END IF;$n$, tview._qname(d.source_oid), t.root_column, t.id) ELSE '' END),
                       '' ORDER BY d.source_oid)
     INTO blocks
     FROM tview.dependencies d
@@ -438,13 +522,13 @@ CREATE OR REPLACE FUNCTION tview.%1$I(source oid, old_rows jsonb, new_rows jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- lookups by the changed rows' values: plan once
-AS $body$
+AS %4$s
 BEGIN%2$s
     RAISE EXCEPTION 'TVIEW %3$s has no keys query for relation %%', source::regclass
         USING ERRCODE = 'internal_error', HINT = 'Run SELECT * FROM tview.health() and apply its fixes.';
 END;
-$body$
-$f$, '_keys_' || t.id, coalesce(blocks, ''), t.id);
+%4$s
+$f$, '_keys_' || t.id, coalesce(blocks, ''), t.id, tview._dollar_tag(coalesce(blocks, ''), 'body'));
 END;
 $$;
 

@@ -270,10 +270,10 @@ BEGIN
                 WHERE od.sk IS NULL OR od.par IS DISTINCT FROM nw.par),
              counted AS (SELECT a.*, count(*) OVER (PARTITION BY tkey) AS per_parent, count(*) OVER () AS total
                          FROM all_ops a WHERE tkey IS NOT NULL AND tkey <> ALL (exclude))
-        SELECT coalesce(jsonb_agg(jsonb_build_object('tkey', tkey, 'op', op, 'skey', sk))
-                            FILTER (WHERE per_parent = 1 AND total < batch), '[]'),
-               coalesce(array_agg(DISTINCT tkey) FILTER (WHERE per_parent > 1 OR total >= batch), '{}')
-        INTO ops, failed FROM counted;
+        SELECT coalesce(jsonb_agg(jsonb_build_object('tkey', q.tkey, 'op', q.op, 'skey', q.sk))
+                            FILTER (WHERE q.per_parent = 1 AND q.total < batch), '[]'),
+               coalesce(array_agg(DISTINCT q.tkey) FILTER (WHERE q.per_parent > 1 OR q.total >= batch), '{}')
+        INTO ops, failed FROM counted q;
         recompute := recompute || failed;
         FOR op IN SELECT * FROM jsonb_to_recordset(ops) AS o(tkey bigint, op text, skey bigint) ORDER BY tkey LOOP
             -- lock the embedding row first (in key order): what the next statements read is
@@ -312,8 +312,8 @@ CREATE OR REPLACE FUNCTION tview.%1$I(patches jsonb, exclude bigint[]) RETURNS j
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- every statement is a lookup by key: plan once
-AS $body$
-#variable_conflict use_column
+AS %3$s
+#variable_conflict use_variable
 DECLARE
     batch     int := tview._cfg_count(tview._settings(), 'patch_threshold', 100);
     entry     jsonb;
@@ -335,8 +335,8 @@ BEGIN%2$s
     RETURN jsonb_build_object('patched', patched, 'recompute', to_jsonb(ARRAY(SELECT DISTINCT unnest(recompute))),
                               'images', images);
 END;
-$body$
-$f$, '_patch_' || t.id, blocks);
+%3$s
+$f$, '_patch_' || t.id, blocks, tview._dollar_tag(blocks, 'body'));
 END;
 $$;
 

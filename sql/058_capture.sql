@@ -72,11 +72,20 @@ DECLARE
 BEGIN
     FOR ev IN SELECT * FROM tview._capture_triggers() w WHERE w.event <> 'TRUNCATE' ORDER BY w.tgtype LOOP
         work := '';
-        FOR dep IN SELECT d.tview_id, d.key_sql,
+        FOR dep IN SELECT d.tview_id, d.key_sql, x.root_column,
                           x.mode = 'immediate' AND x.topo_level = 0
-                          AND NOT EXISTS (SELECT 1 FROM tview.dependencies r WHERE r.source_oid = x.table_oid) AS direct
+                          AND NOT EXISTS (SELECT 1 FROM tview.dependencies r WHERE r.source_oid = x.table_oid) AS direct,
+                          ev.new_table IS NOT NULL AND x.root_oid = relid
+                          AND NOT coalesce((SELECT a.attnotnull FROM pg_attribute a
+                                            WHERE a.attrelid = relid AND a.attname = x.root_column), true) AS null_check
                    FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
                    WHERE d.source_oid = relid ORDER BY d.tview_id LOOP
+            -- a NULL written where the key comes from: 23502 if the definition now has a NULL key
+            -- (a keyed refresh never sees that row)
+            work := work || CASE WHEN dep.null_check THEN format($n$
+        IF EXISTS (SELECT 1 FROM %2$s x WHERE x.%3$I IS NULL) THEN
+            PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = %1$s;
+        END IF;$n$, dep.tview_id, ev.new_table, dep.root_column) ELSE '' END;
             work := work || CASE
                 WHEN dep.key_sql IS NULL THEN
                     format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', dep.tview_id)
@@ -94,7 +103,7 @@ BEGIN
                     FROM tview.%3$I(keys, NULL) r;
                 EXCEPTION
                     WHEN cardinality_violation THEN
-                        PERFORM tview._raise_duplicate_keys(t) FROM tview.tviews t WHERE t.id = %1$s;
+                        PERFORM tview._raise_cardinality(t, keys, SQLERRM) FROM tview.tviews t WHERE t.id = %1$s;
                     WHEN undefined_function THEN   -- dropped by hand: the cascade makes it again
                         work := tview._add_work(work, %1$s, keys, false, 0);
                         refreshed := false;

@@ -217,12 +217,24 @@ BEGIN
         RAISE EXCEPTION 'column % of % has the name of a system column', bad, label
             USING ERRCODE = 'duplicate_column', HINT = format('Rename it with AS, e.g. %s AS row_%s.', bad, bad);
     END IF;
+    -- a row's physical address, transaction ids or table oid change without a write (VACUUM
+    -- FULL, a restore): the TVIEW would drift from its definition unseen
+    SELECT (ARRAY['ctid', 'xmin', 'cmin', 'xmax', 'cmax', 'tableoid'])[-(e ->> 1)::int] INTO bad
+    FROM jsonb_array_elements(refs) e
+    WHERE e ->> 0 = 'SYSCOLUMN'
+    ORDER BY (e ->> 1)::int DESC LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'definition of % reads system column %, which changes without a write', label, bad
+            USING ERRCODE = 'invalid_object_definition',
+                  HINT = 'ctid, xmin, xmax, cmin, cmax and tableoid change with VACUUM FULL, locks or a restore, which '
+                         'fire no trigger: select the table''s own key columns instead.';
+    END IF;
     -- the rights the engine owner needs on every table read (docs/engine.md "Privileges")
     PERFORM tview._check_source_grants(view_oid, label);
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION tview._create(p_name text, p_definition text, p_mode text, p_schema name,
+CREATE OR REPLACE FUNCTION tview._create(p_name text, p_definition text, p_mode text, p_schema text,
                                          p_search_path text)
 RETURNS regclass
 LANGUAGE plpgsql
@@ -261,6 +273,11 @@ BEGIN
             USING ERRCODE = 'invalid_name', HINT = 'Use a name of at most 60 bytes.';
     END IF;
 
+    -- a longer name would be cut to 63 bytes by the name type: another schema
+    IF octet_length(p_schema) > 63 THEN
+        RAISE EXCEPTION 'schema name "%" for TVIEW "%" is too long: it exceeds 63 bytes', p_schema, bare
+            USING ERRCODE = 'invalid_name', HINT = 'Pass the name of an existing schema (at most 63 bytes).';
+    END IF;
     -- Under the caller's path every call is qualified: objects put first on it must not run.
     PERFORM pg_catalog.set_config('search_path', p_search_path, true);
     target_schema := coalesce(p_schema, pg_catalog.current_schema());
@@ -445,6 +462,39 @@ BEGIN
 END;
 $$;
 
+-- Writes to a TVIEW's table by anyone but the engine are refused: INSERT, UPDATE, DELETE,
+-- TRUNCATE (and COPY into it) would leave it wrong until a refresh. The engine writes it from
+-- its own functions (schema tview, which only its owner can create functions in): the
+-- statement's caller, as PostgreSQL's error context names it, is one of them. (A role with
+-- write rights on the table could fake that frame in the text of a dynamic statement; it
+-- is a guard against mistakes, like the table's owner's ALTER TABLE ... DISABLE TRIGGER.) Not SECURITY
+-- DEFINER and every name qualified: it runs as the writer, along the writer's path. The
+-- trigger's WHEN skips the check for the engine's refreshes inside triggers (run as its
+-- owner), so base-table writes pay a WHEN, not a function call. A superuser can still bypass
+-- it (session_replication_role = replica, ALTER TABLE ... DISABLE TRIGGER); tview.health()
+-- finds the rows such writes damage.
+CREATE OR REPLACE FUNCTION tview._refuse_direct_write() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    stack text;
+BEGIN
+    GET DIAGNOSTICS stack = PG_CONTEXT;
+    -- line 1: this function; then the statement ("SQL statement ..."), then the function that
+    -- ran it, if any: one of the engine's (schema-qualified: its path is pinned to pg_catalog)
+    IF pg_catalog.starts_with((pg_catalog.regexp_match(stack, E'\n((?:PL/pgSQL|SQL) function [^\n]*)'))[1],
+                              'PL/pgSQL function tview.') THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'cannot % TVIEW %.%: it is maintained by the engine', TG_OP,
+                    pg_catalog.quote_ident(TG_TABLE_SCHEMA), pg_catalog.quote_ident(TG_TABLE_NAME)
+        USING ERRCODE = 'wrong_object_type',
+              HINT = pg_catalog.format('Write to the tables it reads; to recompute it (e.g. after hand-made damage), '
+                                       'run SELECT tview.refresh(%L).',
+                                       pg_catalog.format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME));
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION tview._install_generated_functions(tview_id int) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -456,6 +506,10 @@ BEGIN
     PERFORM tview._install_refresh_function(t);
     PERFORM tview._install_patch_function(t);
     PERFORM tview._install_keys_function(t);
+    EXECUTE format('CREATE OR REPLACE TRIGGER tview_refuse_writes BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT WHEN (pg_catalog.pg_trigger_depth() OPERATOR(pg_catalog.<) 1'
+                   ' OR CURRENT_USER OPERATOR(pg_catalog.<>) %L::pg_catalog.name)'
+                   ' EXECUTE FUNCTION tview._refuse_direct_write()', tview._qname(t.table_oid), tview._engine_owner());
 END;
 $$;
 
@@ -498,11 +552,11 @@ END;
 $$;
 
 CREATE OR REPLACE FUNCTION tview.create(name text, definition text, mode text DEFAULT 'immediate',
-                                        schema_name name DEFAULT NULL)
+                                        schema_name text DEFAULT NULL)
 RETURNS regclass
 LANGUAGE sql
 AS $$ SELECT tview._create($1, $2, $3, $4, pg_catalog.current_setting('search_path')) $$;
-COMMENT ON FUNCTION tview.create(text, text, text, name) IS
+COMMENT ON FUNCTION tview.create(text, text, text, text) IS
     'Create TVIEW tv_<name> maintained from the SELECT definition (kept as view v_<name>)';
 
 -- Remove a TVIEW's objects and catalog rows (the catalog first, so the drop event trigger

@@ -145,6 +145,7 @@ DECLARE
     definition text;
     made       regclass;
     ran_columns text;
+    long_name  text;
     owner      name := tview._engine_owner();
 BEGIN
     FOR obj IN
@@ -171,6 +172,15 @@ BEGIN
             '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:(?:"(?:[^"]|"")*"|[^\s(".]+)\s*\.\s*)?"?'
             || obj.relname || '"?\s+(?:WITH\s*\([^)]*\)\s+)?(?:TABLESPACE\s+\S+\s+)?AS\s+(.*)$');
         rest := right(query, length(rest));
+        -- PostgreSQL cut a longer name to 63 bytes: the same error as tview.create gives
+        long_name := substring(tview._code_only(query),
+            '(?i)CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:(?:"(?:[^"]|"")*"|[^\s(".]+)\s*\.\s*)?"?('
+            || obj.relname || '[^\s(".;]+)');
+        IF rest IS NULL AND long_name IS NOT NULL AND octet_length(obj.relname) = 63 THEN
+            RAISE EXCEPTION 'TVIEW name "%" is too long: "%" exceeds 63 bytes', regexp_replace(long_name, '^tv_', '', 'i'),
+                            long_name
+                USING ERRCODE = 'invalid_name', HINT = 'Use a name of at most 60 bytes.';
+        END IF;
         IF rest IS NULL THEN
             RAISE EXCEPTION 'cannot convert %.% into a TVIEW: its CREATE TABLE ... AS statement was not recognised',
                             obj.nspname, obj.relname
