@@ -72,6 +72,16 @@ def refused(conn: psycopg.Connection, statement: str, params, sqlstate: str, *me
     return exc
 
 
+def damage(conn: psycopg.Connection, statement: str, params=None) -> None:
+    """Write to a TVIEW's table behind the engine's back, as only a superuser can (the engine refuses
+    direct writes): with session_replication_role = replica, under which no ordinary trigger fires."""
+    conn.execute("SET session_replication_role = replica")
+    try:
+        conn.execute(statement, params)
+    finally:
+        conn.execute("RESET session_replication_role")
+
+
 def set_engine(conn: psycopg.Connection, **settings: str | None) -> None:
     """Set (or, with None, reset) tview.<name> for the database, where the engine reads its settings
     (a session's SET is ignored). Takes effect at once, in every session: the engine reads

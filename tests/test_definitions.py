@@ -35,9 +35,8 @@ def test_null_key_written_to_a_base_table_fails_the_write(db, mode, write):
     db.execute("CREATE TABLE base_n (i int, v text); INSERT INTO base_n VALUES (1, 'a'), (2, 'b')")
     db.execute("SELECT tview.create('n1', %s, %s)", (NULLABLE_KEY_SQL, mode))
     before = rows(db, "tv_n1")
-    with pytest.raises(psycopg.errors.NotNullViolation) as info:
-        with db.transaction():
-            db.execute(write)
+    with pytest.raises(psycopg.errors.NotNullViolation) as info, db.transaction():
+        db.execute(write)
     message = info.value.diag.message_primary
     assert "tv_n1" in message and "pk_n1" in message, message
     assert info.value.diag.message_hint
@@ -269,9 +268,9 @@ def test_copy_into_a_tview_is_refused(db):
     setup_blog(db)
     create(db, "post", POST_SQL)
     before = rows(db, "tv_post")
-    with pytest.raises(psycopg.errors.WrongObjectType) as info:
-        with db.cursor().copy("COPY tv_post (pk_post, data) FROM STDIN") as copy:
-            copy.write_row((42, "{}"))
+    with (pytest.raises(psycopg.errors.WrongObjectType) as info,
+          db.cursor().copy("COPY tv_post (pk_post, data) FROM STDIN") as copy):
+        copy.write_row((42, "{}"))
     assert "public.tv_post" in info.value.diag.message_primary
     assert rows(db, "tv_post") == before
 

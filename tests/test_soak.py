@@ -12,7 +12,7 @@ import pytest
 
 from tview_tui import catalog, demo, soak
 
-from engine_helpers import two_writers
+from engine_helpers import damage, two_writers
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -71,8 +71,8 @@ def test_soak_oracle_covers_every_tview_and_fails_on_damage(blog, dsn):
     blog.execute("CREATE TABLE tb_tag (pk_tag int PRIMARY KEY, label text)")
     blog.execute("INSERT INTO tb_tag SELECT g, 'tag ' || g FROM generate_series(1, 20) g")
     blog.execute("SELECT tview.create('tag', 'SELECT pk_tag, jsonb_build_object(''label'', label) AS data FROM tb_tag')")
-    blog.execute("""UPDATE tv_tag SET data = '{"label": "forged"}' WHERE pk_tag = 3""")
-    blog.execute("DELETE FROM tv_tag WHERE pk_tag = 7")
+    damage(blog, """UPDATE tv_tag SET data = '{"label": "forged"}' WHERE pk_tag = 3""")
+    damage(blog, "DELETE FROM tv_tag WHERE pk_tag = 7")
     result = soak.soak(dsn, seconds=1.0, writers=1, progress=lambda _: None)
     assert result.commits > 0
     assert result.drift["public.tv_tag"] == [(3, "different"), (7, "missing")]

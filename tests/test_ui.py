@@ -20,6 +20,7 @@ from tview_tui.ui.app import TviewApp
 from tview_tui.ui.detail import DetailScreen
 from tview_tui.ui.widgets import ConfirmScreen, HelpScreen, PromptScreen
 
+from engine_helpers import damage
 from oracle import assert_oracle
 
 SIZE = (150, 40)
@@ -110,7 +111,7 @@ async def test_filter_and_detail_navigation(demo_db):
 
 
 async def test_refresh_asks_first_and_reports_rows_and_time(demo_db, db):
-    db.execute("UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 1")   # damage it by hand
+    damage(db, "UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 1")   # damage it by hand
     app = make_app(demo_db)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
@@ -129,7 +130,7 @@ async def test_refresh_asks_first_and_reports_rows_and_time(demo_db, db):
 
 
 async def test_refresh_selected_keys(demo_db, db):
-    db.execute("DELETE FROM tv_user WHERE pk_user IN (3, 4)")
+    damage(db, "DELETE FROM tv_user WHERE pk_user IN (3, 4)")
     app = make_app(demo_db)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
@@ -299,7 +300,7 @@ async def test_diagnostics_screen_lists_findings_and_fixes_with_one_key(demo_db,
 
 
 async def test_health_column_shows_findings_per_tview(demo_db, db):
-    db.execute("UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 2")     # drift in tv_company
+    damage(db, "UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 2")     # drift in tv_company
     app = make_app(demo_db)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)

@@ -23,6 +23,7 @@ from psycopg import sql
 from tview_tui import demo, installer
 from tview_tui.connection import TviewError
 
+from engine_helpers import damage
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -244,7 +245,7 @@ def test_functions_the_new_version_does_not_define_are_removed(old_blog):
     left = {name for (name,) in old_blog.execute(
         "SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'tview'::regnamespace")}
     assert not planted & left
-    old_blog.execute("UPDATE tv_post SET data = '{}' WHERE pk_post IN (1, 2)")
+    damage(old_blog, "UPDATE tv_post SET data = '{}' WHERE pk_post IN (1, 2)")
     assert old_blog.execute("SELECT tview.refresh('post', ARRAY[1, 2]::bigint[])").fetchone()[0] >= 2
     write_every_kind(old_blog)
 
