@@ -25,7 +25,8 @@ BEGIN
         SELECT m[1]
         FROM regexp_matches(
             tree,
-            '(\{[A-Z_0-9]+|\}|\(|\)|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|(?:\\.|[^\s{}()\[\]"\\])+)',
+            -- a bare token (PostgreSQL < 16 writes names unquoted) may hold " [ ] after its start
+            '(\{[A-Z_0-9]+|\}|\(|\)|"(?:[^"\\]|\\.)*"|\[[^\]]*\]|(?:\\.|[^\s{}()\[\]"\\])(?:\\.|[^\s{}()\\])*)',
             'g') WITH ORDINALITY AS r(m, i)
         ORDER BY i
     LOOP

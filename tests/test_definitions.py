@@ -167,7 +167,7 @@ def test_output_columns_named_like_engine_internals(db):
 
 # =========================================================================== names and text
 
-ODD = 'a%s%1$s%%b"$body$'
+ODD = 'a%s%1$s%%b"$body$[x]'
 
 
 def test_percent_and_dollar_tags_in_names_and_text(db):
