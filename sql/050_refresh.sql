@@ -487,6 +487,17 @@ AS $$
                                   ' UNION ALL '))
 $$;
 
+-- The same with NULLs kept (one, sorted last): for a TVIEW whose key's column may be NULL.
+CREATE OR REPLACE FUNCTION tview._keys_sql_with_nulls(key_sql text, old_rel text, new_rel text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('SELECT DISTINCT k FROM (%s) s(k) ORDER BY 1 NULLS LAST',
+                  array_to_string(ARRAY[CASE WHEN old_rel IS NOT NULL THEN format(key_sql, old_rel) END,
+                                        CASE WHEN new_rel IS NOT NULL THEN format(key_sql, new_rel) END],
+                                  ' UNION ALL '))
+$$;
+
 -- Which keys of a TVIEW a change of another TVIEW it reads touches: its keys queries run in
 -- a function generated per TVIEW (tview._keys_<id>), static SQL with cached plans (planned
 -- at every statement, a keys query cost more than the refresh it leads to). The changed

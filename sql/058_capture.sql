@@ -69,28 +69,34 @@ DECLARE
     dep    record;
     blocks text := '';
     work   text;
+    keys_expr text;
 BEGIN
     FOR ev IN SELECT * FROM tview._capture_triggers() w WHERE w.event <> 'TRUNCATE' ORDER BY w.tgtype LOOP
         work := '';
-        FOR dep IN SELECT d.tview_id, d.key_sql, x.root_column,
+        FOR dep IN SELECT d.tview_id, d.key_sql,
                           x.mode = 'immediate' AND x.topo_level = 0
                           AND NOT EXISTS (SELECT 1 FROM tview.dependencies r WHERE r.source_oid = x.table_oid) AS direct,
-                          ev.new_table IS NOT NULL AND x.root_oid = relid
+                          d.key_sql IS NOT NULL AND d.lineage ~ '(root|fk|path)'
                           AND NOT coalesce((SELECT a.attnotnull FROM pg_attribute a
-                                            WHERE a.attrelid = relid AND a.attname = x.root_column), true) AS null_check
+                                            WHERE a.attrelid = x.root_oid AND a.attname = x.root_column), true) AS null_check
                    FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
                    WHERE d.source_oid = relid ORDER BY d.tview_id LOOP
-            -- a NULL written where the key comes from: 23502 if the definition now has a NULL key
-            -- (a keyed refresh never sees that row)
+            -- The key's column may be NULL: the keys come with a NULL (sorted last) when a changed row
+            -- reaches a row of the key's table whose key is NULL; then 23502 if the definition has
+            -- such a row (a keyed refresh looks rows up by key and would never see it).
+            keys_expr := CASE WHEN dep.null_check THEN 'keys'
+                              ELSE format('ARRAY(%s)', tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END;
             work := work || CASE WHEN dep.null_check THEN format($n$
-        IF EXISTS (SELECT 1 FROM %2$s x WHERE x.%3$I IS NULL) THEN
+        keys := ARRAY(%2$s);
+        IF keys[cardinality(keys)] IS NULL AND cardinality(keys) > 0 THEN
+            keys := keys[1:cardinality(keys) - 1];
             PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = %1$s;
-        END IF;$n$, dep.tview_id, ev.new_table, dep.root_column) ELSE '' END;
+        END IF;$n$, dep.tview_id, tview._keys_sql_with_nulls(dep.key_sql, ev.old_table, ev.new_table)) ELSE '' END;
             work := work || CASE
                 WHEN dep.key_sql IS NULL THEN
                     format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', dep.tview_id)
                 WHEN dep.direct THEN format($b$
-        keys := ARRAY(%2$s);
+        keys := %2$s;
         IF cardinality(keys) > 0 THEN
             cfg := coalesce(cfg, tview._settings());
             IF cardinality(keys) > 1 AND cardinality(keys) < tview._cfg_count(cfg, 'batch_threshold', 2) THEN
@@ -116,10 +122,9 @@ BEGIN
                                            (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
                 END IF;
             END IF;
-        END IF;$b$, dep.tview_id, tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table), '_refresh_' || dep.tview_id)
+        END IF;$b$, dep.tview_id, keys_expr, '_refresh_' || dep.tview_id)
                 ELSE
-                    format(E'\n        work := tview._add_work(work, %s, ARRAY(%s), false, 0);', dep.tview_id,
-                           tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END;
+                    format(E'\n        work := tview._add_work(work, %s, %s, false, 0);', dep.tview_id, keys_expr) END;
         END LOOP;
         blocks := blocks || format(E'\n    %s TG_OP = %L THEN%s', CASE WHEN blocks = '' THEN 'IF' ELSE 'ELSIF' END,
                                    ev.event, work);

@@ -55,6 +55,32 @@ def test_null_in_the_key_column_filtered_by_the_definition_is_accepted(db):
     assert_oracle(db)
 
 
+@pytest.mark.parametrize("write", [
+    "INSERT INTO tb_kind VALUES (7, 'new kind')",                   # the NULL-key row joins a kind now
+    "UPDATE tb_kind SET pk_kind = 7 WHERE pk_kind = 1",
+    "DELETE FROM tb_block WHERE pk_block = 1",                       # the NULL-key row is blocked no more
+])
+def test_null_key_reached_through_another_table_fails_the_write(db, write):
+    """A row whose key is NULL already, kept out of the definition by a join or a NOT EXISTS, that a
+    write to another table lets in."""
+    db.execute("""CREATE TABLE tb_kind (pk_kind int PRIMARY KEY, label text);
+                  CREATE TABLE base_n (i int, fk_kind int, v text);
+                  CREATE TABLE tb_block (pk_block int PRIMARY KEY, fk_kind int);
+                  INSERT INTO tb_kind VALUES (1, 'one');
+                  INSERT INTO base_n VALUES (1, 1, 'a'), (NULL, 7, 'b'), (NULL, 1, 'c');
+                  INSERT INTO tb_block VALUES (1, 1)""")
+    create(db, "n3", "SELECT b.i AS pk_n, jsonb_build_object('v', b.v, 'kind', k.label) AS data "
+                     "FROM base_n b JOIN tb_kind k ON k.pk_kind = b.fk_kind "
+                     "WHERE b.i IS NOT NULL OR b.fk_kind = 1 AND NOT EXISTS "
+                     "(SELECT FROM tb_block x WHERE x.fk_kind = b.fk_kind) OR b.fk_kind = 7")
+    assert dict(db.execute("SELECT source, lineage FROM tview.graph")) == \
+        {"base_n": "root", "tb_kind": "fk", "tb_block": "fk"}          # keyed refreshes, not whole ones
+    before = rows(db, "tv_n3")
+    refused(db, write, None, "23502", "tv_n3", "pk_n")
+    assert rows(db, "tv_n3") == before
+    assert_oracle(db)
+
+
 def test_null_key_through_a_tview_read_by_another(db):
     """The key of a TVIEW taken from a nullable column of a TVIEW it reads."""
     db.execute("""CREATE TABLE tb_item (pk_item int PRIMARY KEY, fk_group int, v text);
