@@ -180,7 +180,14 @@ def test_output_columns_named_like_engine_internals(db):
     create(db, "post", f"SELECT p.pk_post, {pcols}, jsonb_build_object('title', p.title, 'comments', "
                        "coalesce((SELECT jsonb_agg(c.data ORDER BY c.pk_comment) FROM tv_comment c "
                        "WHERE c.fk_post = p.pk_post), '[]')) AS data FROM tb_post p")
+    # share-locks at the top level (a join), and an embedded document patched in place
+    ucols = ", ".join(f"u.pk_user AS {sql.Identifier(n).as_string(db)}" for n in RESERVED)
+    create(db, "by", f"SELECT c.pk_comment, {ucols}, jsonb_build_object('by', u.name, 'c', tc.data) AS data "
+                     "FROM tb_comment c JOIN tb_user u ON u.pk_user = c.fk_user "
+                     "JOIN tv_comment tc ON tc.pk_comment = c.pk_comment")
+    assert db.execute("SELECT patch_specs <> '[]' FROM tview.tviews WHERE name = 'by'").fetchone() == (True,)
     db.execute("UPDATE tb_comment SET body = body || '!' WHERE pk_comment = 1")
+    db.execute("UPDATE tb_user SET name = name || '!'")
     db.execute("UPDATE tb_comment SET body = body || '?'")
     db.execute("INSERT INTO tb_comment VALUES (4, 1, 1, 'new'), (5, 2, 1, 'other')")
     db.execute("INSERT INTO tb_post VALUES (4, DEFAULT, 1, 'fourth')")
@@ -188,6 +195,7 @@ def test_output_columns_named_like_engine_internals(db):
     db.execute("DELETE FROM tb_comment WHERE pk_comment = 2")
     db.execute("UPDATE tb_post SET title = 'renamed'")
     db.execute("SELECT tview.refresh('post')")
+    db.execute("SELECT tview.refresh('by', ARRAY[1, 3]::bigint[])")
     assert_oracle(db)
 
 
@@ -219,6 +227,17 @@ def test_percent_and_dollar_tags_in_names_and_text(db):
     assert db.execute(sql.SQL("SELECT count(*) FROM {s}.tv_odd").format(s=schema)).fetchone() == (3,)
     assert_oracle(db, f"{ODD}s.odd")
     db.execute("SELECT tview.drop(%s)", (sql.Identifier(ODD + "s", "tv_odd").as_string(db),))
+
+
+def test_dollar_tags_and_percent_in_a_ctas_definition(db):
+    setup_blog(db)
+    ctas(db, "tv_dollar", "SELECT u.pk_user, jsonb_build_object('t', '$body$ $f$ $b$ $capture$ %s %1$s'::text || u.name)"
+                          " AS data FROM tb_user u WHERE u.name <> $body$x$body$")
+    db.execute("UPDATE tb_user SET name = name || '%'")
+    db.execute("INSERT INTO tb_user (pk_user, name) VALUES (9, '$body$')")
+    assert db.execute("SELECT data->>'t' FROM tv_dollar WHERE pk_user = 9").fetchone() == \
+        ("$body$ $f$ $b$ $capture$ %s %1$s$body$",)
+    assert_oracle(db)
 
 
 def test_schema_name_longer_than_63_bytes_is_refused(db):
