@@ -465,16 +465,16 @@ $$;
 -- Writes to a TVIEW's table by anyone but the engine are refused: INSERT, UPDATE, DELETE,
 -- TRUNCATE (and COPY into it) would leave it wrong until a refresh. The engine writes it from
 -- its own functions (schema tview, which only its owner can create functions in): the
--- statement's caller, as PostgreSQL's error context names it, is one of them. (A role with
--- write rights on the table could fake that frame in the text of a dynamic statement; it
--- is a guard against mistakes, like the table's owner's ALTER TABLE ... DISABLE TRIGGER.) Not SECURITY
--- DEFINER and every name qualified: it runs as the writer, along the writer's path. The
--- trigger's WHEN skips the check for the engine's refreshes inside triggers (run as its
--- owner), so base-table writes pay a WHEN, not a function call. A superuser can still bypass
--- it (session_replication_role = replica, ALTER TABLE ... DISABLE TRIGGER); tview.health()
--- finds the rows such writes damage.
+-- statement's caller, as PostgreSQL's error context names it, is one of them. Not SECURITY
+-- DEFINER: it runs as the writer. The trigger's WHEN skips the check for the engine's
+-- refreshes inside triggers (run as its owner), so base-table writes pay a WHEN, not a
+-- function call. It is a guard against mistakes: a superuser can bypass it
+-- (session_replication_role = replica), the table's owner can disable it, and a role with
+-- write rights on the table could fake the engine's frame in a dynamic statement's text;
+-- tview.health() finds the rows such writes damage.
 CREATE OR REPLACE FUNCTION tview._refuse_direct_write() RETURNS trigger
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     stack text;
