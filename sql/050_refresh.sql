@@ -190,7 +190,7 @@ WITH src AS MATERIALIZED (SELECT %2$s FROM %3$s v %%1$s),
 cur AS MATERIALIZED (SELECT %2$s FROM %4$s v %%1$s),
 d AS MATERIALIZED (
     SELECT s.%1$s AS new_key, c.%1$s AS old_key,
-           CASE WHEN c.%1$s <> ALL ($2) THEN jsonb_build_object(%7$s) END AS old_img,
+           CASE WHEN c.%1$s IS NOT NULL AND c.%1$s <> ALL ($2) THEN jsonb_build_object(%7$s) END AS old_img,
            CASE WHEN s.%1$s IS NOT NULL THEN jsonb_build_object(%8$s) END AS new_img
     FROM src s FULL JOIN cur c ON c.%1$s = s.%1$s
     WHERE s.%1$s IS NULL OR c.%1$s IS NULL OR %5$s),
