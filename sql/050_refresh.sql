@@ -277,7 +277,8 @@ BEGIN
                              rtrim(btrim(pg_get_viewdef(t.view_oid)), ';'), array_to_string(aliases, ', '), k);
         BEGIN
             -- planned as it will run (a constant-false filter would skip the checks)
-            EXECUTE 'EXPLAIN ' || replace(replace(read_locks, 'PERFORM', 'SELECT'), '($1);', '(''{}''::bigint[])');
+            EXECUTE 'EXPLAIN SELECT' || regexp_replace(substr(read_locks, length('PERFORM') + 1), '\(\$1\);$',
+                                                        '(''{}''::bigint[])');
         EXCEPTION WHEN feature_not_supported OR wrong_object_type OR syntax_error OR undefined_table THEN
             read_locks := '';       -- not lockable: see above
         END;

@@ -182,10 +182,14 @@ def test_output_columns_named_like_engine_internals(db):
                        "WHERE c.fk_post = p.pk_post), '[]')) AS data FROM tb_post p")
     # share-locks at the top level (a join), and an embedded document patched in place
     ucols = ", ".join(f"u.pk_user AS {sql.Identifier(n).as_string(db)}" for n in RESERVED)
-    create(db, "by", f"SELECT c.pk_comment, {ucols}, jsonb_build_object('by', u.name, 'c', tc.data) AS data "
+    db.execute('ALTER TABLE tb_user ADD COLUMN "PERFORM" text')     # a name the engine's own SQL holds
+    create(db, "by", f"SELECT c.pk_comment, {ucols}, jsonb_build_object('by', u.name || '($1);', 'p', u.\"PERFORM\", "
+                     "'c', tc.data) AS data "
                      "FROM tb_comment c JOIN tb_user u ON u.pk_user = c.fk_user "
                      "JOIN tv_comment tc ON tc.pk_comment = c.pk_comment")
     assert db.execute("SELECT patch_specs <> '[]' FROM tview.tviews WHERE name = 'by'").fetchone() == (True,)
+    assert db.execute("SELECT p.prosrc LIKE '%FOR SHARE OF%' FROM tview.tviews t JOIN pg_proc p"
+                      " ON p.proname = '_refresh_' || t.id WHERE t.name = 'by'").fetchone() == (True,)
     db.execute("UPDATE tb_comment SET body = body || '!' WHERE pk_comment = 1")
     db.execute("UPDATE tb_user SET name = name || '!'")
     db.execute("UPDATE tb_comment SET body = body || '?'")
