@@ -39,6 +39,47 @@ BEGIN
 END;
 $$;
 
+-- The session settings a definition's output can depend on (text of timestamps, intervals,
+-- bytea and floats, inside documents too). Each TVIEW pins the values of its creator's
+-- session (tview.tviews.session_settings): its refreshes and tview.verify run with them, so
+-- every writer leaves the same bytes whatever its own session says.
+ALTER TABLE tview.tviews ADD COLUMN IF NOT EXISTS session_settings jsonb NOT NULL DEFAULT '{}';
+
+CREATE OR REPLACE FUNCTION tview._session_settings() RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_object_agg(name, current_setting(name))
+    FROM unnest(ARRAY['TimeZone', 'DateStyle', 'IntervalStyle', 'bytea_output', 'extra_float_digits']) name
+$$;
+
+-- Put settings in force for the rest of the transaction (or until put back); returns the
+-- values they replace, to put back with the same function.
+CREATE OR REPLACE FUNCTION tview._apply_settings(settings jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item   record;
+    before jsonb := '{}';
+BEGIN
+    FOR item IN SELECT * FROM jsonb_each_text(settings) LOOP
+        before := before || jsonb_build_object(item.key, current_setting(item.key));
+        PERFORM set_config(item.key, item.value, true);
+    END LOOP;
+    RETURN before;
+END;
+$$;
+
+-- The SET clauses of a generated function that runs with a TVIEW's pinned settings.
+CREATE OR REPLACE FUNCTION tview._settings_clauses(settings jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(string_agg(format(E'SET %s = %L\n', key, value), '' ORDER BY key), '')
+    FROM jsonb_each_text(settings)
+$$;
+
 -- Settings in force: stored with ALTER ROLE <engine owner> IN DATABASE / ALTER ROLE <engine
 -- owner> SET / ALTER DATABASE / ALTER ROLE ALL SET (that order, as PostgreSQL applies them),
 -- else the default given here. Read from pg_db_role_setting, never from the session: a
@@ -255,7 +296,7 @@ CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT 
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- plan once per session, not at every call
-AS $body$
+%7$sAS $body$
 #variable_conflict use_column
 DECLARE
     missing bigint[];
@@ -278,7 +319,8 @@ BEGIN
 END;
 $body$
 $f$,
-        '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)), read_locks);
+        '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)), read_locks,
+        tview._settings_clauses(t.session_settings));
 END;
 $$;
 
@@ -341,6 +383,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    saved     jsonb;
     upserted  bigint;
     deleted   bigint;
     null_keys bigint;
@@ -353,8 +396,10 @@ BEGIN
     BEGIN
         IF keys IS NULL THEN
             EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
+            saved := tview._apply_settings(t.session_settings);
             EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
                 USING NULL::bigint[], '{}'::bigint[];
+            PERFORM tview._apply_settings(saved);
         ELSE
             IF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
                 EXECUTE format('SELECT * FROM %s($1, NULL)', tview._generated(t, 'refresh'))

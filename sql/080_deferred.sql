@@ -40,6 +40,7 @@ $$;
 CREATE OR REPLACE FUNCTION tview._flush_deferred() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET row_security = off     -- a policy raises instead of running as the owner
 AS $$
 DECLARE
     me   xid8 := pg_current_xact_id();

@@ -538,11 +538,14 @@ RETURNS TABLE (key bigint, problem text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    saved jsonb;
 BEGIN
     IF keys IS NULL THEN
         RETURN QUERY SELECT * FROM tview._verify(tview._label(t.schema_name, t.name), '{}');
         RETURN;
     END IF;
+    saved := tview._apply_settings(t.session_settings);   -- compared as its refreshes write it
     RETURN QUERY EXECUTE format($q$
         SELECT coalesce(s.k, c.k)::bigint,
                CASE WHEN c.k IS NULL THEN 'missing' WHEN s.k IS NULL THEN 'extra' ELSE 'different' END
@@ -550,6 +553,7 @@ BEGIN
         FULL JOIN (SELECT x.%1$I AS k, x::text AS r FROM %3$s x WHERE x.%1$I = ANY ($1)) c ON c.k = s.k
         WHERE s.k IS NULL OR c.k IS NULL OR s.r IS DISTINCT FROM c.r
         ORDER BY 1$q$, t.key_column, tview._qname(t.view_oid), tview._qname(t.table_oid)) USING keys;
+    PERFORM tview._apply_settings(saved);
 END;
 $$;
 
