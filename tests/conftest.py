@@ -11,7 +11,8 @@ controller stops it when the run ends. What cannot simply run next to the rest s
 tests marked `exclusive` run while no other test of the run does (they depend on state the
 whole server shares), a test that times one step runs just that step in `alone()`, and the
 tests of one `xdist_group` run in one worker, one after the other (test_faults.py: a server of
-their own that they stop and restart).
+their own that they stop and restart). `slow` tests are scheduled first, so that the long ones
+do not end the run on one worker alone.
 """
 
 from __future__ import annotations
@@ -166,6 +167,11 @@ def pytest_addoption(parser):
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: one worker per core, at most 4 (each worker's tests start servers and apps)."""
     return max(1, min(os.cpu_count() or 1, 4))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests first (in their order): the workers then finish at about the same time."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 class _Turns:
