@@ -188,6 +188,7 @@ def test_ddl_while_other_sessions_keep_writing(site):
     assert_oracle(site.engine)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("site", ["superuser"], indirect=True)
 def test_a_bulk_update_of_an_fk_table_with_large_rows_works(site):
     """300,000 rows of ~1 kB updated in one statement (over 256 MB of row data: more than one

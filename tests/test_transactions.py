@@ -329,6 +329,7 @@ def test_repeatable_read_conflict_is_a_serialization_failure(posts, dsn):
     assert_oracle(posts)
 
 
+@pytest.mark.slow
 def test_concurrent_random_writers_keep_the_oracle(posts, dsn):
     """N writers over shared parents for a bounded time, retrying 40001/40P01 (the soak's WriteLoad)."""
     create_post(posts)

@@ -18,6 +18,7 @@ from tview_tui.config import Config
 from tview_tui.connection import Target
 from tview_tui.ui.app import TviewApp
 from tview_tui.ui.detail import DetailScreen
+from tview_tui.ui.tail import TICK
 from tview_tui.ui.widgets import ConfirmScreen, HelpScreen, PromptScreen
 
 from oracle import assert_oracle
@@ -190,7 +191,7 @@ async def test_tail_shows_events_written_during_the_test(demo_db, dsn):
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
         await pilot.press("2")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE tb_user SET name = 'Tail Test' WHERE pk_user = 7")
         log = app.screen.query_one("#tail-log", RichLog)
@@ -199,10 +200,11 @@ async def test_tail_shows_events_written_during_the_test(demo_db, dsn):
         for name in ("tv_user", "tv_comment", "tv_post", "tv_post_card"):
             assert f"public.{name}" in text
         await pilot.press("space")              # pause: nothing more is shown
-        shown = app.screen.shown
+        shown, seq = app.screen.shown, app.event_seq
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE tb_user SET name = 'Paused' WHERE pk_user = 8")
-        await pilot.pause(1.0)
+        await wait_for(pilot, lambda: app.event_seq >= seq + 4)     # the events reached the app
+        await pilot.pause(3 * TICK)                                  # ticks that would have shown them
         assert app.screen.shown == shown
         await pilot.press("space")
         await wait_for(pilot, lambda: app.screen.shown > shown)
@@ -257,7 +259,7 @@ async def test_snapshots_of_main_screens_from_fixed_data(demo_db, screen_key, re
     async with app.run_test(size=(120, 30)) as pilot:
         await loaded(pilot, app)
         await wait_for(pilot, lambda: app.findings is not None)
-        await pilot.pause(1.2)                     # the health column is filled on the next tick
+        await wait_for(pilot, lambda: all(r[9] != "-" for r in table_rows(app, "#tviews")))   # the health column
         if screen_key == "install":
             await pilot.press("4")
             await wait_for(pilot, lambda: "engine bundled" in str(app.screen.query_one("#install-status").render()))
@@ -304,7 +306,7 @@ async def test_health_column_shows_findings_per_tview(demo_db, db):
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
         await wait_for(pilot, lambda: app.findings is not None)
-        await pilot.pause(1.2)                     # the list refreshes its cells every second
+        await wait_for(pilot, lambda: all(r[9] != "-" for r in table_rows(app, "#tviews")))   # refreshed each second
         rows = {r[0]: r[9] for r in table_rows(app, "#tviews")}
         assert rows["public.tv_company"] == "error"
         assert rows["public.tv_post"] == "ok"
