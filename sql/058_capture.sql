@@ -128,42 +128,48 @@ BEGIN
 END;
 $$;
 
--- The state of the four engine triggers on one table: ok, missing, disabled ('D'), replica
--- (fires only when session_replication_role = replica) or foreign (a trigger with the
--- engine's name that does not run the table's capture function once per statement of its
--- event, with its transition tables).
+-- The state of the four engine triggers on one table, recognised by their function (the
+-- table's capture function, once per statement of the event, with its transition tables),
+-- whatever their name: ok, disabled ('D'), replica (fires only when session_replication_role
+-- = replica), missing, or foreign (missing, and a trigger the engine did not make holds the
+-- engine's name for it). tgname: the engine trigger's name, else the engine's name.
 CREATE OR REPLACE FUNCTION tview._trigger_state(relid oid)
 RETURNS TABLE (tgname name, event text, state text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT w.tgname, w.event,
-           CASE WHEN g.oid IS NULL THEN 'missing'
-                WHEN g.tgfoid IS DISTINCT FROM to_regprocedure(format('tview.%I()', tview._capture_name(relid)))
-                     OR g.tgtype <> w.tgtype
-                     OR g.tgoldtable IS DISTINCT FROM w.old_table OR g.tgnewtable IS DISTINCT FROM w.new_table
-                     OR cardinality(g.tgattr::int2[]) > 0 OR g.tgqual IS NOT NULL THEN 'foreign'
-                WHEN g.tgenabled = 'D' THEN 'disabled'
-                WHEN g.tgenabled = 'R' THEN 'replica'
-                ELSE 'ok' END
+    SELECT coalesce(ours.tgname, w.tgname), w.event,
+           CASE WHEN ours.oid IS NOT NULL THEN CASE ours.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica'
+                                                                   ELSE 'ok' END
+                WHEN EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = w.tgname) THEN 'foreign'
+                ELSE 'missing' END
     FROM tview._capture_triggers() w
-    LEFT JOIN pg_trigger g ON g.tgrelid = relid AND g.tgname = w.tgname
+    LEFT JOIN LATERAL (
+        SELECT g.oid, g.tgname, g.tgenabled FROM pg_trigger g
+        WHERE g.tgrelid = relid AND g.tgfoid = to_regprocedure(format('tview.%I()', tview._capture_name(relid)))
+          AND g.tgtype = w.tgtype AND g.tgoldtable IS NOT DISTINCT FROM w.old_table
+          AND g.tgnewtable IS NOT DISTINCT FROM w.new_table AND cardinality(g.tgattr::int2[]) = 0 AND g.tgqual IS NULL
+        ORDER BY g.tgname = w.tgname DESC, g.tgname LIMIT 1) ours ON true
     ORDER BY w.tgtype
 $$;
 
--- (Re)generate a table's capture function from the dependency rows, and put the four
--- triggers on the table where they are missing (or still run an older engine's capture
--- function). A trigger of the engine's name that runs someone else's function is not
--- replaced: with strict it is refused (42710), else left for tview.health() to report.
+-- (Re)generate a table's capture function from the dependency rows, and put the engine's
+-- triggers on the table where they are missing. A trigger of an older engine under the
+-- engine's name (0.2.0's shared function) is replaced. A trigger the engine did not make
+-- that holds the engine's name is never touched: with strict (tview.create) that is refused
+-- (42710); otherwise the engine's trigger takes a free name beside it (tview_after_insert_1).
 CREATE OR REPLACE FUNCTION tview._install_capture(relid oid, strict boolean DEFAULT true) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn   name := tview._capture_name(relid);
-    body text := tview._capture_body(relid);
-    tag  text := tview._dollar_tag(body, 'capture');
-    trg  record;
+    fn    name := tview._capture_name(relid);
+    body  text := tview._capture_body(relid);
+    tag   text := tview._dollar_tag(body, 'capture');
+    trg   record;
+    taken oid;
+    name  text;
+    n     int;
 BEGIN
     -- row_security off: a policy on a table it reads raises instead of running as the owner
     EXECUTE format(E'CREATE OR REPLACE FUNCTION tview.%I() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER\n'
@@ -174,22 +180,27 @@ BEGIN
     -- callable by nobody directly (PostgreSQL does not check EXECUTE when a trigger fires)
     EXECUTE format('REVOKE EXECUTE ON FUNCTION tview.%I() FROM PUBLIC', fn);
     FOR trg IN
-        SELECT w.*, s.state, g.tgfoid
-        FROM tview._capture_triggers() w
-        JOIN tview._trigger_state(relid) s ON s.tgname = w.tgname
-        LEFT JOIN pg_trigger g ON g.tgrelid = relid AND g.tgname = w.tgname
-        WHERE s.state IN ('missing', 'foreign')
+        SELECT w.* FROM tview._capture_triggers() w JOIN tview._trigger_state(relid) s ON s.event = w.event
+        WHERE s.state IN ('missing', 'foreign') ORDER BY w.tgtype
     LOOP
-        IF trg.state = 'foreign' AND NOT tview._is_capture_function(trg.tgfoid)
-           AND trg.tgfoid IS DISTINCT FROM to_regprocedure('tview._on_change()') THEN
-            CONTINUE WHEN NOT strict;
-            RAISE EXCEPTION 'table % already has a trigger named % that the engine did not make', relid::regclass, trg.tgname
-                USING ERRCODE = 'duplicate_object',
-                      HINT = format('Rename or drop that trigger (ALTER TRIGGER %I ON %s RENAME TO ...), then try again.',
-                                    trg.tgname, tview._qname(relid));
+        name := trg.tgname;
+        SELECT g.tgfoid INTO taken FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = name;
+        IF FOUND AND NOT (tview._is_capture_function(taken)
+                          OR taken IS NOT DISTINCT FROM to_regprocedure('tview._on_change()')) THEN
+            IF strict THEN
+                RAISE EXCEPTION 'table % already has a trigger named % that the engine did not make', relid::regclass, name
+                    USING ERRCODE = 'duplicate_object',
+                          HINT = format('Rename or drop that trigger (ALTER TRIGGER %I ON %s RENAME TO ...), then try again.',
+                                        name, tview._qname(relid));
+            END IF;
+            n := 1;
+            WHILE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = trg.tgname || '_' || n) LOOP
+                n := n + 1;
+            END LOOP;
+            name := trg.tgname || '_' || n;
         END IF;
         EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION tview.%I()',
-                       trg.tgname, trg.event, tview._qname(relid),
+                       name, trg.event, tview._qname(relid),
                        CASE WHEN trg.old_table IS NULL AND trg.new_table IS NULL THEN ''
                             ELSE ' REFERENCING' || coalesce(' OLD TABLE AS ' || trg.old_table, '')
                                  || coalesce(' NEW TABLE AS ' || trg.new_table, '') END,
@@ -249,10 +260,20 @@ BEGIN
             END IF;
             CONTINUE;
         END IF;
-        FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g WHERE g.tgfoid = rel.fn LOOP
-            EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
-        END LOOP;
-        EXECUTE format('DROP FUNCTION tview.%I()', rel.proname);
+        BEGIN
+            FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g WHERE g.tgfoid = rel.fn LOOP
+                EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
+            END LOOP;
+            EXECUTE format('DROP FUNCTION tview.%I()', rel.proname);
+        EXCEPTION WHEN insufficient_privilege THEN
+            -- only the table's owner may drop its triggers: they stay, and do nothing
+            PERFORM tview._install_capture(rel.relid, false);
+            RAISE NOTICE 'no TVIEW reads % any more; its engine triggers stay, doing nothing, until its owner drops them',
+                         rel.relid::regclass
+                USING HINT = format('As the owner of %s: %s', rel.relid::regclass,
+                                    (SELECT string_agg(format('DROP TRIGGER %I ON %s;', g.tgname, tview._qname(rel.relid)), ' ')
+                                     FROM pg_trigger g WHERE g.tgfoid = rel.fn));
+        END;
     END LOOP;
 END;
 $$;

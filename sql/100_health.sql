@@ -81,18 +81,20 @@ BEGIN
     LOOP
         SELECT count(*) FILTER (WHERE s.state IN ('missing', 'foreign')) INTO bad FROM tview._trigger_state(rel) s;
         IF bad > 0 THEN
-            -- _install_capture makes all four, so the ones still there go first
-            enabled := enabled + (SELECT count(*) FROM tview._trigger_state(rel) s WHERE s.state IN ('disabled', 'replica'));
-            FOR st IN SELECT * FROM tview._trigger_state(rel) s WHERE s.state <> 'missing' LOOP
-                EXECUTE format('DROP TRIGGER %I ON %s', st.tgname, tview._qname(rel));
-            END LOOP;
-            PERFORM tview._install_capture(rel);
+            -- made beside any trigger that holds the engine's name (never dropped: it is not ours)
+            PERFORM tview._install_capture(rel, false);
             recreated := recreated + bad;
             tables := tables || tview._qname(rel);
-            CONTINUE;
         END IF;
         FOR st IN SELECT * FROM tview._trigger_state(rel) s WHERE s.state IN ('disabled', 'replica') LOOP
-            EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', tview._qname(rel), st.tgname);
+            BEGIN
+                EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', tview._qname(rel), st.tgname);
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'cannot re-enable trigger % on %: only the table''s owner may', st.tgname, rel::regclass
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = format('As the owner of %s, run: ALTER TABLE %s ENABLE TRIGGER %I; then SELECT tview.refresh(...) '
+                                        'for the TVIEWs that read it.', rel::regclass, tview._qname(rel), st.tgname);
+            END;
             enabled := enabled + 1;
             IF NOT tview._qname(rel) = ANY (tables) THEN
                 tables := tables || tview._qname(rel);

@@ -517,3 +517,30 @@ def test_a_writers_session_settings_never_change_a_tviews_bytes(trust: Trust):
     with psycopg.connect(make_conninfo(trust.dsn, options=f"-c role={trust.owner_role} {ODD_SESSION}")) as reader:
         assert reader.execute("SELECT count(*) FROM tview.verify('public.event')").fetchone() == (0,)
         assert reader.execute("SHOW TimeZone").fetchone()[0] == "Asia/Tokyo"     # put back after verify
+
+
+# --------------------------------------------------------------------------- (6) trigger names
+
+def test_a_trigger_planted_under_an_engine_triggers_name_is_repaired_around(trust: Trust):
+    """app drops the engine's INSERT trigger on its table and plants its own under that name: health
+    reports it, and repair_triggers() (no argument, run by the engine owner, superuser or not) makes the
+    engine's trigger beside app's (never dropping app's), after which inserts reach the TVIEWs again."""
+    create_blog(trust)
+    with trust.connect(trust.app) as app:
+        app.execute("DROP TRIGGER tview_after_insert ON app.tb_post")
+        app.execute("CREATE FUNCTION app.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+        app.execute("CREATE TRIGGER tview_after_insert AFTER INSERT ON app.tb_post"
+                    " FOR EACH STATEMENT EXECUTE FUNCTION app.noop()")
+        found = trust.owner.execute("SELECT check_name, tview FROM tview.health() WHERE check_name LIKE '%trigger'"
+                                    ).fetchall()
+        assert found == [("foreign_trigger", "public.tv_post")]
+        assert trust.owner.execute("SELECT tview.repair_triggers()").fetchone()[0] == (
+            "all TVIEWs: re-created 1 trigger(s), re-enabled 0 trigger(s) on app.tb_post")
+        names = app.execute("SELECT tgname, tgfoid::regproc::text FROM pg_trigger WHERE tgrelid = 'app.tb_post'::regclass"
+                            " AND tgname LIKE 'tview_after_insert%' ORDER BY 1").fetchall()
+        assert names[0] == ("tview_after_insert", "app.noop") and names[1][0] == "tview_after_insert_1"
+        app.execute("INSERT INTO app.tb_post VALUES (100, 1, 'after repair')")
+        trust.owner.execute("SELECT tview.refresh('public.post')")   # what was missed before the repair
+    assert trust.owner.execute("SELECT count(*) FROM tview.health() WHERE check_name LIKE '%trigger'").fetchone() == (0,)
+    assert trust.owner.execute("SELECT data ->> 'title' FROM tv_post WHERE pk_post = 100").fetchone() == ("after repair",)
+    assert_oracle(trust.owner)
