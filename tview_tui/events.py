@@ -270,8 +270,10 @@ class EventStream:
                 self._last_log_id = row[0]
         else:
             try:   # registered: writers with tview.notify = auto send events while we listen
-                await conn.execute("SELECT tview.listen()")
-            except NO_ENGINE:   # an engine older than tview.listen(), or no USAGE on schema tview
+                await _in_read_write(conn, "SELECT tview.listen()")
+            except (*NO_ENGINE, psycopg.errors.ReadOnlySqlTransaction):
+                # an engine older than tview.listen(), no USAGE on schema tview, or a server
+                # that refuses every write (a standby): plain LISTEN, unregistered
                 await conn.execute(f"LISTEN {CHANNEL}")
         return conn
 
@@ -361,7 +363,7 @@ class EventStream:
             if conn is not None:
                 with contextlib.suppress(psycopg.Error):
                     if not self.poll and not conn.closed:
-                        await conn.execute("SELECT tview.unlisten()")
+                        await _in_read_write(conn, "SELECT tview.unlisten()")
                 with contextlib.suppress(psycopg.Error):
                     await conn.close()
 
@@ -372,6 +374,20 @@ class EventStream:
     async def close(self) -> None:
         self._closed = True
         await self._close_conn()
+
+
+async def _in_read_write(conn: psycopg.AsyncConnection, statement: str) -> None:
+    """Run a listener (un)registration in its own read-write transaction: a read-only session
+    (the app's read-only mode sets default_transaction_read_only) still registers as a listener,
+    which writes only the engine's listener bookkeeping, never user data."""
+    await conn.execute("BEGIN READ WRITE")
+    try:
+        await conn.execute(statement)
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 async def read_log_since(target: Target | str, seconds: float) -> list[Event]:
