@@ -228,12 +228,14 @@ def cmd_open(args: argparse.Namespace) -> int:
                         theme=args.theme or (profile.theme if profile else None), demo_starter=demo_starter)
     finally:
         for session in sessions:
-            session.stop()
+            if not session.stop():
+                print(session.left_running(), file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     session = demo.start(args.data_dir, rate=0 if args.no_app else args.rate,
                          progress=lambda text: print(text, file=sys.stderr))
+    keep = args.keep_running or args.no_app
     try:
         if args.no_app:
             with connect(session.target) as conn:
@@ -242,7 +244,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 0
         return _run_app(session.target, writer=session.writer, theme=args.theme)
     finally:
-        session.stop(stop_server=not args.keep_running)
+        if not session.stop(stop_server=not keep):
+            print(session.left_running(), file=sys.stderr)
 
 
 def cmd_screenshots(args: argparse.Namespace) -> int:
@@ -253,7 +256,8 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
         for path in asyncio.run(capture(session.target, session.writer, args.out, args.theme)):
             print(path)
     finally:
-        session.stop()
+        if not session.stop():
+            print(session.left_running(), file=sys.stderr)
     return 0
 
 
@@ -272,8 +276,12 @@ def cmd_server(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         server.stop()
     else:
-        print("running" if server.running() else "stopped")
-        return 0 if server.running() else 1
+        if not server.running():
+            print(f"stopped (data directory {server.data_dir})")
+            return 1
+        server.port = server.configured_port() or server.port
+        print(f"running: pid {server.pid()}, {server.dsn()}, data directory {server.data_dir}"
+              f"\nstop it with: {server.stop_command()}")
     return 0
 
 

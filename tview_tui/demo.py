@@ -7,6 +7,7 @@ helper view) -> post cards (a second read model of posts, reading tv_post).
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from psycopg.conninfo import make_conninfo
 
 from . import installer
 from .connection import Target, connect
-from .embedded import LocalServer
+from .embedded import ROOT_TOOL_DIR, LocalServer
 
 DEMO_DATABASE = "tview_demo"
 
@@ -244,20 +245,34 @@ class DemoSession:
     target: Target
     writer: DemoWriter
 
-    def stop(self, stop_server: bool = True) -> None:
+    def stop(self, stop_server: bool = True) -> bool:
+        """Stop the writer, and the server when this session started it (a server that was
+        already running belongs to whoever started it). True when the server was stopped."""
         self.writer.stop()
-        if stop_server:
+        if stop_server and self.server.started_here:
             self.server.stop()
+            return True
+        return False
+
+    def left_running(self) -> str:
+        """One line for the user: the server is still up, and how to stop it."""
+        whose = "" if self.server.started_here else " (started by another process)"
+        return f"the demo server{whose} is still running; stop it with: {self.server.stop_command()}"
 
 
 def default_data_dir() -> Path:
+    if os.geteuid() == 0:           # the server runs as a service user, who cannot enter /root
+        return ROOT_TOOL_DIR / "demo-pg"
     return Path(platformdirs.user_data_dir("tview-tui")) / "demo-pg"
 
 
 def start(data_dir: Path | None = None, rate: float = 5.0, progress=print) -> DemoSession:
     """Start (or reuse) the local server, set up the demo database and start the writer."""
     server = LocalServer(data_dir=data_dir or default_data_dir())
-    progress(f"starting local PostgreSQL in {server.data_dir} ...")
+    if server.running():
+        progress(f"using the local PostgreSQL already running in {server.data_dir}")
+    else:
+        progress(f"starting local PostgreSQL in {server.data_dir} ...")
     admin = server.start()
     dsn = ensure_database(admin)
     with psycopg.connect(dsn) as conn:
