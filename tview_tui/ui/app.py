@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from .. import catalog, diagnostics, events, installer
@@ -24,7 +25,7 @@ from ..config import Config
 from ..connection import Target, TviewError, connect
 from ..demo import DemoWriter
 from ..themes import load_themes
-from .commands import RegistryCommands, bindings, for_screen, key_label
+from .commands import REGISTRY, RegistryCommands, bindings, for_screen, key_label
 from .diagnostics import DiagnosticsScreen
 from .install import InstallScreen
 from .tail import TailScreen
@@ -250,23 +251,13 @@ class TviewApp(App):
             return True
         return False
 
-    def run_db(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None],
-               failed: Callable[[str], None] | None = None) -> None:
-        """Run fn(conn, *args) in a worker; call done(result) or failed(message) on the UI thread."""
-
-        def job() -> None:
-            try:
-                result = self.db.run(fn, *args)
-            except (TviewError, psycopg.Error) as exc:
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self.call_from_thread(failed or self._notify_error, message)
-                return
-            self.call_from_thread(done, result)
-
-        self.run_worker(job, thread=True, group="db")
-
-    def _notify_error(self, message: str) -> None:
+    def notify_error(self, message: str) -> None:
         self.notify(message, severity="error", timeout=8)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own palette commands, minus the ones the registry already offers (Quit)."""
+        ours = {c.title for c in REGISTRY}
+        return (c for c in super().get_system_commands(screen) if c.title not in ours)
 
     def action_help(self) -> None:
         scope = getattr(self.screen, "SCOPE", "")

@@ -77,11 +77,11 @@ class RegistryCommands(Provider):
     """The command palette's view of the registry."""
 
     def _commands(self) -> list[Command]:
-        screen = self.app.screen
-        return for_screen(getattr(screen, "SCOPE", ""), getattr(self.app, "read_only", False))
+        # self.screen is the screen the palette was opened from (app.screen is the palette)
+        return for_screen(getattr(self.screen, "SCOPE", ""), getattr(self.app, "read_only", False))
 
     async def _run(self, command: Command) -> None:
-        target = self.app if command.action.startswith("app.") or command.scope == "app" else self.app.screen
+        target = self.app if command.action.startswith("app.") or command.scope == "app" else self.screen
         await target.run_action(command.action.removeprefix("app."))
 
     async def discover(self) -> Hits:

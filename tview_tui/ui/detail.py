@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from rich.syntax import Syntax
-from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static, TabbedContent, TabPane, Tree
+from textual.widget import Widget
+from textual.widgets import DataTable, Label, Static, TabbedContent, TabPane, Tree
 
 from .. import catalog, graph
 from ..catalog import RefreshResult, TviewDetail, TviewInfo
 from . import refresh_actions
+from .base import BaseScreen
 from .commands import bindings
-from .widgets import StatusBar
 
 
 def _load(conn, info: TviewInfo) -> tuple[TviewDetail, list[catalog.Dependency]]:
@@ -37,7 +38,7 @@ def fill_tree(tree: Tree, node: graph.TreeNode) -> None:
     tree.root.expand()
 
 
-class DetailScreen(Screen):
+class DetailScreen(BaseScreen):
     SCOPE = "detail"
     BINDINGS = bindings("detail")
 
@@ -45,9 +46,7 @@ class DetailScreen(Screen):
         super().__init__()
         self.info = info
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusBar(id="status")
+    def compose_body(self) -> Iterator[Widget]:
         yield Label(f"[b]{self.info.table}[/b] · key {self.info.key_column} · mode {self.info.mode}"
                     f" · level {self.info.topo_level} · lineage {self.info.lineage}", id="detail-title")
         with TabbedContent(id="detail-tabs"):
@@ -61,15 +60,13 @@ class DetailScreen(Screen):
                 yield Tree("read by", id="downstream")
             with TabPane("Events", id="tab-events"):
                 yield DataTable(cursor_type="row", id="events")
-        yield Label("", id="last-action")
-        yield Footer()
 
     def on_mount(self) -> None:
         columns = self.query_one("#columns", DataTable)
         columns.add_columns("column", "type", "role")
         events = self.query_one("#events", DataTable)
         events.add_columns("time", "source", "op", "depth", "rows", "mode", "ms", "keys")
-        self.app.run_db(_load, self.info, done=self._show, failed=self._failed)
+        self.run_db(_load, self.info, done=self._show, failed=self._failed)
         self._show_events()
         self.set_interval(1.0, self._show_events)
 

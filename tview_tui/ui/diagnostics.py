@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label
+from collections.abc import Iterator
+
+from textual.widget import Widget
+from textual.widgets import DataTable, Label
 
 from .. import diagnostics
+from .base import BaseScreen
 from .commands import bindings
-from .widgets import ConfirmScreen, StatusBar
+from .widgets import ConfirmScreen
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
-class DiagnosticsScreen(Screen):
+class DiagnosticsScreen(BaseScreen):
     SCOPE = "diagnostics"
     BINDINGS = bindings("diagnostics")
 
@@ -21,22 +23,18 @@ class DiagnosticsScreen(Screen):
         super().__init__()
         self.findings: list[diagnostics.Finding] = []
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusBar(id="status")
+    def compose_body(self) -> Iterator[Widget]:
         yield Label("running checks ...", id="diag-info")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="findings")
         table.add_columns("severity", "check", "TVIEW", "detail", "fix")
         yield table
-        yield Label("", id="last-action")
-        yield Footer()
 
     def on_mount(self) -> None:
         self.run_checks(deep=False)
 
     def run_checks(self, deep: bool) -> None:
         self.query_one("#diag-info", Label).update("running deep checks ..." if deep else "running checks ...")
-        self.app.run_db(diagnostics.run_checks, deep, done=self._show)
+        self.run_db(diagnostics.run_checks, deep, done=self._show)
 
     def _show(self, findings: list[diagnostics.Finding]) -> None:
         self.findings = sorted(findings, key=lambda f: (SEVERITY_ORDER.get(f.severity, 3), f.check_name))
@@ -72,7 +70,7 @@ class DiagnosticsScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.run_db(diagnostics.apply_fix, finding, done=self._fixed)
+                self.run_db(diagnostics.apply_fix, finding, done=self._fixed)
 
         self.app.push_screen(ConfirmScreen(f"Apply fix for [b]{finding.check_name}[/b]"
                                            f" on {finding.tview or 'the database'}?\n{finding.fix}"), answered)

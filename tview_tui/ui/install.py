@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Static
+from collections.abc import Iterator
+
+from textual.widget import Widget
+from textual.widgets import Label, Static
 
 from .. import installer
+from .base import BaseScreen
 from .commands import bindings
-from .widgets import ConfirmScreen, StatusBar
+from .widgets import ConfirmScreen
 
 
 def _describe(status: installer.Status) -> str:
@@ -21,22 +23,18 @@ def _describe(status: installer.Status) -> str:
             f"TVIEWs            {status.tview_count}")
 
 
-class InstallScreen(Screen):
+class InstallScreen(BaseScreen):
     SCOPE = "install"
     BINDINGS = bindings("install")
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusBar(id="status")
+    def compose_body(self) -> Iterator[Widget]:
         yield Static("loading ...", id="install-status")
-        yield Label("", id="last-action")
-        yield Footer()
 
     def on_mount(self) -> None:
         self.load()
 
     def load(self) -> None:
-        self.app.run_db(installer.status, done=self._show)
+        self.run_db(installer.status, done=self._show)
 
     def _show(self, status: installer.Status) -> None:
         self.status = status
@@ -58,7 +56,7 @@ class InstallScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.run_db(installer.install, done=self._result)
+                self.run_db(installer.install, done=self._result)
 
         self.app.push_screen(ConfirmScreen(f"{verb} the engine ({installer.bundled_version()}) in this database?"),
                              answered)
@@ -73,6 +71,6 @@ class InstallScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.run_db(lambda conn: installer.uninstall(conn, cascade=True), done=self._result)
+                self.run_db(lambda conn: installer.uninstall(conn, cascade=True), done=self._result)
 
         self.app.push_screen(ConfirmScreen(question), answered)

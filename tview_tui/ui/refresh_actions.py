@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from textual.screen import Screen
-
 from .. import catalog
 from ..catalog import TviewInfo
+from .base import BaseScreen
 from .widgets import ConfirmScreen, PromptScreen
 
 
-def refresh_whole(screen: Screen, info: TviewInfo | None) -> None:
+def refresh_whole(screen: BaseScreen, info: TviewInfo | None) -> None:
     """Full recompute of one TVIEW, after a confirmation that says how big it is."""
-    app = screen.app
+    app = screen.tapp
     if info is None or app.refuse_if_read_only("refresh"):
         return
     rows = "?" if info.rows is None else f"{info.rows:,}"
@@ -19,7 +18,7 @@ def refresh_whole(screen: Screen, info: TviewInfo | None) -> None:
     def answered(yes: bool | None) -> None:
         if yes:
             app.notify(f"refreshing {info.table} ...")
-            app.run_db(catalog.refresh, info, None, done=lambda result: _done(screen, result))
+            screen.run_db(catalog.refresh, info, None, done=lambda result: _done(screen, result))
 
     app.push_screen(ConfirmScreen(f"Recompute [b]{info.table}[/b] whole ({rows} rows) and what reads it?"),
                     answered)
@@ -37,9 +36,9 @@ def parse_keys(text: str) -> list[int]:
     return keys
 
 
-def refresh_keys(screen: Screen, info: TviewInfo | None) -> None:
+def refresh_keys(screen: BaseScreen, info: TviewInfo | None) -> None:
     """Recompute the keys typed by the user (no confirmation: it only touches those rows)."""
-    app = screen.app
+    app = screen.tapp
     if info is None or app.refuse_if_read_only("refresh"):
         return
 
@@ -54,13 +53,13 @@ def refresh_keys(screen: Screen, info: TviewInfo | None) -> None:
         if len(keys) > 100_000:
             app.notify("at most 100,000 keys at a time", severity="error")
             return
-        app.run_db(catalog.refresh, info, keys, done=lambda result: _done(screen, result))
+        screen.run_db(catalog.refresh, info, keys, done=lambda result: _done(screen, result))
 
     app.push_screen(PromptScreen(f"Keys of {info.table} to recompute ({info.key_column}):", "e.g. 1, 5-9"),
                     answered)
 
 
-def _done(screen: Screen, result: catalog.RefreshResult) -> None:
+def _done(screen: BaseScreen, result: catalog.RefreshResult) -> None:
     screen.app.notify(result.describe())
     if hasattr(screen, "show_result"):
         screen.show_result(result)

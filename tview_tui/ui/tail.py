@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 
-from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, RichLog, Sparkline
+from textual.widget import Widget
+from textual.widgets import Label, RichLog, Sparkline
 
 from ..events import Event, Gap, format_event
+from .base import BaseScreen
 from .commands import bindings
-from .widgets import PromptScreen, StatusBar
+from .widgets import PromptScreen
 
 TICK = 0.2
 LINES_PER_TICK = 200
@@ -25,7 +26,7 @@ MAX_LINES = 2000
 SPARKLINES = 6
 
 
-class TailScreen(Screen):
+class TailScreen(BaseScreen):
     SCOPE = "tail"
     BINDINGS = bindings("tail")
 
@@ -39,14 +40,10 @@ class TailScreen(Screen):
         self.skipped = 0
         self.rate_window: deque[tuple[float, int]] = deque(maxlen=50)
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusBar(id="status")
+    def compose_body(self) -> Iterator[Widget]:
         yield Label("", id="tail-info")
-        with Horizontal():
-            yield RichLog(max_lines=MAX_LINES, wrap=False, markup=False, id="tail-log")
-            yield Vertical(id="sparklines")
-        yield Footer()
+        yield Horizontal(RichLog(max_lines=MAX_LINES, wrap=False, markup=False, id="tail-log"),
+                         Vertical(id="sparklines"), id="tail-body")
 
     def on_mount(self) -> None:
         self.last_seq = self.app.event_seq

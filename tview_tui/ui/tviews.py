@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label
+from collections.abc import Iterator
+
+from textual.widget import Widget
+from textual.widgets import DataTable, Label
 
 from ..catalog import RefreshResult, TviewInfo
 from . import refresh_actions
+from .base import BaseScreen
 from .commands import bindings
-from .widgets import PromptScreen, StatusBar
+from .widgets import PromptScreen
 
 COLUMNS = [  # key, label
     ("tview", "TVIEW"), ("rows", "rows"), ("size", "size"), ("mode", "mode"), ("lineage", "lineage"),
@@ -31,7 +33,7 @@ def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-class TviewsScreen(Screen):
+class TviewsScreen(BaseScreen):
     SCOPE = "tviews"
     BINDINGS = bindings("tviews")
 
@@ -42,16 +44,12 @@ class TviewsScreen(Screen):
         self.rows_by_key: dict[str, TviewInfo] = {}
         self.cells_by_key: dict[str, dict[str, str]] = {}
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusBar(id="status")
+    def compose_body(self) -> Iterator[Widget]:
         yield Label("", id="list-info")
         table = DataTable(cursor_type="row", zebra_stripes=True, id="tviews")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
-        yield Label("", id="last-action")
-        yield Footer()
 
     def on_mount(self) -> None:
         self.watch(self.app, "tviews", self._tviews_changed, init=True)
