@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from textual.widgets import DataTable, Label, RichLog, Tree
+from textual.widgets import DataTable, Label, Tree
 
 from tview_tui import demo
 from tview_tui.config import Config
@@ -193,9 +193,8 @@ async def test_tail_shows_events_written_during_the_test(demo_db, dsn):
         await pilot.pause(0.5)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE tb_user SET name = 'Tail Test' WHERE pk_user = 7")
-        log = app.screen.query_one("#tail-log", RichLog)
         await wait_for(pilot, lambda: app.screen.shown >= 4)
-        text = "\n".join(str(line.text) for line in log.lines)
+        text = "\n".join(" ".join(row) for row in table_rows(app, "#tail-table"))
         for name in ("tv_user", "tv_comment", "tv_post", "tv_post_card"):
             assert f"public.{name}" in text
         await pilot.press("space")              # pause: nothing more is shown

@@ -6,11 +6,16 @@ Pilot drives the real app against a real database holding the demo schema.
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import psycopg
 import pytest
 from test_ui import SIZE, loaded, make_app, notifications, wait_for  # noqa: F401
+from textual.widgets import Label
 
 from tview_tui import demo
+from tview_tui.connection import Target
 
 
 @pytest.fixture
@@ -89,3 +94,102 @@ async def test_read_only_footer_hides_writing_commands(demo_db):
         await loaded(pilot, app)
         shown = {b.binding.key for b in app.screen.active_bindings.values() if b.binding.show}
         assert "r" not in shown and "k" not in shown and "slash" in shown
+
+
+async def test_enter_on_a_tail_event_opens_its_cascade_trace(demo_db, dsn):
+    from tview_tui.ui.widgets import TextScreen
+
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE tb_user SET name = 'Traced' WHERE pk_user = 7")
+        await wait_for(pilot, lambda: app.screen.shown >= 4)
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        text = str(app.screen.body)
+        lines = text.splitlines()
+        assert lines[0].startswith("transaction ") and "4 refresh(es)" in lines[0] and "slowest" in lines[0]
+        assert lines[1].startswith("UPDATE tb_user")
+        order = [name for name in ("tv_user", "tv_comment", "tv_post", "tv_post_card")]
+        positions = [next(n for n, line in enumerate(lines[2:]) if f"public.{name} " in line) for name in order]
+        assert positions == sorted(positions)
+        assert "└─ public.tv_user  d0" in text and "keys [7]" in text
+        assert sum("<- slowest" in line for line in lines) == 1
+        await pilot.press("escape")
+        assert app.screen.SCOPE == "tail"
+
+
+async def test_pausing_the_tail_marks_what_arrived_meanwhile(demo_db, dsn):
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)
+        await pilot.press("space")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE tb_post SET title = 'while paused' WHERE pk_post = 9")
+        await wait_for(pilot, lambda: app.event_seq >= 2)
+        await pilot.pause(0.5)
+        assert app.screen.shown == 0
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.screen.shown == 2)
+        rows = [" ".join(r) for r in (app.screen.table.get_row_at(i) for i in range(app.screen.table.row_count))]
+        assert any(row.startswith("-- ") and "2 event(s) arrived meanwhile" in row for row in rows)
+
+
+async def test_event_rates_count_every_event_not_a_window(demo_db, dsn):
+    """2,100 statements in one transaction: ev/min says 2100, not the 2000 the timing window holds."""
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DO $$ BEGIN FOR i IN 1..2100 LOOP"
+                         " UPDATE tb_post SET title = 'rate ' || i WHERE pk_post = 1 + i % 300; END LOOP; END $$")
+        await wait_for(pilot, lambda: app.stats.get("public.tv_post_card") is not None
+                       and app.stats.get("public.tv_post_card").count >= 2100, timeout=60)
+        await pilot.pause(1.2)
+        rows = {r[0]: r for r in (app.screen.query_one("#tviews").get_row_at(i) for i in range(5))}
+        assert rows["public.tv_post"][6] == "2100" and rows["public.tv_post_card"][6] == "2100"
+
+
+async def test_writer_label_shows_the_rate_achieved_and_the_rate_asked(demo_db):
+    writer = demo.DemoWriter(Target(demo_db), rate=1000)
+    writer.start()
+    try:
+        app = make_app(demo_db, writer=writer)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot, app)
+            await pilot.pause(6.5)
+            before, measured_from = writer.writes, asyncio.get_running_loop().time()
+            await pilot.pause(3.0)
+            achieved = (writer.writes - before) / (asyncio.get_running_loop().time() - measured_from)
+            label = re.search(r"demo writer ([\d.]+)/s \(asked 1000/s, \d+ writes\)", app.status)
+            assert label, app.status
+            assert abs(float(label.group(1)) - achieved) <= max(0.5 * achieved, 5)
+            writer.set_rate(1)
+            await pilot.press("minus", "minus")
+            assert "demo writer asked for 0.5 writes/s" in notifications(app)
+    finally:
+        writer.stop()
+
+
+async def test_refresh_result_names_the_rows_of_each_tview(demo_db, db):
+    db.execute("UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 1")
+    db.execute("UPDATE tv_user SET data = '{}'::jsonb WHERE fk_company = 1")      # 10 users
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)
+        await pilot.press("slash", *"company", "enter")
+        await wait_for(pilot, lambda: app.screen.query_one("#tviews").row_count == 1)
+        await pilot.press("r", "y")
+        await wait_for(pilot, lambda: "then the TVIEWs that read it" in str(
+            app.screen.query_one("#last-action", Label).render()))
+        line = str(app.screen.query_one("#last-action", Label).render())
+        assert re.search(r"refreshed public\.tv_company \(whole TVIEW\): 1 row\(s\) written in [\d.]+ ms;"
+                         r" then the TVIEWs that read it: public\.tv_user 10", line), line

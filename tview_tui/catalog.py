@@ -77,12 +77,19 @@ class TviewDetail:
 class RefreshResult:
     tview: str
     keys: tuple[int, ...] | None   # None: whole TVIEW
-    rows_written: int
+    rows_written: int              # in this TVIEW and every TVIEW the cascade reached
     ms: float
+    xid: str | None = None         # the transaction: its events split the rows per TVIEW
 
-    def describe(self) -> str:
+    def describe(self, split: dict[str, int] | None = None) -> str:
+        """One line; ``split`` (rows per TVIEW, from the transaction's events) names each TVIEW's share."""
         what = "whole TVIEW" if self.keys is None else f"{len(self.keys)} key(s)"
-        return f"refreshed {self.tview} ({what}): {self.rows_written} row(s) written in {self.ms:.1f} ms"
+        head = f"refreshed {self.tview} ({what}): "
+        if not split or self.tview not in split:
+            return f"{head}{self.rows_written} row(s) written in {self.ms:.1f} ms, counting the TVIEWs that read it"
+        others = ", ".join(f"{name} {rows}" for name, rows in split.items() if name != self.tview)
+        return (f"{head}{split[self.tview]} row(s) written in {self.ms:.1f} ms"
+                + (f"; then the TVIEWs that read it: {others}" if others else ""))
 
 
 def _probe(conn: psycopg.Connection) -> None:
@@ -198,10 +205,11 @@ def refresh(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = 
                 written = conn.execute("SELECT tview.refresh(%s)", (name,)).fetchone()[0]
             else:
                 written = conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)).fetchone()[0]
+            xid = conn.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()[0]
     except psycopg.Error as exc:
         raise error_from_db(exc, f"cannot refresh {info.table}") from None
     return RefreshResult(info.table, tuple(keys) if keys is not None else None, int(written),
-                         (time.perf_counter() - started) * 1000)
+                         (time.perf_counter() - started) * 1000, xid)
 
 
 def can_write(conn: psycopg.Connection) -> bool:

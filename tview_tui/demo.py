@@ -21,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 from . import installer
 from .connection import Target, connect
 from .embedded import ROOT_TOOL_DIR, LocalServer
+from .events import RateMeter, format_rate
 
 DEMO_DATABASE = "tview_demo"
 
@@ -195,6 +196,7 @@ class DemoWriter:
     rate: float = 5.0
     writes: int = 0
     errors: int = 0
+    achieved: RateMeter = field(default_factory=RateMeter)
     last_error: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -211,6 +213,12 @@ class DemoWriter:
     def set_rate(self, rate: float) -> None:
         self.rate = max(0.0, min(rate, 1000.0))
 
+    def describe(self) -> str:
+        """What it does, measured, next to what it was asked: 'demo writer 140/s (asked 1000/s)'."""
+        done = self.achieved.per_second(5)
+        asked = format_rate(self.rate)
+        return f"demo writer {format_rate(done)}/s (asked {asked}/s, {self.writes} writes)"
+
     def _run(self) -> None:
         rng = random.Random()
         statements = [s for _, s in WRITES]
@@ -226,6 +234,7 @@ class DemoWriter:
                                    autocommit=True)
                 conn.execute(rng.choices(statements, weights)[0])
                 self.writes += 1
+                self.achieved.add()
             except Exception as exc:  # noqa: BLE001 - the writer must never die; it reports instead
                 self.errors += 1
                 self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

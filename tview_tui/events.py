@@ -11,7 +11,6 @@ the events it missed while away from the log when it is back.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import json
 import time
@@ -125,24 +124,61 @@ class Gap:
 Item = Event | Gap
 
 
+class RateMeter:
+    """Counts per second of monotonic time over the last minute: rates measured over time,
+    whatever the number of events (bounded memory: one counter per second)."""
+
+    SPAN = 60
+
+    def __init__(self) -> None:
+        self._seconds: deque[list[int]] = deque()     # [second, count], oldest first
+
+    def add(self, count: int = 1, now: float | None = None) -> None:
+        second = int(time.monotonic() if now is None else now)
+        if self._seconds and self._seconds[-1][0] == second:
+            self._seconds[-1][1] += count
+        else:
+            self._seconds.append([second, count])
+            while self._seconds[0][0] <= second - self.SPAN:
+                self._seconds.popleft()
+
+    def total(self, seconds: float, now: float | None = None) -> int:
+        """Counted during the last ``seconds`` (whole seconds, the current one included)."""
+        current = int(time.monotonic() if now is None else now)
+        return sum(c for s, c in list(self._seconds) if s > current - seconds)   # list(): another thread adds
+
+    def per_minute(self, now: float | None = None) -> float:
+        return float(self.total(self.SPAN, now))
+
+    def per_second(self, seconds: int = 5, now: float | None = None) -> float:
+        """Average over the last ``seconds`` complete seconds."""
+        current = int(time.monotonic() if now is None else now)
+        return sum(c for s, c in list(self._seconds) if current - seconds <= s < current) / seconds
+
+
+def format_rate(value: float) -> str:
+    """A rate for people: 140, 12.5, 0.5 (never 0.976562)."""
+    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+
+
 @dataclass
 class TviewStats:
-    """Rolling statistics of one TVIEW's refreshes (bounded memory)."""
+    """Rolling statistics of one TVIEW's refreshes (bounded memory): timings of the last
+    ``window`` refreshes, and the event rate over the last minute."""
 
     window: int = 2000
     count: int = 0
     last: Event | None = None
     recent_us: deque = field(default_factory=deque)
-    recent_at: deque = field(default_factory=deque)
+    rate: RateMeter = field(default_factory=RateMeter)
 
     def add(self, event: Event) -> None:
         self.count += 1
         self.last = event
         self.recent_us.append(event.us)
-        self.recent_at.append(time.monotonic())
+        self.rate.add()
         while len(self.recent_us) > self.window:
             self.recent_us.popleft()
-            self.recent_at.popleft()
 
     def percentile(self, q: float) -> float | None:
         """q-th percentile (0..100) of recent refresh times, in milliseconds."""
@@ -156,9 +192,8 @@ class TviewStats:
         return max(self.recent_us) / 1000.0 if self.recent_us else None
 
     def per_minute(self, now: float | None = None) -> float:
-        """Events in the last 60 seconds."""
-        now = time.monotonic() if now is None else now
-        return float(len(self.recent_at) - bisect.bisect_left(self.recent_at, now - 60.0))
+        """Events in the last 60 seconds (all of them, not only those in the timing window)."""
+        return self.rate.per_minute(now)
 
 
 class StatsBook:

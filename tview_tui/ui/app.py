@@ -208,7 +208,7 @@ class TviewApp(App):
             if self.stream.reconnects:
                 parts.append(f"{self.stream.reconnects} reconnect(s)")
         if self.writer is not None:
-            parts.append(f"demo writer {self.writer.rate:g}/s ({self.writer.writes} writes)")
+            parts.append(self.writer.describe())
         if self.read_only or not self.can_write:
             parts.append("read-only")
         return " · ".join(parts)
@@ -238,6 +238,10 @@ class TviewApp(App):
     def events_since(self, seq: int) -> list[tuple[int, events.Item]]:
         """Buffered items newer than seq (a copy: the stream thread keeps appending)."""
         return [entry for entry in list(self.event_buffer) if entry[0] > seq]
+
+    def buffered_events(self) -> list[events.Event]:
+        """Every event kept in the buffer, oldest first (a copy)."""
+        return [i for _, i in list(self.event_buffer) if isinstance(i, events.Event)]
 
     def recent_events(self, name: str | None = None, limit: int = 50) -> list[events.Event]:
         found = [i for _, i in reversed(list(self.event_buffer))
@@ -269,7 +273,7 @@ class TviewApp(App):
             self.notify("no demo writer is running", severity="warning")
             return
         self.writer.set_rate(max(0.5, self.writer.rate * factor))
-        self.notify(f"demo writer: {self.writer.rate:g} writes/s")
+        self.notify(f"demo writer asked for {events.format_rate(self.writer.rate)} writes/s")
         self.status = self._status_line()
 
     def on_unmount(self) -> None:

@@ -18,8 +18,9 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Label
 
+from ..catalog import RefreshResult
 from ..connection import TviewError
 from .commands import REGISTRY
 from .widgets import StatusBar
@@ -52,8 +53,6 @@ class BaseScreen(Screen):
 
     # -- chrome -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        from textual.widgets import Label
-
         yield Header()
         yield StatusBar(id="status")
         yield from self.compose_body()
@@ -74,6 +73,10 @@ class BaseScreen(Screen):
             if key in writing:
                 self._bindings.key_to_bindings[key] = [replace(b, show=False) for b in found]
         self.refresh_bindings()
+
+    def show_result(self, result: RefreshResult, split: dict[str, int] | None = None) -> None:
+        """The last refresh's outcome, under the table (split: rows per TVIEW, once known)."""
+        self.query_one("#last-action", Label).update(result.describe(split))
 
     # -- database work ------------------------------------------------------------------
     def run_db(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None],

@@ -44,6 +44,8 @@ REGISTRY: tuple[Command, ...] = (
     Command("k", "refresh_keys", "Refresh keys", "Recompute some keys of this TVIEW",
             scope="detail", writes=True),
     Command("escape", "back", "Back", "Back to the list", scope="detail"),
+    Command("enter", "trace", "Trace", "The selected event's transaction as a tree: each TVIEW refreshed, in"
+            " order, with mode, rows and time; the slowest step marked", scope="tail"),
     Command("space", "toggle_pause", "Pause", "Pause or resume the live tail", scope="tail"),
     Command("f", "toggle_follow", "Follow", "Keep the newest event in view", scope="tail"),
     Command("slash", "filter", "Filter", "Only events whose TVIEW, source or op contains a text",

@@ -10,7 +10,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Label, Static, TabbedContent, TabPane, Tree
 
 from .. import catalog, graph
-from ..catalog import RefreshResult, TviewDetail, TviewInfo
+from ..catalog import TviewDetail, TviewInfo
 from . import refresh_actions
 from .base import BaseScreen
 from .commands import bindings
@@ -114,6 +114,3 @@ class DetailScreen(BaseScreen):
 
     def action_refresh_keys(self) -> None:
         refresh_actions.refresh_keys(self, self.info)
-
-    def show_result(self, result: RefreshResult) -> None:
-        self.query_one("#last-action", Label).update(result.describe())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import catalog
+from .. import catalog, trace
 from ..catalog import TviewInfo
 from .base import BaseScreen
 from .widgets import ConfirmScreen, PromptScreen
@@ -59,8 +59,26 @@ def refresh_keys(screen: BaseScreen, info: TviewInfo | None) -> None:
                     answered)
 
 
+SPLIT_WAIT = 3.0   # seconds to wait for the refresh's events, which name each TVIEW's rows
+
+
 def _done(screen: BaseScreen, result: catalog.RefreshResult) -> None:
     screen.app.notify(result.describe())
-    if hasattr(screen, "show_result"):
-        screen.show_result(result)
-    screen.app.reload()
+    screen.show_result(result)
+    screen.tapp.reload()
+    if result.xid is None:
+        return
+    waited = 0.0
+
+    def split() -> None:
+        """Once the transaction's events arrived, say how many rows each TVIEW got."""
+        nonlocal waited
+        found = trace.of_transaction(screen.tapp.buffered_events(), result.xid)
+        if found is not None and result.tview in found.rows_per_tview():
+            screen.show_result(result, found.rows_per_tview())
+            return
+        waited += 0.2
+        if waited < SPLIT_WAIT:
+            screen.set_timer(0.2, split)
+
+    screen.set_timer(0.2, split)

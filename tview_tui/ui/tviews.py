@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from textual.widget import Widget
 from textual.widgets import DataTable, Label
 
-from ..catalog import RefreshResult, TviewInfo
+from ..catalog import TviewInfo
 from . import refresh_actions
 from .base import BaseScreen
 from .commands import bindings
@@ -171,6 +171,3 @@ class TviewsScreen(BaseScreen):
 
     def action_refresh_keys(self) -> None:
         refresh_actions.refresh_keys(self, self.selected_info())
-
-    def show_result(self, result: RefreshResult) -> None:
-        self.query_one("#last-action", Label).update(result.describe())

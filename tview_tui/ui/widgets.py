@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
@@ -59,6 +61,27 @@ class PromptScreen(ModalScreen[str | None]):
         self.dismiss(event.value)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextScreen(ModalScreen[None]):
+    """The whole text of a row (a finding with its fix, an event with all its keys, a trace),
+    scrollable, never cut."""
+
+    BINDINGS = [Binding("escape,q,enter", "close", "Close")]
+
+    def __init__(self, title: str, text: str | Text):
+        super().__init__()
+        self.title_text = title
+        self.body = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="describe"):
+            yield Label(f"[b]{escape(self.title_text)}[/b]  (esc to close)")
+            with VerticalScroll(id="describe-scroll"):
+                yield Static(self.body if isinstance(self.body, Text) else Text(self.body), id="describe-text")
+
+    def action_close(self) -> None:
         self.dismiss(None)
 
 
