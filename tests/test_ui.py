@@ -18,11 +18,13 @@ from tview_tui.config import Config
 from tview_tui.connection import Target
 from tview_tui.ui.app import TviewApp
 from tview_tui.ui.detail import DetailScreen
+from tview_tui.ui.tviews import COLUMNS
 from tview_tui.ui.widgets import ConfirmScreen, HelpScreen, PromptScreen
 
 from oracle import assert_oracle
 
 SIZE = (150, 40)
+COLUMN = {key: n for n, (key, _) in enumerate(COLUMNS)}     # the list's column positions
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
@@ -65,7 +67,8 @@ async def test_list_shows_every_tview_with_rows_and_lineage(demo_db):
         await loaded(pilot, app)
         rows = {r[0]: r for r in table_rows(app, "#tviews")}
         assert set(rows) == {f"public.tv_{n}" for n in ("company", "user", "comment", "post", "post_card")}
-        assert rows["public.tv_post"][1] == "300" and rows["public.tv_post"][4] == "incremental"
+        assert rows["public.tv_post"][COLUMN["rows"]] == "300"
+        assert rows["public.tv_post"][COLUMN["lineage"]] == "incremental"
         assert "connected" in app.status
 
 
@@ -304,6 +307,6 @@ async def test_health_column_shows_findings_per_tview(demo_db, db):
         await loaded(pilot, app)
         await wait_for(pilot, lambda: app.findings is not None)
         await pilot.pause(1.2)                     # the list refreshes its cells every second
-        rows = {r[0]: r[9] for r in table_rows(app, "#tviews")}
+        rows = {r[0]: r[COLUMN["health"]] for r in table_rows(app, "#tviews")}
         assert rows["public.tv_company"] == "error"
         assert rows["public.tv_post"] == "ok"

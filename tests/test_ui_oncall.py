@@ -11,7 +11,7 @@ import re
 
 import psycopg
 import pytest
-from test_ui import SIZE, loaded, make_app, notifications, wait_for  # noqa: F401
+from test_ui import COLUMN, SIZE, loaded, make_app, notifications, wait_for  # noqa: F401
 from textual.widgets import Label
 
 from tview_tui import demo
@@ -154,7 +154,8 @@ async def test_event_rates_count_every_event_not_a_window(demo_db, dsn):
                        and app.stats.get("public.tv_post_card").count >= 2100, timeout=60)
         await pilot.pause(1.2)
         rows = {r[0]: r for r in (app.screen.query_one("#tviews").get_row_at(i) for i in range(5))}
-        assert rows["public.tv_post"][6] == "2100" and rows["public.tv_post_card"][6] == "2100"
+        rate = COLUMN["rate"]
+        assert rows["public.tv_post"][rate] == "2100" and rows["public.tv_post_card"][rate] == "2100"
 
 
 async def test_writer_label_shows_the_rate_achieved_and_the_rate_asked(demo_db):
@@ -193,3 +194,56 @@ async def test_refresh_result_names_the_rows_of_each_tview(demo_db, db):
         line = str(app.screen.query_one("#last-action", Label).render())
         assert re.search(r"refreshed public\.tv_company \(whole TVIEW\): 1 row\(s\) written in [\d.]+ ms;"
                          r" then the TVIEWs that read it: public\.tv_user 10", line), line
+
+
+async def test_narrow_terminal_keeps_health_timings_help_and_the_tail_readable(demo_db, dsn):
+    """80x24: the list keeps health and ev/min on screen, the footer keeps ? and q, the tail puts
+    its sparklines below and the refresh time in its second column."""
+    from test_ui import screen_text
+
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot, app)
+        text = screen_text(app)
+        header = next(line for line in text.splitlines() if line.lstrip().startswith("TVIEW"))
+        assert "health" in header and "ev/min" in header
+        assert "? Help" in text and "q Quit" in text
+        await pilot.press("2")
+        await pilot.pause(0.5)
+        tail, panel = app.screen.query_one("#tail-table"), app.screen.query_one("#sparklines")
+        assert panel.region.y >= tail.region.bottom and tail.region.width >= 76
+        assert [str(c.label) for c in tail.ordered_columns][:3] == ["time", "ms", "rows"]
+    async with make_app(demo_db).run_test(size=(160, 45)) as pilot:
+        await loaded(pilot, pilot.app)
+        await pilot.press("2")
+        await pilot.pause(0.5)
+        tail, panel = pilot.app.screen.query_one("#tail-table"), pilot.app.screen.query_one("#sparklines")
+        assert panel.region.x >= tail.region.right                    # wide: side by side
+
+
+async def test_every_finding_opens_whole_and_a_fix_needing_a_person_says_what_to_do(demo_db, db):
+    from tview_tui.ui.widgets import ConfirmScreen, TextScreen
+
+    db.execute("DROP INDEX tb_comment_fk_user_idx")                  # unindexed_fk: no automatic fix
+    db.execute("ALTER TABLE tb_post DISABLE TRIGGER tview_after_update")
+    app = make_app(demo_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("3")
+        await wait_for(pilot, lambda: app.screen.query_one("#findings").row_count == 2)
+        assert "quick check" in str(app.screen.query_one("#diag-info", Label).render())
+        await pilot.press("x")                                        # the trigger: asks, SQL whole
+        assert isinstance(app.screen, ConfirmScreen)
+        question = app.screen.query_one("#question")
+        assert "tview.refresh('public.tv_post')" in str(question.render()).replace("\n", " ")
+        assert question.region.right <= 80
+        await pilot.press("n", "down", "enter")                       # the index: the whole finding
+        assert isinstance(app.screen, TextScreen)
+        body = str(app.screen.body)
+        assert "unindexed_fk" in body and "CREATE INDEX" in body and "tb_comment" in body
+        await pilot.press("escape", "x")
+        assert isinstance(app.screen, TextScreen) and "what to do" in app.screen.title_text
+        await pilot.press("escape", "d")
+        await wait_for(pilot, lambda: "deep check: every row of 5 TVIEW(s)" in str(
+            app.screen.query_one("#diag-info", Label).render()) and " in " in str(
+            app.screen.query_one("#diag-info", Label).render()))

@@ -21,12 +21,13 @@ class Command:
 
 
 REGISTRY: tuple[Command, ...] = (
+    # help and quit first: a narrow footer cuts from the end
+    Command("question_mark", "app.help", "Help", "Show every key and command"),
+    Command("q", "app.quit", "Quit", "Leave tview-tui"),
     Command("1", "app.switch_mode('tviews')", "TVIEWs", "List every TVIEW with size, lineage and timings"),
     Command("2", "app.switch_mode('tail')", "Live tail", "Stream cascade events as they happen"),
     Command("3", "app.switch_mode('diagnostics')", "Diagnostics", "Health checks and drift, with fixes"),
     Command("4", "app.switch_mode('install')", "Install", "Installed vs bundled engine; install/upgrade"),
-    Command("question_mark", "app.help", "Help", "Show every key and command"),
-    Command("q", "app.quit", "Quit", "Leave tview-tui"),
     Command("plus", "app.writer_rate(2.0)", "Writer faster", "Demo: double the background writer's rate",
             show=False),
     Command("minus", "app.writer_rate(0.5)", "Writer slower", "Demo: halve the background writer's rate",
@@ -53,6 +54,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("c", "clear", "Clear", "Clear the tail", scope="tail"),
     Command("r", "rerun", "Re-run", "Run the health checks again", scope="diagnostics"),
     Command("d", "deep", "Deep check", "Verify every row of every TVIEW (slower)", scope="diagnostics"),
+    Command("enter", "describe", "Describe", "The whole finding: detail and fix", scope="diagnostics"),
     Command("x", "fix", "Fix", "Apply the selected finding's fix (asks first)", scope="diagnostics",
             writes=True),
     Command("i", "install", "Install/upgrade", "Install or upgrade the engine (asks first)",

@@ -13,9 +13,9 @@ from .base import BaseScreen
 from .commands import bindings
 from .widgets import PromptScreen
 
-COLUMNS = [  # key, label
-    ("tview", "TVIEW"), ("rows", "rows"), ("size", "size"), ("mode", "mode"), ("lineage", "lineage"),
-    ("last", "last event"), ("rate", "ev/min"), ("p50", "p50 ms"), ("p95", "p95 ms"), ("health", "health"),
+COLUMNS = [  # key, label: what on-call reads first comes first, so a narrow terminal cuts the rest
+    ("tview", "TVIEW"), ("health", "health"), ("rows", "rows"), ("rate", "ev/min"), ("p50", "p50 ms"),
+    ("p95", "p95 ms"), ("last", "last event"), ("size", "size"), ("mode", "mode"), ("lineage", "lineage"),
 ]
 SORTS = ["tview", "rows", "size", "rate", "p95"]
 
@@ -100,7 +100,7 @@ class TviewsScreen(BaseScreen):
             cells = self._cells(info)
             shown = self.cells_by_key.get(info.table)
             if shown is None:
-                table.add_row(*cells.values(), key=info.table)
+                table.add_row(*(cells[key] for key, _ in COLUMNS), key=info.table)
             else:
                 for column, value in cells.items():
                     if shown[column] != value:

@@ -33,8 +33,8 @@ class ConfirmScreen(ModalScreen[bool]):
         self.question = question
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(self.question, id="question")
+        with Vertical(id="dialog", classes="wide"):
+            yield Static(self.question, id="question")      # wraps: the SQL agreed to is never cut
             yield Label("[b]y[/b] yes   [b]n[/b] no", id="choices")
 
     def action_answer(self, answer: bool) -> None:
@@ -53,8 +53,8 @@ class PromptScreen(ModalScreen[str | None]):
         self.value = value
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(self.question, id="question")
+        with Vertical(id="dialog", classes="wide"):
+            yield Static(self.question, id="question")
             yield Input(value=self.value, placeholder=self.placeholder, id="answer")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
