@@ -247,3 +247,74 @@ async def test_every_finding_opens_whole_and_a_fix_needing_a_person_says_what_to
         await wait_for(pilot, lambda: "deep check: every row of 5 TVIEW(s)" in str(
             app.screen.query_one("#diag-info", Label).render()) and " in " in str(
             app.screen.query_one("#diag-info", Label).render()))
+
+
+async def test_a_huge_key_range_is_refused_before_it_is_built(demo_db):
+    import resource
+    import time
+
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        await pilot.press("k", *"1-100000000")
+        started = time.perf_counter()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "at most 100,000 keys at a time" in notifications(app))
+        assert time.perf_counter() - started < 1.0
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 100_000     # kB
+
+
+async def test_engine_uninstalled_elsewhere_empties_the_list_and_the_install_screen_says_so(demo_db, db):
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        from tview_tui import installer
+        from tview_tui.connection import TviewError
+
+        for attempt in range(5):        # the app's own reads may make the DROP SCHEMA deadlock: retry
+            try:
+                await asyncio.to_thread(installer.uninstall, db, cascade=True)
+                break
+            except TviewError as exc:
+                if exc.sqlstate != "40P01" or attempt == 4:
+                    raise
+        await wait_for(pilot, lambda: app.screen.query_one("#tviews").row_count == 0)
+        info = str(app.screen.query_one("#list-info", Label).render())
+        assert "no engine in this database" in info
+        await pilot.press("4")
+        await wait_for(pilot, lambda: "not installed" in str(app.screen.query_one("#install-status").render()))
+
+
+async def test_no_tviews_says_how_to_create_one(dsn):
+    app = make_app(dsn)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "0 TVIEWs: create one with SELECT tview.create(" in str(
+            app.screen.query_one("#list-info", Label).render()))
+
+
+async def test_detail_titles_its_trees_aligns_the_definition_and_explains_a_refresh(demo_db):
+    from tview_tui.ui.detail import DetailScreen
+    from tview_tui.ui.widgets import PromptScreen, TextScreen
+
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("slash", *"tv_post_card", "enter")
+        await wait_for(pilot, lambda: app.screen.query_one("#tviews").row_count == 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen)
+                       and app.screen.query_one("#columns").row_count > 0)
+        detail = app.screen
+        assert detail.query_one("#upstream").border_title.startswith("reads")
+        assert detail.query_one("#downstream").border_title.startswith("read by")
+        lines = detail.query_one("#definition").content.code.splitlines()
+        assert lines[0].startswith("SELECT") and lines[-1].startswith("FROM tv_post p")
+        await pilot.press("e")
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press(*"1-2", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        body = str(app.screen.body)
+        assert "of the refresh of public.tv_post_card for key(s) [1,2]" in body and "cost=" in body
+        await pilot.press("escape", "a", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen) and "actual time" in str(app.screen.body))

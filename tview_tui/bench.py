@@ -1,4 +1,4 @@
-"""`tview-tui bench`: measure the engine against what users would otherwise do (issue 5).
+"""`tview-tui bench`: measure the engine against what users would otherwise do.
 
 Every workload is built in its own schemas of a fresh database (on a temporary embedded
 server by default), one schema per *variant* of the same tables and rows:
@@ -803,7 +803,7 @@ def render_plan(plan: Plan) -> str:
 
 @dataclass(frozen=True)
 class Goal:
-    """A target of issue 5: value(numerator) / value(denominator) compared with a limit."""
+    """A target: value(numerator) / value(denominator) compared with a limit."""
 
     label: str
     workload: str
@@ -862,7 +862,7 @@ def unavailable_reason(plan: Plan, *names: str) -> str | None:
 
 
 def summary_lines(plans: dict[str, Plan]) -> list[str]:
-    """One line per target of issue 5 (and the measured costs), for the workloads that ran."""
+    """One line per target (and the measured costs), for the workloads that ran."""
     lines = []
     for goal in GOALS:
         plan = plans.get(goal.workload)
@@ -1032,7 +1032,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error_from_db(exc, 'benchmark failed')}", file=sys.stderr)
         return 2
     summary = summary_lines(plans)
-    print("summary (targets of issue 5):")
+    print("summary (targets: engine vs. the alternatives):")
     for line in summary:
         print(f"  {line}")
     if args.json:

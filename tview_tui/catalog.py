@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from .connection import error_from_db
+from .connection import TviewError, error_from_db
 
 PROBE_TIMEOUT_MS = 2000
 EXACT_COUNT_MAX_BYTES = 16 * 1024 * 1024  # count rows exactly below this size, else estimate
@@ -210,6 +210,59 @@ def refresh(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = 
         raise error_from_db(exc, f"cannot refresh {info.table}") from None
     return RefreshResult(info.table, tuple(keys) if keys is not None else None, int(written),
                          (time.perf_counter() - started) * 1000, xid)
+
+
+@dataclass(frozen=True)
+class Explained:
+    """The plan of a TVIEW's keyed refresh: its definition restricted to some keys."""
+
+    tview: str
+    keys: tuple[int, ...]
+    analyzed: bool
+    query: str
+    plan: list[str]
+
+    def text(self) -> str:
+        how = "EXPLAIN ANALYZE (run, then rolled back)" if self.analyzed else "EXPLAIN (not run)"
+        keys = ",".join(map(str, self.keys[:20])) + (f",+{len(self.keys) - 20}" if len(self.keys) > 20 else "")
+        return (f"{how} of the refresh of {self.tview} for key(s) [{keys}]:\n{self.query}\n\n"
+                + "\n".join(self.plan))
+
+
+def find_tview(conn: psycopg.Connection, name: str) -> TviewInfo:
+    """A TVIEW by name: 'post', 'tv_post', 'public.tv_post' (one schema's, else the only one)."""
+    schema, _, bare = name.rpartition(".")
+    bare = bare.strip('"').removeprefix("tv_")
+    found = [i for i in list_tviews(conn) if i.name == bare and (not schema or i.schema == schema.strip('"'))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise TviewError(f"TVIEW {name} is ambiguous: {', '.join(i.table for i in found)}",
+                         hint="qualify it with its schema", sqlstate="42P01")
+    raise TviewError(f"no TVIEW {name} in this database", sqlstate="42P01",
+                     hint="tview-tui status lists how many there are; the app's list shows them")
+
+
+def explain(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = None,
+            analyze: bool = False) -> Explained:
+    """EXPLAIN [ANALYZE] of ``SELECT * FROM v_<name> WHERE <key> = ANY(keys)``: what a refresh
+    of those keys recomputes. Everything runs in a transaction that is rolled back; with no
+    keys, one existing key is used."""
+    view = sql.Identifier(info.schema, f"v_{info.name}")
+    key = sql.Identifier(info.key_column)
+    query = sql.SQL("SELECT * FROM {} WHERE {} = ANY(%s::bigint[])").format(view, key)
+    options = sql.SQL("ANALYZE, BUFFERS" if analyze else "COSTS")
+    try:
+        with conn.transaction(force_rollback=True):
+            if not keys:
+                row = conn.execute(sql.SQL("SELECT {} FROM {} LIMIT 1").format(
+                    key, sql.Identifier(info.schema, f"tv_{info.name}"))).fetchone()
+                keys = [row[0]] if row else [0]
+            plan = [r[0] for r in conn.execute(sql.SQL("EXPLAIN ({}) ").format(options) + query, (keys,))]
+            text = query.as_string(conn).replace("%s::bigint[]", "ARRAY[keys]")
+    except psycopg.Error as exc:
+        raise error_from_db(exc, f"cannot explain {info.table}") from None
+    return Explained(info.table, tuple(keys), analyze, text, plan)
 
 
 def can_write(conn: psycopg.Connection) -> bool:

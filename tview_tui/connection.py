@@ -82,10 +82,7 @@ def connect(target: Target | str, *, autocommit: bool = False) -> psycopg.Connec
     try:
         conn = psycopg.connect(target.conninfo(), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise TviewError(
-            f"cannot connect to {target.describe()}: {_first_line(exc)}",
-            hint="check the DSN, PG* variables, ~/.pgpass and that the server is running",
-        ) from None
+        raise connection_error(target, exc) from None
     if target.read_only:
         conn.execute("SET default_transaction_read_only = on")
         if not autocommit:
@@ -100,10 +97,25 @@ async def connect_async(target: Target | str, *, autocommit: bool = True) -> psy
     try:
         conn = await psycopg.AsyncConnection.connect(target.conninfo(), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise TviewError(f"cannot connect to {target.describe()}: {_first_line(exc)}") from None
+        raise connection_error(target, exc) from None
     if target.read_only:
         await conn.execute("SET default_transaction_read_only = on")
     return conn
+
+
+# SQLSTATE of a connection that could not be made at all (no server answer to carry one):
+# sqlclient_unable_to_establish_sqlconnection.
+NO_CONNECTION = "08001"
+
+
+def connection_error(target: Target, exc: psycopg.OperationalError) -> TviewError:
+    """A failed connection as one line with its SQLSTATE: the server's (bad password 28P01, no
+    such database 3D000, ...) or 08001 when no server answered."""
+    return TviewError(
+        f"cannot connect to {target.describe()}: {_first_line(exc)}",
+        hint="check the DSN, PG* variables, ~/.pgpass and that the server is running",
+        sqlstate=getattr(exc, "sqlstate", None) or NO_CONNECTION,
+    )
 
 
 def error_from_db(exc: psycopg.Error, context: str) -> TviewError:

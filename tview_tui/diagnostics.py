@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TextIO
 
 import psycopg
@@ -156,8 +156,17 @@ def run_checks(conn: psycopg.Connection, deep: bool = False,
         return [Finding("engine_missing", "error", None, "the TVIEW engine is not installed in this database",
                         "tview-tui install [DSN]")]
     budget = time_budget_ms if time_budget_ms is not None else (DEEP_BUDGET_MS if deep else DEFAULT_BUDGET_MS)
-    found += _health(conn, deep, max(budget, 0))
+    found += [_with_plan_hint(f) for f in _health(conn, deep, max(budget, 0))]
     return sorted(found, key=lambda f: -SEVERITY_RANK.get(f.severity, 0))
+
+
+def _with_plan_hint(finding: Finding) -> Finding:
+    """A slow TVIEW's fix points to the plan of its keyed refresh, where a full scan shows."""
+    if finding.check_name != "slow_tview" or not finding.tview:
+        return finding
+    hint = (f"see where the time goes: tview-tui explain {finding.tview} [--analyze]"
+            " (or e on its detail screen)")
+    return replace(finding, fix=f"{finding.fix}; {hint}" if finding.fix else hint)
 
 
 def exit_code(findings: list[Finding]) -> int:

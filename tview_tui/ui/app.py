@@ -33,6 +33,7 @@ from .tviews import TviewsScreen
 from .widgets import HelpScreen, OfferDemoScreen
 
 EVENT_BUFFER = events.EVENT_BUFFER
+ENGINE_GONE = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction)
 HEALTH_INTERVAL = 30.0  # seconds between background health checks (the list's health column)
 
 
@@ -157,14 +158,18 @@ class TviewApp(App):
         if self.db is None:
             return
         try:
-            if self.engine_status is None:
+            if self.engine_status is None or not self.engine_status.installed:
                 self.engine_status = self.db.run(installer.status)
                 if not self.read_only:
                     self.can_write = bool(self.engine_status.installed) and self.db.run(catalog.can_write)
             if not self.engine_status.installed:
                 items: list[catalog.TviewInfo] = []
             else:
-                items = self.db.run(catalog.list_tviews)
+                try:
+                    items = self.db.run(catalog.list_tviews)
+                except ENGINE_GONE:          # uninstalled meanwhile (by anyone): say so, list nothing
+                    self.engine_status = self.db.run(installer.status)
+                    items = []
         except (TviewError, psycopg.Error) as exc:
             message = str(exc).splitlines()[0]
             self.call_from_thread(self._set_disconnected, message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 
 from rich.syntax import Syntax
@@ -11,13 +12,29 @@ from textual.widgets import DataTable, Label, Static, TabbedContent, TabPane, Tr
 
 from .. import catalog, graph
 from ..catalog import TviewDetail, TviewInfo
+from ..keys import parse_keys
 from . import refresh_actions
 from .base import BaseScreen
 from .commands import bindings
+from .widgets import PromptScreen, TextScreen
 
 
 def _load(conn, info: TviewInfo) -> tuple[TviewDetail, list[catalog.Dependency]]:
     return catalog.detail(conn, info), catalog.dependencies(conn)
+
+
+def tidy_definition(definition: str) -> str:
+    """The definition as written, its common indentation removed; a first line written right
+    after the opening quote (less indented than the rest) is aligned with the others."""
+    lines = definition.strip("\n").rstrip().splitlines()
+    if not lines:
+        return ""
+    rest = [line for line in lines[1:] if line.strip()]
+    first_indent = len(lines[0]) - len(lines[0].lstrip())
+    rest_indent = min((len(line) - len(line.lstrip()) for line in rest), default=first_indent)
+    if first_indent < rest_indent:
+        return lines[0].strip() + "\n" + textwrap.dedent("\n".join(lines[1:]))
+    return textwrap.dedent("\n".join(lines))
 
 
 def fill_tree(tree: Tree, node: graph.TreeNode) -> None:
@@ -56,8 +73,12 @@ class DetailScreen(BaseScreen):
             with TabPane("Columns", id="tab-columns"):
                 yield DataTable(cursor_type="row", id="columns")
             with TabPane("Dependencies", id="tab-dependencies"), Horizontal():
-                yield Tree("reads", id="upstream")
-                yield Tree("read by", id="downstream")
+                upstream = Tree("reads", id="upstream")
+                upstream.border_title = "reads: what it is built from"
+                yield upstream
+                downstream = Tree("read by", id="downstream")
+                downstream.border_title = "read by: refreshed after it"
+                yield downstream
             with TabPane("Events", id="tab-events"):
                 yield DataTable(cursor_type="row", id="events")
 
@@ -75,7 +96,8 @@ class DetailScreen(BaseScreen):
 
     def _show(self, loaded: tuple[TviewDetail, list[catalog.Dependency]]) -> None:
         detail, edges = loaded
-        self.query_one("#definition", Static).update(Syntax(detail.definition.strip(), "sql", word_wrap=True))
+        self.query_one("#definition", Static).update(Syntax(tidy_definition(detail.definition), "sql",
+                                                            word_wrap=True))
         reads = "\n".join(f"  {d.source} ({d.source_kind}): lineage {d.lineage}" for d in detail.reads)
         why = f"\n[yellow]recomputed whole on any change: {detail.analysis}[/yellow]" if detail.analysis else ""
         if detail.patch_paths:
@@ -105,6 +127,26 @@ class DetailScreen(BaseScreen):
                           str(event.depth), str(event.rows), event.mode, f"{event.ms:.2f}",
                           ",".join(map(str, event.keys[:8])) + (" ..." if len(event.keys) > 8 or event.keys_more
                                                                  else ""))
+
+    def action_explain(self, analyze: bool) -> None:
+        """EXPLAIN [ANALYZE] of the refresh of some keys (asked for; empty: one existing key)."""
+        def answered(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                keys = parse_keys(text) or None
+            except ValueError as exc:
+                self.app.notify(f"not a list of integer keys: {exc}", severity="error")
+                return
+            self.run_db(catalog.explain, self.info, keys, analyze, done=self._explained)
+
+        verb = "EXPLAIN ANALYZE (run, then rolled back)" if analyze else "EXPLAIN"
+        self.app.push_screen(PromptScreen(f"{verb} the refresh of {self.info.table} for keys"
+                                          f" ({self.info.key_column}):", "e.g. 1, 5-9 (empty: one existing key)"),
+                             answered)
+
+    def _explained(self, explained: catalog.Explained) -> None:
+        self.app.push_screen(TextScreen(f"Plan of the refresh of {explained.tview}", explained.text()))
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -33,6 +33,9 @@ class InstallScreen(BaseScreen):
     def on_mount(self) -> None:
         self.load()
 
+    def on_screen_resume(self) -> None:
+        self.load()                      # the engine may have changed meanwhile, from anywhere
+
     def load(self) -> None:
         self.run_db(installer.status, done=self._show)
 

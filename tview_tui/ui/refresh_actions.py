@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import catalog, trace
 from ..catalog import TviewInfo
+from ..keys import MAX_KEYS, TooManyKeys, parse_keys
 from .base import BaseScreen
 from .widgets import ConfirmScreen, PromptScreen
 
@@ -24,18 +25,6 @@ def refresh_whole(screen: BaseScreen, info: TviewInfo | None) -> None:
                     answered)
 
 
-def parse_keys(text: str) -> list[int]:
-    """'1, 2 5-7' -> [1, 2, 5, 6, 7]."""
-    keys: list[int] = []
-    for part in text.replace(",", " ").split():
-        low, dash, high = part.partition("-")
-        if dash and low and high:
-            keys.extend(range(int(low), int(high) + 1))
-        else:
-            keys.append(int(part))
-    return keys
-
-
 def refresh_keys(screen: BaseScreen, info: TviewInfo | None) -> None:
     """Recompute the keys typed by the user (no confirmation: it only touches those rows)."""
     app = screen.tapp
@@ -47,11 +36,11 @@ def refresh_keys(screen: BaseScreen, info: TviewInfo | None) -> None:
             return
         try:
             keys = parse_keys(text)
+        except TooManyKeys:
+            app.notify(f"at most {MAX_KEYS:,} keys at a time", severity="error")
+            return
         except ValueError:
             app.notify(f"not a list of integer keys: {text!r}", severity="error")
-            return
-        if len(keys) > 100_000:
-            app.notify("at most 100,000 keys at a time", severity="error")
             return
         screen.run_db(catalog.refresh, info, keys, done=lambda result: _done(screen, result))
 

@@ -113,7 +113,13 @@ class TviewsScreen(BaseScreen):
             table.sort("tview", key=lambda name: order.get(str(name), 0))
             if selected in order:
                 table.move_cursor(row=order[selected], animate=False)
-        shown_count = f"{len(wanted)} of {len(items)} TVIEWs" if self.filter_text else f"{len(items)} TVIEWs"
+        plural = "TVIEW" if len(items) == 1 else "TVIEWs"
+        shown_count = f"{len(wanted)} of {len(items)} {plural}" if self.filter_text else f"{len(items)} {plural}"
+        if not items:
+            status = self.tapp.engine_status
+            shown_count = ("no engine in this database: 4 then i installs it" if status and not status.installed
+                           else "0 TVIEWs: create one with SELECT tview.create('name', $$ SELECT pk_x, ... AS data"
+                                " FROM tb_x $$) (docs/engine.md)")
         filt = f" · filter: '{self.filter_text}' (/ then enter on empty text to clear)" if self.filter_text else ""
         self.query_one("#list-info", Label).update(f"{shown_count} · sorted by {self.sort_key}{filt}")
 
