@@ -318,3 +318,37 @@ async def test_detail_titles_its_trees_aligns_the_definition_and_explains_a_refr
         assert "of the refresh of public.tv_post_card for key(s) [1,2]" in body and "cost=" in body
         await pilot.press("escape", "a", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen) and "actual time" in str(app.screen.body))
+
+
+async def test_graph_screen_shows_levels_lineage_rates_and_the_last_trace(demo_db, dsn):
+    from tview_tui.ui.detail import DetailScreen
+    from tview_tui.ui.widgets import TextScreen
+
+    app = make_app(demo_db)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE tb_comment SET body = 'graph' WHERE pk_comment = 5")
+        await wait_for(pilot, lambda: app.screen.shown >= 3)
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        await pilot.press("escape", "5")
+        await wait_for(pilot, lambda: app.screen.SCOPE == "graph" and app.screen.query_one("#graph-table").row_count)
+        await pilot.pause(1.2)
+        table = app.screen.query_one("#graph-table")
+        rows = {str(r[0]).strip(" ●"): [str(c) for c in r] for r in (table.get_row_at(i) for i in range(table.row_count))}
+        assert rows["public.tb_company"][1] == "L0 table" and rows["public.tv_post_card"][1].endswith("tview")
+        levels = [int(rows[n][1][1]) for n in ("public.tv_company", "public.tv_user", "public.tv_comment",
+                                                "public.tv_post", "public.tv_post_card")]
+        assert levels == sorted(levels) and levels[0] >= 1
+        assert "tv_user (" in rows["public.tv_post"][4] and "tb_comment" in rows["public.tv_post"][4]
+        lit = {name for name, r in rows.items() if "●" in r[0]}
+        assert lit == {"public.tb_comment", "public.tv_comment", "public.tv_post", "public.tv_post_card"}
+        assert rows["public.tv_comment"][2] == "1" and rows["public.tb_comment"][2] == "1"
+        table.move_cursor(row=[str(r[0]).strip(" ●") for r in (table.get_row_at(i) for i in range(table.row_count))]
+                          .index("public.tv_post"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.info.name == "post")

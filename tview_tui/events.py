@@ -201,11 +201,14 @@ class StatsBook:
 
     def __init__(self) -> None:
         self.by_tview: dict[str, TviewStats] = {}
+        self.sources: dict[str, RateMeter] = {}    # written table -> cascades it started (depth-0 events)
 
     def add(self, items: Iterable[Item]) -> None:
         for item in items:
             if isinstance(item, Event):
                 self.by_tview.setdefault(item.name, TviewStats()).add(item)
+                if item.depth == 0 and item.source:
+                    self.sources.setdefault(item.source, RateMeter()).add()
 
     def get(self, name: str) -> TviewStats | None:
         return self.by_tview.get(name)

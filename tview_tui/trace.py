@@ -51,6 +51,10 @@ class Trace:
     def slowest(self) -> Event | None:
         return max(self.events, key=lambda e: e.us, default=None)
 
+    def nodes(self) -> set[str]:
+        """The written tables and TVIEWs of the trace (the path to light in the graph)."""
+        return {e.name for e in self.events} | {s.source for s in self.statements if s.source}
+
     def rows_per_tview(self) -> dict[str, int]:
         """Rows written per TVIEW, in cascade order."""
         split: dict[str, int] = {}

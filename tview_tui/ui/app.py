@@ -27,6 +27,7 @@ from ..demo import DemoWriter
 from ..themes import load_themes
 from .commands import REGISTRY, RegistryCommands, bindings, for_screen, key_label
 from .diagnostics import DiagnosticsScreen
+from .graph import GraphScreen
 from .install import InstallScreen
 from .tail import TailScreen
 from .tviews import TviewsScreen
@@ -78,6 +79,7 @@ class TviewApp(App):
         "tail": TailScreen,
         "diagnostics": DiagnosticsScreen,
         "install": InstallScreen,
+        "graph": GraphScreen,
     }
     COMMANDS = App.COMMANDS | {RegistryCommands}
     BINDINGS = bindings("app")
@@ -105,6 +107,7 @@ class TviewApp(App):
         self.engine_status: installer.Status | None = None
         self.last_reload_error: str | None = None
         self.findings: list[diagnostics.Finding] | None = None    # None: not checked yet
+        self.last_trace_nodes: set[str] = set()   # tables and TVIEWs of the last trace opened (lit in the graph)
 
     # -- start-up ----------------------------------------------------------------------
     def on_mount(self) -> None:

@@ -28,6 +28,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("2", "app.switch_mode('tail')", "Live tail", "Stream cascade events as they happen"),
     Command("3", "app.switch_mode('diagnostics')", "Diagnostics", "Health checks and drift, with fixes"),
     Command("4", "app.switch_mode('install')", "Install", "Installed vs bundled engine; install/upgrade"),
+    Command("5", "app.switch_mode('graph')", "Graph", "The whole dependency graph: rates, p95, lineage"),
     Command("plus", "app.writer_rate(2.0)", "Writer faster", "Demo: double the background writer's rate",
             show=False),
     Command("minus", "app.writer_rate(0.5)", "Writer slower", "Demo: halve the background writer's rate",
@@ -51,6 +52,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("escape", "back", "Back", "Back to the list", scope="detail"),
     Command("enter", "trace", "Trace", "The selected event's transaction as a tree: each TVIEW refreshed, in"
             " order, with mode, rows and time; the slowest step marked", scope="tail"),
+    Command("enter", "open_detail", "Detail", "Detail of the selected TVIEW", scope="graph"),
     Command("space", "toggle_pause", "Pause", "Pause or resume the live tail", scope="tail"),
     Command("f", "toggle_follow", "Follow", "Keep the newest event in view", scope="tail"),
     Command("slash", "filter", "Filter", "Only events whose TVIEW, source or op contains a text",

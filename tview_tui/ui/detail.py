@@ -10,12 +10,13 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import DataTable, Label, Static, TabbedContent, TabPane, Tree
 
-from .. import catalog, graph
+from .. import catalog, events, graph, trace
 from ..catalog import TviewDetail, TviewInfo
 from ..keys import parse_keys
 from . import refresh_actions
 from .base import BaseScreen
 from .commands import bindings
+from .tail import trace_text
 from .widgets import PromptScreen, TextScreen
 
 
@@ -62,6 +63,7 @@ class DetailScreen(BaseScreen):
     def __init__(self, info: TviewInfo):
         super().__init__()
         self.info = info
+        self.shown_events: list[events.Event] = []
 
     def compose_body(self) -> Iterator[Widget]:
         yield Label(f"[b]{self.info.table}[/b] · key {self.info.key_column} · mode {self.info.mode}"
@@ -121,12 +123,30 @@ class DetailScreen(BaseScreen):
 
     def _show_events(self) -> None:
         table = self.query_one("#events", DataTable)
+        shown = self.tapp.recent_events(self.info.table, limit=100)
+        if shown == self.shown_events:
+            return
+        selected = (self.shown_events[table.cursor_row] if 0 <= table.cursor_row < len(self.shown_events)
+                    else None)
         table.clear()
-        for event in self.app.recent_events(self.info.table, limit=100):
+        self.shown_events = shown
+        for event in shown:
             table.add_row(event.ts.astimezone().strftime("%H:%M:%S.%f")[:-3], event.source or "-", event.op,
                           str(event.depth), str(event.rows), event.mode, f"{event.ms:.2f}",
                           ",".join(map(str, event.keys[:8])) + (" ..." if len(event.keys) > 8 or event.keys_more
                                                                  else ""))
+        if selected in shown:                    # the cursor stays on its event as new ones arrive
+            table.move_cursor(row=shown.index(selected), animate=False)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a recent event: its transaction's cascade trace."""
+        if event.data_table.id != "events" or not 0 <= event.cursor_row < len(self.shown_events):
+            return
+        chosen = self.shown_events[event.cursor_row]
+        found = trace.of_transaction(self.tapp.buffered_events(), chosen.xid, chosen.pid) or trace.build([chosen])
+        assert found is not None
+        self.tapp.last_trace_nodes = found.nodes()
+        self.app.push_screen(TextScreen("Cascade trace (the slowest step is marked)", trace_text(found)))
 
     def action_explain(self, analyze: bool) -> None:
         """EXPLAIN [ANALYZE] of the refresh of some keys (asked for; empty: one existing key)."""
