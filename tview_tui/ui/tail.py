@@ -19,20 +19,20 @@ from collections.abc import Iterator
 from rich.text import Text
 from textual.containers import Container, Vertical
 from textual.widget import Widget
-from textual.widgets import DataTable, Label, Sparkline
+from textual.widgets import Label, Sparkline
 
 from .. import trace
 from ..events import Event, Gap, format_rate
 from .base import BaseScreen
 from .commands import bindings
+from .eventlog import EventLog
 from .widgets import PromptScreen, TextScreen
 
 TICK = 0.2
 LINES_PER_TICK = 200
-MAX_ROWS = 1000          # rows kept in the table; past it, the oldest half goes at once
+MAX_LINES = 2000         # lines kept; older ones fall off the front
 SPARKLINES = 6
-COLUMNS = [("time", 12), ("ms", 9), ("rows", 6), ("mode", 9), ("TVIEW", 26), ("source", 18), ("op", 8),
-           ("d", 2), ("keys", 40)]
+HEADER = f"{'time':<12}  {'ms':>9}  {'rows':>6}  {'mode':<9}  {'TVIEW':<26}  {'source':<18}  {'op':<8}  d  keys"
 
 
 def trace_text(found: trace.Trace) -> Text:
@@ -46,12 +46,13 @@ def trace_text(found: trace.Trace) -> Text:
     return text
 
 
-def event_cells(event: Event) -> tuple[str, ...]:
+def event_line(event: Event) -> str:
+    """One line, what a person tails for first: time, refresh time, rows, mode, TVIEW."""
     keys = ",".join(map(str, event.keys[:8]))
     more = len(event.keys) - min(len(event.keys), 8) + event.keys_more
-    return (event.ts.astimezone().strftime("%H:%M:%S.%f")[:-3], f"{event.ms:.3f}", str(event.rows),
-            event.mode, event.name, event.source or "-", event.op, str(event.depth),
-            keys + (f",+{more}" if more else ""))
+    return (f"{event.ts.astimezone().strftime('%H:%M:%S.%f')[:-3]:<12}  {event.ms:9.3f}  {event.rows:>6}  "
+            f"{event.mode:<9}  {event.name:<26}  {event.source or '-':<18}  {event.op:<8}  {event.depth}  "
+            f"[{keys}{f',+{more}' if more else ''}]")
 
 
 class TailScreen(BaseScreen):
@@ -69,16 +70,10 @@ class TailScreen(BaseScreen):
         self.shown = 0
         self.skipped = 0
         self.rate_window: deque[tuple[float, int]] = deque(maxlen=50)
-        self.rows: deque[tuple[str, Event | str]] = deque()   # row key -> event (or gap text), oldest first
-        self.by_key: dict[str, Event | str] = {}
-        self.row_seq = 0
 
     def compose_body(self) -> Iterator[Widget]:
         yield Label("", id="tail-info")
-        table = DataTable(cursor_type="row", id="tail-table")
-        for label, width in COLUMNS:
-            table.add_column(label, width=width, key=label)
-        yield Container(table, Vertical(id="sparklines"), id="tail-body")
+        yield Container(EventLog(HEADER, MAX_LINES, id="tail-log"), Vertical(id="sparklines"), id="tail-body")
 
     def on_mount(self) -> None:
         self.last_seq = self.tapp.event_seq
@@ -87,8 +82,8 @@ class TailScreen(BaseScreen):
         self._update_info()
 
     @property
-    def table(self) -> DataTable:
-        return self.query_one("#tail-table", DataTable)
+    def event_log(self) -> EventLog:
+        return self.query_one("#tail-log", EventLog)
 
     def _matches(self, event: Event) -> bool:
         if not self.filter_text:
@@ -96,29 +91,9 @@ class TailScreen(BaseScreen):
         text = self.filter_text.lower()
         return any(text in (part or "").lower() for part in (event.name, event.source, event.op))
 
-    def _add(self, item: Event | str) -> None:
-        self.row_seq += 1
-        key = str(self.row_seq)
-        if isinstance(item, str):
-            self.table.add_row("--", "", "", "", item, "", "", "", "", key=key)
-        else:
-            self.table.add_row(*event_cells(item), key=key)
-        self.rows.append((key, item))
-        self.by_key[key] = item
-
     def _gap(self, text: str) -> None:
-        self._add(f"-- {text} --")
-
-    def _trim(self) -> None:
-        """Keep the newest rows only: clear and refill once in a while, not a row at a time."""
-        if len(self.rows) <= MAX_ROWS:
-            return
-        keep = list(self.rows)[-MAX_ROWS // 2:]
-        self.table.clear()
-        self.rows.clear()
-        self.by_key.clear()
-        for _, item in keep:
-            self._add(item)
+        line = f"-- {text} --"
+        self.event_log.add([(line, line, True)])
 
     def _tick(self) -> None:
         app = self.tapp
@@ -127,8 +102,8 @@ class TailScreen(BaseScreen):
         if self.paused:
             self._update_info()
             return
-        table = self.table
-        if self.follow and table.row_count and table.cursor_row < table.row_count - 1:
+        log = self.event_log
+        if self.follow and not log.at_end:
             self.follow = False                              # the user moved up to read: stay there
         fresh = app.events_since(self.last_seq)
         if not fresh:
@@ -144,15 +119,17 @@ class TailScreen(BaseScreen):
             self.skipped += dropped
             self._gap(f"{dropped} event(s) skipped: too fast to show")
             fresh = fresh[-LINES_PER_TICK:]
+        lines: list[tuple[str, Event | str, bool]] = []
         for _, item in fresh:
             if isinstance(item, Gap):
-                self._gap(item.describe())
+                text = f"-- {item.describe()} --"
+                lines.append((text, text, True))
             elif self._matches(item):
-                self._add(item)
+                lines.append((event_line(item), item, False))
                 self.shown += 1
-        self._trim()
+        log.add(lines)
         if self.follow:
-            table.move_cursor(row=table.row_count - 1, animate=False)
+            log.go_end()
         self._update_info()
 
     def events_per_second(self) -> float:
@@ -183,23 +160,13 @@ class TailScreen(BaseScreen):
         panel.mount_all(widgets)
 
     # -- actions ------------------------------------------------------------------------
-    def selected_item(self) -> Event | str | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - an empty or refilled table has no cursor row
-            return None
-        return self.by_key.get(str(key))
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
+    def on_event_log_selected(self, message: EventLog.Selected) -> None:
+        message.stop()
         self.action_trace()
 
     def action_trace(self) -> None:
         """The cascade trace of the selected event's transaction, from the events kept."""
-        item = self.selected_item()
+        item = self.event_log.selected()
         if item is None:
             return
         if isinstance(item, str):
@@ -224,14 +191,12 @@ class TailScreen(BaseScreen):
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
-        if self.follow and self.table.row_count:
-            self.table.move_cursor(row=self.table.row_count - 1, animate=False)
+        if self.follow:
+            self.event_log.go_end()
         self._update_info()
 
     def action_clear(self) -> None:
-        self.table.clear()
-        self.rows.clear()
-        self.by_key.clear()
+        self.event_log.clear()
         self.shown = 0
         self.skipped = 0
         self._update_info()
