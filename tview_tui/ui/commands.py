@@ -48,7 +48,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("e", "explain(False)", "Explain", "The plan of this TVIEW's refresh for some keys (a full scan"
             " or a missing index shows here)", scope="detail"),
     Command("a", "explain(True)", "Explain analyze", "The same plan run for real times and rows (EXPLAIN"
-            " ANALYZE of a SELECT, rolled back)", scope="detail"),
+            " ANALYZE of a SELECT, rolled back)", scope="detail", show=False),
     Command("escape", "back", "Back", "Back to the list", scope="detail"),
     Command("enter", "trace", "Trace", "The selected event's transaction as a tree: each TVIEW refreshed, in"
             " order, with mode, rows and time; the slowest step marked", scope="tail"),

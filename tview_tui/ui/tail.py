@@ -36,13 +36,13 @@ HEADER = f"{'time':<12}  {'ms':>9}  {'rows':>6}  {'mode':<9}  {'TVIEW':<26}  {'s
 
 
 def trace_text(found: trace.Trace) -> Text:
-    """The trace as rich text, the slowest step highlighted."""
+    """The trace as rich text, the slowest step highlighted and marked ▶."""
     text = Text()
     for n, (line, slow) in enumerate(found.lines()):
         if n:
             text.append("\n")
         style = "bold reverse" if slow else "bold" if n == 0 else ""
-        text.append(line + ("   <- slowest" if slow else ""), style=style)
+        text.append(("▶ " if slow else "  ") + line, style=style)    # a prefix: the wrapping stays put
     return text
 
 
