@@ -56,7 +56,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from . import installer
-from .connection import Target, TviewError, error_from_db
+from .connection import Target, TviewError, error_from_db, one
 
 WORKLOADS = ["medium", "single_row", "large_cascade", "bulk", "full_refresh", "locking", "events", "scale_m"]
 DEFAULT_WORKLOADS = [w for w in WORKLOADS if w != "scale_m"]   # scale_m takes minutes: only on request
@@ -572,8 +572,8 @@ def drop_variants(conn: psycopg.Connection, schemas: list[str]) -> None:
 
 def has_patch_specs(conn: psycopg.Connection, schema: str) -> bool:
     """Did the engine recognise any patchable shape in this schema's TVIEWs?"""
-    found = conn.execute("SELECT EXISTS (SELECT 1 FROM tview.tviews WHERE schema_name = %s"
-                         " AND jsonb_array_length(patch_specs) > 0)", (schema,)).fetchone()[0]
+    found = one(conn.execute("SELECT EXISTS (SELECT 1 FROM tview.tviews WHERE schema_name = %s"
+                         " AND jsonb_array_length(patch_specs) > 0)", (schema,)))[0]
     conn.rollback()
     return bool(found)
 
@@ -627,19 +627,19 @@ def oracle(conn: psycopg.Connection, schema: str) -> dict[str, int]:
     """Rows of each TVIEW of a schema that differ from its definition (tview.verify)."""
     names = conn.execute("SELECT name FROM tview.tviews WHERE schema_name = %s ORDER BY topo_level, id",
                          (schema,)).fetchall()
-    return {f"{schema}.tv_{name}": conn.execute("SELECT count(*) FROM tview.verify(%s)",
-                                                (f"{schema}.{name}",)).fetchone()[0]
+    return {f"{schema}.tv_{name}": one(conn.execute("SELECT count(*) FROM tview.verify(%s)",
+                                                (f"{schema}.{name}",)))[0]
             for (name,) in names}
 
 
 def hand_oracle(conn: psycopg.Connection, schema: str) -> dict[str, int]:
     """The same check for the hand-kept table (no engine involved): rows differing from its view."""
-    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.hand_post",)).fetchone()[0]:
+    if not one(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.hand_post",)))[0]:
         return {}
     query = sql.SQL("SELECT count(*) FROM ((TABLE {t} EXCEPT ALL TABLE {v})"
                     " UNION ALL (TABLE {v} EXCEPT ALL TABLE {t})) d")
     table, view = sql.Identifier(schema, "hand_post"), sql.Identifier(schema, "v_hand_post")
-    return {f"{schema}.hand_post": conn.execute(query.format(t=table, v=view)).fetchone()[0]}
+    return {f"{schema}.hand_post": one(conn.execute(query.format(t=table, v=view)))[0]}
 
 
 def warm_up(conn: psycopg.Connection, arm: Arm) -> None:
@@ -677,7 +677,7 @@ def measure(conn: psycopg.Connection, plan: Plan, opts: Options) -> None:
     medians = {a.name: a.median for a in arms}
     for arm in arms:
         base = medians.get(arm.vs) if arm.vs else None
-        arm.ratio = arm.median / base if base else None
+        arm.ratio = arm.median / base if base and arm.median is not None else None
 
 
 def client_loop(dsn: str, job: Throughput, seed: int, comments: int, seconds: float,
@@ -725,7 +725,7 @@ def measure_throughput(dsn: str, plan: Plan, opts: Options) -> None:
     rates = {t.name: t.per_second for t in plan.throughput}
     for job in plan.throughput:
         base = rates.get(job.vs) if job.vs else None
-        job.ratio = job.per_second / base if base else None
+        job.ratio = job.per_second / base if base and job.per_second is not None else None
 
 
 def run_plan(conn: psycopg.Connection, dsn: str, plan: Plan, opts: Options,
@@ -942,11 +942,11 @@ def bench_database(admin: str, progress: Callable[[str], None]) -> Iterator[str]
 
 def engine_features(conn: psycopg.Connection) -> tuple[bool, bool, str, str]:
     """(smart patching present, event log present, engine version, server version)."""
-    row = conn.execute("""
+    row = one(conn.execute("""
         SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'tview.tviews'::regclass
                        AND attname = 'patch_specs' AND NOT attisdropped),
                to_regclass('tview.events') IS NOT NULL, tview.version(),
-               current_setting('server_version')""").fetchone()
+               current_setting('server_version')"""))
     conn.rollback()
     return bool(row[0]), bool(row[1]), row[2], row[3]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from .connection import TviewError, error_from_db
+from .connection import TviewError, error_from_db, one
 
 PROBE_TIMEOUT_MS = 2000
 EXACT_COUNT_MAX_BYTES = 16 * 1024 * 1024  # count rows exactly below this size, else estimate
@@ -156,8 +156,11 @@ def detail(conn: psycopg.Connection, info: TviewInfo) -> TviewDetail:
     """Definition, columns, what it reads and why lineage may be full."""
     with conn.transaction():
         _probe(conn)
-        definition, analysis, table_oid = conn.execute(
+        found = conn.execute(
             "SELECT definition, analysis, table_oid FROM tview.tviews WHERE id = %s", (info.id,)).fetchone()
+        if found is None:
+            raise TviewError(f"TVIEW {info.table} no longer exists", sqlstate="42P01")
+        definition, analysis, table_oid = found
         patches = [PatchPath(*r) for r in conn.execute(PATCH_QUERY, (info.id,))] if _has_patching(conn) else []
         columns = [Column(*r) for r in conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
@@ -182,9 +185,9 @@ WHERE t.id = %s
 
 def _has_patching(conn: psycopg.Connection) -> bool:
     """Engines before smart patching have no patch_specs column."""
-    return conn.execute(
+    return one(conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'tview.tviews'::regclass"
-        " AND attname = 'patch_specs' AND NOT attisdropped)").fetchone()[0]
+        " AND attname = 'patch_specs' AND NOT attisdropped)"))[0]
 
 
 def sql_name(schema: str, name: str) -> str:
@@ -202,10 +205,10 @@ def refresh(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = 
     try:
         with conn.transaction():
             if keys is None:
-                written = conn.execute("SELECT tview.refresh(%s)", (name,)).fetchone()[0]
+                written = one(conn.execute("SELECT tview.refresh(%s)", (name,)))[0]
             else:
-                written = conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)).fetchone()[0]
-            xid = conn.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()[0]
+                written = one(conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)))[0]
+            xid = one(conn.execute("SELECT pg_current_xact_id_if_assigned()::text"))[0]
     except psycopg.Error as exc:
         raise error_from_db(exc, f"cannot refresh {info.table}") from None
     return RefreshResult(info.table, tuple(keys) if keys is not None else None, int(written),
@@ -268,11 +271,10 @@ def explain(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = 
 def can_write(conn: psycopg.Connection) -> bool:
     """Whether this session may refresh (not read-only, and allowed to write a TVIEW)."""
     with conn.transaction():
-        read_only = conn.execute("SHOW transaction_read_only").fetchone()[0] == "on"
+        read_only = one(conn.execute("SHOW transaction_read_only"))[0] == "on"
         if read_only:
             return False
-        row = conn.execute(
-            "SELECT bool_and(has_table_privilege(table_oid, 'UPDATE')) FROM tview.tviews").fetchone()
+        row = one(conn.execute("SELECT bool_and(has_table_privilege(table_oid, 'UPDATE')) FROM tview.tviews"))
     return row[0] is not False
 
 

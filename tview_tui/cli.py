@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from . import bench, catalog, demo, diagnostics, events, installer, soak, trace
-from .connection import Target, TviewError, connect, error_from_db
+from .connection import Target, TviewError, connect, error_from_db, one
 from .embedded import LocalServer, embedded_bin_dir
 from .keys import parse_keys
 
@@ -220,7 +220,7 @@ def _check_tail(args: argparse.Namespace, target: Target) -> None:
         for name in args.tview:
             catalog.find_tview(conn, name)
         if args.since or args.poll:
-            on = conn.execute("SELECT tview.enabled('log', false)").fetchone()[0]
+            on = one(conn.execute("SELECT tview.enabled('log', false)"))[0]
             if not on:
                 what = "--poll" if args.poll else "--since"
                 if args.poll:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
@@ -70,7 +71,7 @@ class Target:
 def _explicit_params(dsn: str) -> dict[str, str]:
     """Parse a DSN with libpq's own parser (no service-file expansion, no guessing)."""
     try:
-        return pg_conninfo.conninfo_to_dict(dsn)
+        return {k: str(v) for k, v in pg_conninfo.conninfo_to_dict(dsn).items() if v is not None}
     except psycopg.ProgrammingError as exc:
         raise TviewError(f"invalid connection string: {exc}") from None
 
@@ -116,6 +117,13 @@ def connection_error(target: Target, exc: psycopg.OperationalError) -> TviewErro
         hint="check the DSN, PG* variables, ~/.pgpass and that the server is running",
         sqlstate=getattr(exc, "sqlstate", None) or NO_CONNECTION,
     )
+
+
+def one(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row of a query that always returns one (SELECT count(*), SHOW ...)."""
+    row = cursor.fetchone()
+    assert row is not None, "a one-row query returned no row"
+    return row
 
 
 def error_from_db(exc: psycopg.Error, context: str) -> TviewError:

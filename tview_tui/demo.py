@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from . import installer
-from .connection import Target, connect
+from .connection import Target, connect, one
 from .embedded import ROOT_TOOL_DIR, LocalServer
 from .events import RateMeter, format_rate
 
@@ -97,7 +98,7 @@ TVIEWS = [
 
 def setup(conn: psycopg.Connection) -> bool:
     """Create the demo schema and TVIEWs unless they exist; True when it created them."""
-    if conn.execute("SELECT to_regclass('public.tb_company') IS NOT NULL").fetchone()[0]:
+    if one(conn.execute("SELECT to_regclass('public.tb_company') IS NOT NULL"))[0]:
         with conn.transaction():
             conn.execute(SEQUENCES)     # demo databases made before the per-table sequences
         return False
@@ -154,7 +155,7 @@ def _delete_a_user(conn: psycopg.Connection) -> None:
 
 # Writes the random load adds to WRITES: rows created and deleted at every level. Only rows the
 # load created are deleted (keys above the seed data's), so the blog never runs dry.
-LOAD_WRITES = WRITES + [
+LOAD_WRITES: list[tuple[int, str | Callable[[psycopg.Connection], None]]] = [*WRITES,
     (2, "INSERT INTO tb_company SELECT nextval('demo_company_ids'), 'Company ' || currval('demo_company_ids'), 'NZ'"),
     (1, "DELETE FROM tb_company c WHERE pk_company = (SELECT max(pk_company) FROM tb_company) AND pk_company > 5"
         " AND NOT EXISTS (SELECT FROM tb_user u WHERE u.fk_company = c.pk_company)"),
@@ -169,10 +170,10 @@ LOAD_WRITES = WRITES + [
 def random_write(conn: psycopg.Connection, rng: random.Random) -> None:
     """One write of the random load."""
     write = rng.choices([s for _, s in LOAD_WRITES], [w for w, _ in LOAD_WRITES])[0]
-    if callable(write):
-        write(conn)
-    else:
+    if isinstance(write, str):
         conn.execute(write)
+    else:
+        write(conn)
 
 
 def random_transaction(conn: psycopg.Connection, rng: random.Random) -> bool:

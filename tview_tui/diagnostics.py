@@ -19,7 +19,7 @@ from typing import TextIO
 import psycopg
 
 from . import installer
-from .connection import Target, TviewError, connect, error_from_db
+from .connection import Target, TviewError, connect, error_from_db, one
 
 SEVERITY_RANK = {"error": 2, "warning": 1, "info": 0}
 SEVERITY_TITLES = {"error": "errors", "warning": "warnings", "info": "info"}
@@ -96,7 +96,7 @@ def apply_fix(conn: psycopg.Connection, finding: Finding, done: set | None = Non
                 if done is not None and (step, params) in done:
                     results.append(f"{_step_text(step, params)} already ran")
                     continue
-                value = conn.execute(step, params).fetchone()[0]
+                value = one(conn.execute(step, params))[0]
                 results.append(_step_result(step, params, value))
     except psycopg.Error as exc:
         raise error_from_db(exc, f"fixing {finding.check_name} failed") from None

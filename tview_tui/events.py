@@ -296,7 +296,7 @@ class EventStream:
             return None
         if not rows:
             on = await (await self._conn.execute("SELECT tview.enabled('log', false)")).fetchone()
-            return [] if on[0] else None
+            return [] if on and on[0] else None
         found = (self._parse(payload, log_id) for log_id, payload in rows)
         return [event for event in found if event is not None and self._first_time(event)]
 
@@ -305,7 +305,7 @@ class EventStream:
         if self.poll:
             if self._last_log_id is None:
                 row = await (await conn.execute("SELECT coalesce(max(id), 0) FROM tview.events")).fetchone()
-                self._last_log_id = row[0]
+                self._last_log_id = row[0] if row else 0
         else:
             try:   # registered: writers with tview.notify = auto send events while we listen
                 await _in_read_write(conn, "SELECT tview.listen()")
@@ -364,7 +364,7 @@ class EventStream:
                 raise psycopg.OperationalError("connection closed")
 
     async def _poll_batches(self) -> AsyncIterator[list[Item]]:
-        assert self._conn is not None
+        assert self._conn is not None and self._last_log_id is not None    # set by _open when polling
         while not self._closed:
             cur = await self._conn.execute(LOG_QUERY, (self._last_log_id, list(self._holes), self.batch_max))
             rows = await cur.fetchall()

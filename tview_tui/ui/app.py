@@ -93,7 +93,7 @@ class TviewApp(App):
                  theme: str | None = None):
         super().__init__()
         self.target = target
-        self.config = config or Config(path=None)  # type: ignore[arg-type]
+        self.config = config or Config(path=None)
         self.read_only = read_only or bool(target and target.read_only)
         self.writer = writer
         self.demo_starter = demo_starter
@@ -135,6 +135,7 @@ class TviewApp(App):
 
     @work(thread=True, exclusive=True, group="demo")
     def start_demo(self) -> None:
+        assert self.demo_starter is not None
         try:
             target, writer = self.demo_starter()
         except TviewError as exc:

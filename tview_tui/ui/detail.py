@@ -75,10 +75,10 @@ class DetailScreen(BaseScreen):
             with TabPane("Columns", id="tab-columns"):
                 yield DataTable(cursor_type="row", id="columns")
             with TabPane("Dependencies", id="tab-dependencies"), Horizontal():
-                upstream = Tree("reads", id="upstream")
+                upstream: Tree[None] = Tree("reads", id="upstream")
                 upstream.border_title = "reads: what it is built from"
                 yield upstream
-                downstream = Tree("read by", id="downstream")
+                downstream: Tree[None] = Tree("read by", id="downstream")
                 downstream.border_title = "read by: refreshed after it"
                 yield downstream
             with TabPane("Events", id="tab-events"):

@@ -37,7 +37,7 @@ class DiagnosticsScreen(BaseScreen):
 
     def compose_body(self) -> Iterator[Widget]:
         yield Label("running checks ...", id="diag-info")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="findings")
+        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="findings")
         table.add_columns("severity", "check", "TVIEW", "detail", "fix")
         yield table
 
@@ -93,7 +93,7 @@ class DiagnosticsScreen(BaseScreen):
 
     def action_fix(self) -> None:
         finding = self.selected()
-        if finding is None or self.app.refuse_if_read_only("fix"):
+        if finding is None or self.tapp.refuse_if_read_only("fix"):
             return
         if not diagnostics.can_fix(finding):
             self.app.push_screen(TextScreen(f"No automatic fix for {finding.check_name}: what to do",

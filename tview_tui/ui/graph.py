@@ -32,7 +32,7 @@ class GraphScreen(BaseScreen):
 
     def compose_body(self) -> Iterator[Widget]:
         yield Label("loading the graph ...", id="graph-info")
-        table = DataTable(cursor_type="row", id="graph-table")
+        table: DataTable[str | Text] = DataTable(cursor_type="row", id="graph-table")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table

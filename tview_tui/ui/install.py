@@ -41,18 +41,18 @@ class InstallScreen(BaseScreen):
 
     def _show(self, status: installer.Status) -> None:
         self.status = status
-        self.app.engine_status = status
+        self.tapp.engine_status = status
         self.query_one("#install-status", Static).update(_describe(status))
 
     def _result(self, outcome: installer.Outcome) -> None:
         self.query_one("#last-action", Label).update(outcome.describe())
         self.app.notify(outcome.describe())
-        self.app.engine_status = None        # re-read on the next list refresh
+        self.tapp.engine_status = None        # re-read on the next list refresh
         self.load()
-        self.app.reload()
+        self.tapp.reload()
 
     def action_install(self) -> None:
-        if self.app.refuse_if_read_only("install"):
+        if self.tapp.refuse_if_read_only("install"):
             return
         status = getattr(self, "status", None)
         verb = "Install" if status is None or status.installed is None else "Upgrade"
@@ -65,7 +65,7 @@ class InstallScreen(BaseScreen):
                              answered)
 
     def action_uninstall(self) -> None:
-        if self.app.refuse_if_read_only("uninstall"):
+        if self.tapp.refuse_if_read_only("uninstall"):
             return
         status = getattr(self, "status", None)
         count = status.tview_count if status else 0

@@ -55,14 +55,15 @@ def _done(screen: BaseScreen, result: catalog.RefreshResult) -> None:
     screen.app.notify(result.describe())
     screen.show_result(result)
     screen.tapp.reload()
-    if result.xid is None:
+    xid = result.xid
+    if xid is None:
         return
     waited = 0.0
 
     def split() -> None:
         """Once the transaction's events arrived, say how many rows each TVIEW got."""
         nonlocal waited
-        found = trace.of_transaction(screen.tapp.buffered_events(), result.xid)
+        found = trace.of_transaction(screen.tapp.buffered_events(), xid)
         if found is not None and result.tview in found.rows_per_tview():
             screen.show_result(result, found.rows_per_tview())
             return

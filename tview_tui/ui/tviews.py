@@ -46,7 +46,7 @@ class TviewsScreen(BaseScreen):
 
     def compose_body(self) -> Iterator[Widget]:
         yield Label("", id="list-info")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="tviews")
+        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="tviews")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -60,7 +60,7 @@ class TviewsScreen(BaseScreen):
         return self.query_one("#tviews", DataTable)
 
     def _cells(self, info: TviewInfo) -> dict[str, str]:
-        stats = self.app.stats.get(info.table)
+        stats = self.tapp.stats.get(info.table)
         last = stats.last.ts.astimezone().strftime("%H:%M:%S") if stats and stats.last else "-"
         return {
             "tview": info.table,
@@ -72,11 +72,11 @@ class TviewsScreen(BaseScreen):
             "rate": f"{stats.per_minute():.0f}" if stats else "0",
             "p50": fmt_ms(stats.percentile(50) if stats else None),
             "p95": fmt_ms(stats.percentile(95) if stats else None),
-            "health": self.app.health_of(info.table),
+            "health": self.tapp.health_of(info.table),
         }
 
     def _sort_value(self, info: TviewInfo):
-        stats = self.app.stats.get(info.table)
+        stats = self.tapp.stats.get(info.table)
         return {
             "tview": info.table,
             "rows": -(info.rows or 0),
@@ -128,11 +128,11 @@ class TviewsScreen(BaseScreen):
             self._update_table(items)
 
     def on_screen_resume(self) -> None:
-        self._update_table(list(self.app.tviews))
+        self._update_table(list(self.tapp.tviews))
 
     def _update_stats(self) -> None:
         if self.is_current:          # screens of other modes stay mounted: do not work for nothing
-            self._update_table(list(self.app.tviews))
+            self._update_table(list(self.tapp.tviews))
 
     @property
     def selected(self) -> str | None:
@@ -163,14 +163,14 @@ class TviewsScreen(BaseScreen):
         def apply(text: str | None) -> None:
             if text is not None:
                 self.filter_text = text.strip()
-                self._update_table(list(self.app.tviews))
+                self._update_table(list(self.tapp.tviews))
 
         self.app.push_screen(PromptScreen("Show TVIEWs whose name contains:", "text (empty: all)",
                                           self.filter_text), apply)
 
     def action_cycle_sort(self) -> None:
         self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]
-        self._update_table(list(self.app.tviews))
+        self._update_table(list(self.tapp.tviews))
 
     def action_refresh_whole(self) -> None:
         refresh_actions.refresh_whole(self, self.selected_info())

@@ -97,7 +97,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="help"):
             yield Label("[b]Keys[/b]  (ctrl+p opens the command palette with the same commands)")
-            table = DataTable(cursor_type="none", id="help-table")
+            table: DataTable[str] = DataTable(cursor_type="none", id="help-table")
             table.add_columns("key", "command", "what it does")
             for row in self.rows:
                 table.add_row(*row)
