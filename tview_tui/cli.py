@@ -38,6 +38,8 @@ examples:
   tview-tui status "service=shop" --json
   tview-tui uninstall --cascade          remove the engine and every TVIEW (PG* env)
   tview-tui check service=prod --json    health findings; exit 0 healthy, 1 warnings, 2 errors
+  tview-tui tail service=prod --trace    one tree per transaction: why was this write slow?
+  tview-tui explain service=prod post --keys 1,5-9 --analyze    the plan of that refresh
   tview-tui soak --seconds 60            random concurrent writes + live tail, then the oracle (temporary server)
 """
 
