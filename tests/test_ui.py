@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from textual.widgets import DataTable, Label, RichLog, Tree
+from textual.widgets import DataTable, Label, Tree
 
 from tview_tui import demo
 from tview_tui.config import Config
@@ -19,11 +19,13 @@ from tview_tui.connection import Target
 from tview_tui.ui.app import TviewApp
 from tview_tui.ui.detail import DetailScreen
 from tview_tui.ui.tail import TICK
+from tview_tui.ui.tviews import COLUMNS
 from tview_tui.ui.widgets import ConfirmScreen, HelpScreen, PromptScreen
 
 from oracle import assert_oracle
 
 SIZE = (150, 40)
+COLUMN = {key: n for n, (key, _) in enumerate(COLUMNS)}     # the list's column positions
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
@@ -66,7 +68,8 @@ async def test_list_shows_every_tview_with_rows_and_lineage(demo_db):
         await loaded(pilot, app)
         rows = {r[0]: r for r in table_rows(app, "#tviews")}
         assert set(rows) == {f"public.tv_{n}" for n in ("company", "user", "comment", "post", "post_card")}
-        assert rows["public.tv_post"][1] == "300" and rows["public.tv_post"][4] == "incremental"
+        assert rows["public.tv_post"][COLUMN["rows"]] == "300"
+        assert rows["public.tv_post"][COLUMN["lineage"]] == "incremental"
         assert "connected" in app.status
 
 
@@ -194,9 +197,8 @@ async def test_tail_shows_events_written_during_the_test(demo_db, dsn):
         await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE tb_user SET name = 'Tail Test' WHERE pk_user = 7")
-        log = app.screen.query_one("#tail-log", RichLog)
         await wait_for(pilot, lambda: app.screen.shown >= 4)
-        text = "\n".join(str(line.text) for line in log.lines)
+        text = "\n".join(app.screen.event_log.texts())
         for name in ("tv_user", "tv_comment", "tv_post", "tv_post_card"):
             assert f"public.{name}" in text
         await pilot.press("space")              # pause: nothing more is shown
@@ -306,7 +308,8 @@ async def test_health_column_shows_findings_per_tview(demo_db, db):
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
         await wait_for(pilot, lambda: app.findings is not None)
-        await wait_for(pilot, lambda: all(r[9] != "-" for r in table_rows(app, "#tviews")))   # refreshed each second
-        rows = {r[0]: r[9] for r in table_rows(app, "#tviews")}
+        health = COLUMN["health"]
+        await wait_for(pilot, lambda: all(r[health] != "-" for r in table_rows(app, "#tviews")))   # refreshed each second
+        rows = {r[0]: r[health] for r in table_rows(app, "#tviews")}
         assert rows["public.tv_company"] == "error"
         assert rows["public.tv_post"] == "ok"
