@@ -209,9 +209,8 @@ BEGIN
 END;
 $$;
 
--- Regenerate the capture functions of every table the given TVIEWs read (after one of them
--- gained or lost a reader, or changed mode: which of them are refreshed directly changes).
-CREATE OR REPLACE FUNCTION tview._install_captures_reading(tview_ids int[]) RETURNS void
+-- (Re)generate the capture code of the given tables that TVIEWs read (others are skipped).
+CREATE OR REPLACE FUNCTION tview._install_captures(relids oid[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -219,10 +218,20 @@ DECLARE
     relid oid;
 BEGIN
     FOR relid IN SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
-                 WHERE d.tview_id = ANY (tview_ids) AND d.source_kind = 'table' ORDER BY 1 LOOP
+                 WHERE d.source_oid = ANY (relids) AND d.source_kind = 'table' ORDER BY 1 LOOP
         PERFORM tview._install_capture(relid, false);
     END LOOP;
 END;
+$$;
+
+-- Regenerate the capture functions of every table the given TVIEWs read (after one of them
+-- gained or lost a reader, or changed mode: which of them are refreshed directly changes).
+CREATE OR REPLACE FUNCTION tview._install_captures_reading(tview_ids int[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d
+                                         WHERE d.tview_id = ANY (tview_ids)))
 $$;
 
 -- The TVIEWs a TVIEW reads.
@@ -235,9 +244,10 @@ AS $$
     WHERE d.tview_id = _tviews_read.tview_id
 $$;
 
--- After TVIEWs were dropped or rebuilt: regenerate the capture functions of the given
--- tables that TVIEWs still read; remove the triggers and capture functions of tables no
--- TVIEW reads any more, and capture functions left by tables that were dropped.
+-- After TVIEWs were dropped or rebuilt: (re)generate the capture code of the given tables
+-- that TVIEWs read (tables read for the first time included); remove the triggers and
+-- capture functions of tables no TVIEW reads any more, and capture functions left by
+-- tables that were dropped.
 CREATE OR REPLACE FUNCTION tview._sync_captures(relids oid[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -246,20 +256,15 @@ DECLARE
     rel record;
     trg record;
 BEGIN
+    PERFORM tview._install_captures(relids);
     FOR rel IN
-        SELECT p.oid AS fn, p.proname, c.oid AS relid,
-               EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = c.oid AND d.source_kind = 'table') AS used
+        SELECT p.oid AS fn, p.proname, c.oid AS relid
         FROM pg_proc p
         LEFT JOIN pg_class c ON c.oid = substr(p.proname, length('_capture_') + 1)::oid
         WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
+          AND NOT EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = c.oid AND d.source_kind = 'table')
         ORDER BY p.proname
     LOOP
-        IF rel.used THEN
-            IF rel.relid = ANY (relids) THEN
-                PERFORM tview._install_capture(rel.relid, false);
-            END IF;
-            CONTINUE;
-        END IF;
         BEGIN
             FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g WHERE g.tgfoid = rel.fn LOOP
                 EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
@@ -296,13 +301,4 @@ COMMENT ON VIEW tview.capture IS 'Generated change capture per table TVIEWs read
 -- Installing over an older engine: re-point every engine trigger to its table's capture
 -- function now, so no trigger still runs code this version removes (the installer then
 -- drops that code and regenerates every TVIEW). Nothing to do on a new install.
-DO $$
-DECLARE
-    relid oid;
-BEGIN
-    FOR relid IN SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
-                 WHERE d.source_kind = 'table' ORDER BY 1 LOOP
-        PERFORM tview._install_capture(relid, false);
-    END LOOP;
-END;
-$$;
+SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d));

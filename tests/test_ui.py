@@ -241,6 +241,19 @@ async def test_palette_offers_registry_commands(demo_db):
         await wait_for(pilot, lambda: getattr(app.screen, "SCOPE", "") == "tail")
 
 
+async def settled_screen_text(pilot, app, timeout: float = 10.0) -> str:
+    """The screen as text once two renders 0.3 s apart agree (a loaded machine can catch a frame
+    mid-layout, without its footer)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    text = screen_text(app)
+    while True:
+        await pilot.pause(0.3)
+        again = screen_text(app)
+        if again == text or asyncio.get_running_loop().time() > deadline:
+            return again
+        text = again
+
+
 def screen_text(app) -> str:
     """The visible screen as plain text (from the SVG export), for snapshot comparison."""
     svg = app.export_screenshot(simplify=True)
@@ -261,14 +274,14 @@ async def test_snapshots_of_main_screens_from_fixed_data(demo_db, screen_key, re
     async with app.run_test(size=(120, 30)) as pilot:
         await loaded(pilot, app)
         await wait_for(pilot, lambda: app.findings is not None)
-        await wait_for(pilot, lambda: all(r[9] != "-" for r in table_rows(app, "#tviews")))   # the health column
+        health = COLUMN["health"]
+        await wait_for(pilot, lambda: all(r[health] != "-" for r in table_rows(app, "#tviews")))
         if screen_key == "install":
             await pilot.press("4")
             await wait_for(pilot, lambda: "engine bundled" in str(app.screen.query_one("#install-status").render()))
         elif screen_key == "help":
             await pilot.press("question_mark")
-        await pilot.pause(0.3)
-        text = screen_text(app)
+        text = await settled_screen_text(pilot, app)
     text = re.sub(r"port=\d+", "port=N", text)
     text = re.sub(r"events: \w+", "events: STATE", text)
     text = re.sub(r"dbname=tview_test_\w+", "dbname=DB", text)

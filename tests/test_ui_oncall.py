@@ -372,7 +372,7 @@ def normalized(text: str) -> str:
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
 @pytest.mark.parametrize("view", ["graph", "trace", "explain"])
 async def test_snapshots_of_the_new_views(demo_db, dsn, view, size, request):
-    from test_ui import SNAPSHOTS, screen_text
+    from test_ui import SNAPSHOTS, settled_screen_text
     from textual.widgets import TabbedContent
 
     from tview_tui.ui.detail import DetailScreen
@@ -405,8 +405,7 @@ async def test_snapshots_of_the_new_views(demo_db, dsn, view, size, request):
             await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen))
             await pilot.press("e", *"1-3", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
-        await pilot.pause(0.5)
-        text = normalized(screen_text(app))
+        text = normalized(await settled_screen_text(pilot, app))
     expected = SNAPSHOTS / f"{view}-{size[0]}x{size[1]}.txt"
     if request.config.getoption("--update-snapshots") or not expected.exists():
         expected.write_text(text)
