@@ -291,7 +291,7 @@ BEGIN
         END;
     END IF;
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT o_upserted bigint,
+CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], row_locks boolean, OUT o_upserted bigint,
                                      OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -302,7 +302,7 @@ DECLARE
     missing bigint[];
 BEGIN
     placeholders := '{}';
-    IF tview.enabled('row_locks', true) THEN
+    IF row_locks THEN
         %6$s
         missing := ARRAY(SELECT m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m) ORDER BY m);
         IF cardinality(missing) > 64 THEN
@@ -333,8 +333,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     name      text := format('tview.%I', '_' || kind || '_' || t.id);
-    signature text := name || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[])'
-                                        WHEN 'patch' THEN '(jsonb,bigint[])'
+    signature text := name || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean)'
+                                        WHEN 'patch' THEN '(jsonb,bigint[],integer)'
                                         ELSE '(oid,jsonb,jsonb)' END;
 BEGIN
     IF to_regprocedure(signature) IS NULL THEN
@@ -402,19 +402,19 @@ BEGIN
             PERFORM tview._apply_settings(saved);
         ELSE
             IF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
-                EXECUTE format('SELECT * FROM %s($1, NULL)', tview._generated(t, 'refresh'))
-                    INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+                EXECUTE format('SELECT * FROM %s($1, NULL, $2)', tview._generated(t, 'refresh'))
+                    INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
             ELSE
                 -- below the batch threshold: one key at a time, in key order (row locks)
                 EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
                                ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
                                ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
                                ' FROM unnest($1) k(key),'
-                               ' LATERAL %s(ARRAY[k.key], NULL) r'
+                               ' LATERAL %s(ARRAY[k.key], NULL, $2) r'
                                ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
                                ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
                                tview._generated(t, 'refresh'))
-                    INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+                    INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
             END IF;
         END IF;
     EXCEPTION WHEN cardinality_violation THEN
@@ -562,6 +562,7 @@ DECLARE
     patch    jsonb;
     cfg      jsonb := tview._settings();
     max_depth int := tview._cfg_count(cfg, 'max_cascade_depth', 32);
+    publishing boolean := tview._notify_wanted(cfg) OR tview._cfg_enabled(cfg, 'log', false);
 BEGIN
     LOOP
         SELECT * INTO t FROM tview.tviews WHERE work ? id::text ORDER BY topo_level, id LIMIT 1;
@@ -584,7 +585,7 @@ BEGIN
         started := clock_timestamp();
         patch := NULL;
         IF NOT whole AND jsonb_array_length(coalesce(item -> 'patch', '[]')) > 0 THEN
-            patch := tview._apply_patches(t, item -> 'patch', keys);
+            patch := tview._apply_patches(t, item -> 'patch', keys, tview._cfg_count(cfg, 'patch_threshold', 100)::int);
             keys := ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
                         SELECT jsonb_array_elements_text(patch -> 'recompute')::bigint)) k ORDER BY 1);
             -- no embedding row referred to the changed documents: nothing to refresh, no event
@@ -598,11 +599,13 @@ BEGIN
         END IF;
         written := written + (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint
                  + coalesce((result ->> 'patched')::bigint, 0);
-        PERFORM tview._publish(t.id, source, op, depth, whole, cardinality(keys),
-                               CASE WHEN whole THEN NULL ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
-                                   SELECT (i ->> t.key_column)::bigint
-                                   FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
-                               result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
+        IF publishing THEN
+            PERFORM tview._publish(t.id, source, op, depth, whole, cardinality(keys),
+                                   CASE WHEN whole THEN NULL ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
+                                       SELECT (i ->> t.key_column)::bigint
+                                       FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
+                                   result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
+        END IF;
         CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
         FOR dep IN
             SELECT d.tview_id, d.key_sql, x,

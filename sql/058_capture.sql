@@ -91,7 +91,7 @@ BEGIN
                 refreshed := true;
                 BEGIN
                     SELECT r.o_upserted, r.o_deleted, r.o_null_keys INTO upserted, deleted, null_keys
-                    FROM tview.%3$I(keys, NULL) r;
+                    FROM tview.%3$I(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true)) r;
                 EXCEPTION
                     WHEN cardinality_violation THEN
                         PERFORM tview._raise_duplicate_keys(t) FROM tview.tviews t WHERE t.id = %1$s;

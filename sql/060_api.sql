@@ -440,8 +440,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || tview_id);
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || tview_id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[], boolean)', '_refresh_' || tview_id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[], integer)', '_patch_' || tview_id);
     EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(oid, jsonb, jsonb)', '_keys_' || tview_id);
 END;
 $$;
