@@ -308,7 +308,7 @@ def test_tview_table_the_catalog_does_not_know(blog, damage, how):
 
 # -- sessions, queues, events ---------------------------------------------------------------
 
-DROP_PATCH_FUNCTION = ("DO $$ BEGIN EXECUTE format('DROP FUNCTION tview.%I(jsonb, bigint[])', '_patch_'"
+DROP_PATCH_FUNCTION = ("DO $$ BEGIN EXECUTE format('DROP FUNCTION tview.%I(jsonb, bigint[], integer)', '_patch_'"
                        " || (SELECT id FROM tview.tviews WHERE name = 'post')); END $$")
 
 
