@@ -39,6 +39,47 @@ BEGIN
 END;
 $$;
 
+-- The session settings a definition's output can depend on (text of timestamps, intervals,
+-- bytea and floats, inside documents too). Each TVIEW pins the values of its creator's
+-- session (tview.tviews.session_settings): its refreshes and tview.verify run with them, so
+-- every writer leaves the same bytes whatever its own session says.
+ALTER TABLE tview.tviews ADD COLUMN IF NOT EXISTS session_settings jsonb NOT NULL DEFAULT '{}';
+
+CREATE OR REPLACE FUNCTION tview._session_settings() RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_object_agg(name, current_setting(name))
+    FROM unnest(ARRAY['TimeZone', 'DateStyle', 'IntervalStyle', 'bytea_output', 'extra_float_digits']) name
+$$;
+
+-- Put settings in force for the rest of the transaction (or until put back); returns the
+-- values they replace, to put back with the same function.
+CREATE OR REPLACE FUNCTION tview._apply_settings(settings jsonb) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item   record;
+    before jsonb := '{}';
+BEGIN
+    FOR item IN SELECT * FROM jsonb_each_text(settings) LOOP
+        before := before || jsonb_build_object(item.key, current_setting(item.key));
+        PERFORM set_config(item.key, item.value, true);
+    END LOOP;
+    RETURN before;
+END;
+$$;
+
+-- The SET clauses of a generated function that runs with a TVIEW's pinned settings.
+CREATE OR REPLACE FUNCTION tview._settings_clauses(settings jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(string_agg(format(E'SET %s = %L\n', key, value), '' ORDER BY key), '')
+    FROM jsonb_each_text(settings)
+$$;
+
 -- Settings in force: stored with ALTER ROLE <engine owner> IN DATABASE / ALTER ROLE <engine
 -- owner> SET / ALTER DATABASE / ALTER ROLE ALL SET (that order, as PostgreSQL applies them),
 -- else the default given here. Read from pg_db_role_setting, never from the session: a
@@ -284,18 +325,18 @@ BEGIN
         END;
     END IF;
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], OUT o_upserted bigint,
+CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], row_locks boolean, OUT o_upserted bigint,
                                      OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- plan once per session, not at every call
-AS %7$s
+%7$sAS %8$s
 #variable_conflict use_column
 DECLARE
     missing bigint[];
 BEGIN
     placeholders := '{}';
-    IF tview.enabled('row_locks', true) THEN
+    IF row_locks THEN
         %6$s
         missing := ARRAY(SELECT m.m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m.m) ORDER BY 1);
         IF cardinality(missing) > 64 THEN
@@ -310,9 +351,10 @@ BEGIN
     %5$s
         INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
 END;
-%7$s
+%8$s
 $f$,
         '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)), read_locks,
+        tview._settings_clauses(t.session_settings),
         tview._dollar_tag(read_locks || t.refresh_sql || tv, 'body'));   -- the definition's text may hold $body$
 END;
 $$;
@@ -326,8 +368,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     name      text := format('tview.%I', '_' || kind || '_' || t.id);
-    signature text := name || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[])'
-                                        WHEN 'patch' THEN '(jsonb,bigint[])'
+    signature text := name || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean)'
+                                        WHEN 'patch' THEN '(jsonb,bigint[],integer)'
                                         ELSE '(oid,jsonb,jsonb)' END;
 BEGIN
     IF to_regprocedure(signature) IS NULL THEN
@@ -419,6 +461,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    saved     jsonb;
     upserted  bigint;
     deleted   bigint;
     null_keys bigint;
@@ -431,23 +474,25 @@ BEGIN
     BEGIN
         IF keys IS NULL THEN
             EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
+            saved := tview._apply_settings(t.session_settings);
             EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
                 USING NULL::bigint[], '{}'::bigint[];
+            PERFORM tview._apply_settings(saved);
         ELSE
             IF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
-                EXECUTE format('SELECT * FROM %s($1, NULL)', tview._generated(t, 'refresh'))
-                    INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+                EXECUTE format('SELECT * FROM %s($1, NULL, $2)', tview._generated(t, 'refresh'))
+                    INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
             ELSE
                 -- below the batch threshold: one key at a time, in key order (row locks)
                 EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
                                ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
                                ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
                                ' FROM unnest($1) k(key),'
-                               ' LATERAL %s(ARRAY[k.key], NULL) r'
+                               ' LATERAL %s(ARRAY[k.key], NULL, $2) r'
                                ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
                                ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
                                tview._generated(t, 'refresh'))
-                    INTO upserted, deleted, null_keys, old_img, new_img USING keys;
+                    INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
             END IF;
         END IF;
     EXCEPTION WHEN cardinality_violation THEN
@@ -613,6 +658,7 @@ DECLARE
     patch    jsonb;
     cfg      jsonb := tview._settings();
     max_depth int := tview._cfg_count(cfg, 'max_cascade_depth', 32);
+    publishing boolean := tview._notify_wanted(cfg) OR tview._cfg_enabled(cfg, 'log', false);
 BEGIN
     LOOP
         SELECT * INTO t FROM tview.tviews WHERE work ? id::text ORDER BY topo_level, id LIMIT 1;
@@ -635,7 +681,7 @@ BEGIN
         started := clock_timestamp();
         patch := NULL;
         IF NOT whole AND jsonb_array_length(coalesce(item -> 'patch', '[]')) > 0 THEN
-            patch := tview._apply_patches(t, item -> 'patch', keys);
+            patch := tview._apply_patches(t, item -> 'patch', keys, tview._cfg_count(cfg, 'patch_threshold', 100)::int);
             keys := ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
                         SELECT jsonb_array_elements_text(patch -> 'recompute')::bigint)) k ORDER BY 1);
             -- no embedding row referred to the changed documents: nothing to refresh, no event
@@ -649,11 +695,13 @@ BEGIN
         END IF;
         written := written + (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint
                  + coalesce((result ->> 'patched')::bigint, 0);
-        PERFORM tview._publish(t.id, source, op, depth, whole, cardinality(keys),
-                               CASE WHEN whole THEN NULL ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
-                                   SELECT (i ->> t.key_column)::bigint
-                                   FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
-                               result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
+        IF publishing THEN
+            PERFORM tview._publish(t.id, source, op, depth, whole, cardinality(keys),
+                                   CASE WHEN whole THEN NULL ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
+                                       SELECT (i ->> t.key_column)::bigint
+                                       FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
+                                   result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
+        END IF;
         CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
         FOR dep IN
             SELECT d.tview_id, d.key_sql, x,

@@ -308,14 +308,13 @@ BEGIN
         END IF;
     END LOOP;
     EXECUTE format($f$
-CREATE OR REPLACE FUNCTION tview.%1$I(patches jsonb, exclude bigint[]) RETURNS jsonb
+CREATE OR REPLACE FUNCTION tview.%1$I(patches jsonb, exclude bigint[], batch int) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- every statement is a lookup by key: plan once
 AS %3$s
 #variable_conflict use_variable
 DECLARE
-    batch     int := tview._cfg_count(tview._settings(), 'patch_threshold', 100);
     entry     jsonb;
     kept      bigint[];
     skey      bigint;
@@ -340,14 +339,15 @@ $f$, '_patch_' || t.id, blocks, tview._dollar_tag(blocks, 'body'));
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION tview._apply_patches(t tview.tviews, patches jsonb, exclude bigint[]) RETURNS jsonb
+-- batch: tview.patch_threshold.
+CREATE OR REPLACE FUNCTION tview._apply_patches(t tview.tviews, patches jsonb, exclude bigint[], batch int) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     result jsonb;
 BEGIN
-    EXECUTE format('SELECT %s($1, $2)', tview._generated(t, 'patch')) INTO result USING patches, exclude;
+    EXECUTE format('SELECT %s($1, $2, $3)', tview._generated(t, 'patch')) INTO result USING patches, exclude, batch;
     RETURN result;
 END;
 $$;

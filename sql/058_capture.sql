@@ -106,7 +106,7 @@ BEGIN
                 refreshed := true;
                 BEGIN
                     SELECT r.o_upserted, r.o_deleted, r.o_null_keys INTO upserted, deleted, null_keys
-                    FROM tview.%3$I(keys, NULL) r;
+                    FROM tview.%3$I(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true)) r;
                 EXCEPTION
                     WHEN cardinality_violation THEN
                         PERFORM tview._raise_cardinality(t, keys, SQLERRM) FROM tview.tviews t WHERE t.id = %1$s;
@@ -142,67 +142,79 @@ BEGIN
 END;
 $$;
 
--- The state of the four engine triggers on one table: ok, missing, disabled ('D'), replica
--- (fires only when session_replication_role = replica) or foreign (a trigger with the
--- engine's name that does not run the table's capture function once per statement of its
--- event, with its transition tables).
+-- The state of the four engine triggers on one table, recognised by their function (the
+-- table's capture function, once per statement of the event, with its transition tables),
+-- whatever their name: ok, disabled ('D'), replica (fires only when session_replication_role
+-- = replica), missing, or foreign (missing, and a trigger the engine did not make holds the
+-- engine's name for it). tgname: the engine trigger's name, else the engine's name.
 CREATE OR REPLACE FUNCTION tview._trigger_state(relid oid)
 RETURNS TABLE (tgname name, event text, state text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT w.tgname, w.event,
-           CASE WHEN g.oid IS NULL THEN 'missing'
-                WHEN g.tgfoid IS DISTINCT FROM to_regprocedure(format('tview.%I()', tview._capture_name(relid)))
-                     OR g.tgtype <> w.tgtype
-                     OR g.tgoldtable IS DISTINCT FROM w.old_table OR g.tgnewtable IS DISTINCT FROM w.new_table
-                     OR cardinality(g.tgattr::int2[]) > 0 OR g.tgqual IS NOT NULL THEN 'foreign'
-                WHEN g.tgenabled = 'D' THEN 'disabled'
-                WHEN g.tgenabled = 'R' THEN 'replica'
-                ELSE 'ok' END
+    SELECT coalesce(ours.tgname, w.tgname), w.event,
+           CASE WHEN ours.oid IS NOT NULL THEN CASE ours.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica'
+                                                                   ELSE 'ok' END
+                WHEN EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = w.tgname) THEN 'foreign'
+                ELSE 'missing' END
     FROM tview._capture_triggers() w
-    LEFT JOIN pg_trigger g ON g.tgrelid = relid AND g.tgname = w.tgname
+    LEFT JOIN LATERAL (
+        SELECT g.oid, g.tgname, g.tgenabled FROM pg_trigger g
+        WHERE g.tgrelid = relid AND g.tgfoid = to_regprocedure(format('tview.%I()', tview._capture_name(relid)))
+          AND g.tgtype = w.tgtype AND g.tgoldtable IS NOT DISTINCT FROM w.old_table
+          AND g.tgnewtable IS NOT DISTINCT FROM w.new_table AND cardinality(g.tgattr::int2[]) = 0 AND g.tgqual IS NULL
+        ORDER BY g.tgname = w.tgname DESC, g.tgname LIMIT 1) ours ON true
     ORDER BY w.tgtype
 $$;
 
--- (Re)generate a table's capture function from the dependency rows, and put the four
--- triggers on the table where they are missing (or still run an older engine's capture
--- function). A trigger of the engine's name that runs someone else's function is not
--- replaced: with strict it is refused (42710), else left for tview.health() to report.
+-- (Re)generate a table's capture function from the dependency rows, and put the engine's
+-- triggers on the table where they are missing. A trigger of an older engine under the
+-- engine's name (0.2.0's shared function) is replaced. A trigger the engine did not make
+-- that holds the engine's name is never touched: with strict (tview.create) that is refused
+-- (42710); otherwise the engine's trigger takes a free name beside it (tview_after_insert_1).
 CREATE OR REPLACE FUNCTION tview._install_capture(relid oid, strict boolean DEFAULT true) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    fn   name := tview._capture_name(relid);
-    body text := tview._capture_body(relid);
-    tag  text := tview._dollar_tag(body, 'capture');
-    trg  record;
+    fn    name := tview._capture_name(relid);
+    body  text := tview._capture_body(relid);
+    tag   text := tview._dollar_tag(body, 'capture');
+    trg   record;
+    taken oid;
+    name  text;
+    n     int;
 BEGIN
+    -- row_security off: a policy on a table it reads raises instead of running as the owner
     EXECUTE format(E'CREATE OR REPLACE FUNCTION tview.%I() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER\n'
-                   || E'SET search_path = pg_catalog, pg_temp\nAS %s%s%s',
+                   || E'SET search_path = pg_catalog, pg_temp\nSET row_security = off\nAS %s%s%s',
                    fn, tag, body, tag);
     EXECUTE format('COMMENT ON FUNCTION tview.%I() IS %L', fn,
                    format('Change capture of %s for the TVIEWs that read it (generated)', tview._qname(relid)));
     -- callable by nobody directly (PostgreSQL does not check EXECUTE when a trigger fires)
     EXECUTE format('REVOKE EXECUTE ON FUNCTION tview.%I() FROM PUBLIC', fn);
     FOR trg IN
-        SELECT w.*, s.state, g.tgfoid
-        FROM tview._capture_triggers() w
-        JOIN tview._trigger_state(relid) s ON s.tgname = w.tgname
-        LEFT JOIN pg_trigger g ON g.tgrelid = relid AND g.tgname = w.tgname
-        WHERE s.state IN ('missing', 'foreign')
+        SELECT w.* FROM tview._capture_triggers() w JOIN tview._trigger_state(relid) s ON s.event = w.event
+        WHERE s.state IN ('missing', 'foreign') ORDER BY w.tgtype
     LOOP
-        IF trg.state = 'foreign' AND NOT tview._is_capture_function(trg.tgfoid)
-           AND trg.tgfoid IS DISTINCT FROM to_regprocedure('tview._on_change()') THEN
-            CONTINUE WHEN NOT strict;
-            RAISE EXCEPTION 'table % already has a trigger named % that the engine did not make', relid::regclass, trg.tgname
-                USING ERRCODE = 'duplicate_object',
-                      HINT = format('Rename or drop that trigger (ALTER TRIGGER %I ON %s RENAME TO ...), then try again.',
-                                    trg.tgname, tview._qname(relid));
+        name := trg.tgname;
+        SELECT g.tgfoid INTO taken FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = name;
+        IF FOUND AND NOT (tview._is_capture_function(taken)
+                          OR taken IS NOT DISTINCT FROM to_regprocedure('tview._on_change()')) THEN
+            IF strict THEN
+                RAISE EXCEPTION 'table % already has a trigger named % that the engine did not make', relid::regclass, name
+                    USING ERRCODE = 'duplicate_object',
+                          HINT = format('Rename or drop that trigger (ALTER TRIGGER %I ON %s RENAME TO ...), then try again.',
+                                        name, tview._qname(relid));
+            END IF;
+            n := 1;
+            WHILE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = trg.tgname || '_' || n) LOOP
+                n := n + 1;
+            END LOOP;
+            name := trg.tgname || '_' || n;
         END IF;
         EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER %s ON %s%s FOR EACH STATEMENT EXECUTE FUNCTION tview.%I()',
-                       trg.tgname, trg.event, tview._qname(relid),
+                       name, trg.event, tview._qname(relid),
                        CASE WHEN trg.old_table IS NULL AND trg.new_table IS NULL THEN ''
                             ELSE ' REFERENCING' || coalesce(' OLD TABLE AS ' || trg.old_table, '')
                                  || coalesce(' NEW TABLE AS ' || trg.new_table, '') END,
@@ -211,9 +223,8 @@ BEGIN
 END;
 $$;
 
--- Regenerate the capture functions of every table the given TVIEWs read (after one of them
--- gained or lost a reader, or changed mode: which of them are refreshed directly changes).
-CREATE OR REPLACE FUNCTION tview._install_captures_reading(tview_ids int[]) RETURNS void
+-- (Re)generate the capture code of the given tables that TVIEWs read (others are skipped).
+CREATE OR REPLACE FUNCTION tview._install_captures(relids oid[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -221,10 +232,20 @@ DECLARE
     relid oid;
 BEGIN
     FOR relid IN SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
-                 WHERE d.tview_id = ANY (tview_ids) AND d.source_kind = 'table' ORDER BY 1 LOOP
+                 WHERE d.source_oid = ANY (relids) AND d.source_kind = 'table' ORDER BY 1 LOOP
         PERFORM tview._install_capture(relid, false);
     END LOOP;
 END;
+$$;
+
+-- Regenerate the capture functions of every table the given TVIEWs read (after one of them
+-- gained or lost a reader, or changed mode: which of them are refreshed directly changes).
+CREATE OR REPLACE FUNCTION tview._install_captures_reading(tview_ids int[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d
+                                         WHERE d.tview_id = ANY (tview_ids)))
 $$;
 
 -- The TVIEWs a TVIEW reads.
@@ -237,9 +258,10 @@ AS $$
     WHERE d.tview_id = _tviews_read.tview_id
 $$;
 
--- After TVIEWs were dropped or rebuilt: regenerate the capture functions of the given
--- tables that TVIEWs still read; remove the triggers and capture functions of tables no
--- TVIEW reads any more, and capture functions left by tables that were dropped.
+-- After TVIEWs were dropped or rebuilt: (re)generate the capture code of the given tables
+-- that TVIEWs read (tables read for the first time included); remove the triggers and
+-- capture functions of tables no TVIEW reads any more, and capture functions left by
+-- tables that were dropped.
 CREATE OR REPLACE FUNCTION tview._sync_captures(relids oid[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -248,24 +270,29 @@ DECLARE
     rel record;
     trg record;
 BEGIN
+    PERFORM tview._install_captures(relids);
     FOR rel IN
-        SELECT p.oid AS fn, p.proname, c.oid AS relid,
-               EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = c.oid AND d.source_kind = 'table') AS used
+        SELECT p.oid AS fn, p.proname, c.oid AS relid
         FROM pg_proc p
         LEFT JOIN pg_class c ON c.oid = substr(p.proname, length('_capture_') + 1)::oid
         WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
+          AND NOT EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = c.oid AND d.source_kind = 'table')
         ORDER BY p.proname
     LOOP
-        IF rel.used THEN
-            IF rel.relid = ANY (relids) THEN
-                PERFORM tview._install_capture(rel.relid, false);
-            END IF;
-            CONTINUE;
-        END IF;
-        FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g WHERE g.tgfoid = rel.fn LOOP
-            EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
-        END LOOP;
-        EXECUTE format('DROP FUNCTION tview.%I()', rel.proname);
+        BEGIN
+            FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g WHERE g.tgfoid = rel.fn LOOP
+                EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
+            END LOOP;
+            EXECUTE format('DROP FUNCTION tview.%I()', rel.proname);
+        EXCEPTION WHEN insufficient_privilege THEN
+            -- only the table's owner may drop its triggers: they stay, and do nothing
+            PERFORM tview._install_capture(rel.relid, false);
+            RAISE NOTICE 'no TVIEW reads % any more; its engine triggers stay, doing nothing, until its owner drops them',
+                         rel.relid::regclass
+                USING HINT = format('As the owner of %s: %s', rel.relid::regclass,
+                                    (SELECT string_agg(format('DROP TRIGGER %I ON %s;', g.tgname, tview._qname(rel.relid)), ' ')
+                                     FROM pg_trigger g WHERE g.tgfoid = rel.fn));
+        END;
     END LOOP;
 END;
 $$;
@@ -288,13 +315,4 @@ COMMENT ON VIEW tview.capture IS 'Generated change capture per table TVIEWs read
 -- Installing over an older engine: re-point every engine trigger to its table's capture
 -- function now, so no trigger still runs code this version removes (the installer then
 -- drops that code and regenerates every TVIEW). Nothing to do on a new install.
-DO $$
-DECLARE
-    relid oid;
-BEGIN
-    FOR relid IN SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
-                 WHERE d.source_kind = 'table' ORDER BY 1 LOOP
-        PERFORM tview._install_capture(relid, false);
-    END LOOP;
-END;
-$$;
+SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d));

@@ -231,6 +231,7 @@ BEGIN
     END IF;
     -- the rights the engine owner needs on every table read (docs/engine.md "Privileges")
     PERFORM tview._check_source_grants(view_oid, label);
+    PERFORM tview._check_trusted_code(view_oid, label);
 END;
 $$;
 
@@ -400,7 +401,7 @@ BEGIN
     RETURNING id INTO new_id;
 
     specs := tview._patch_specs(view_oid, analysis);
-    UPDATE tview.tviews t SET patch_specs = specs WHERE t.id = new_id;
+    UPDATE tview.tviews t SET patch_specs = specs, session_settings = tview._session_settings() WHERE t.id = new_id;
 
     PERFORM tview._record_dependencies(new_id, view_oid, analysis);
 
@@ -456,8 +457,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[])', '_refresh_' || tview_id);
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[])', '_patch_' || tview_id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[], boolean)', '_refresh_' || tview_id);
+    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[], integer)', '_patch_' || tview_id);
     EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(oid, jsonb, jsonb)', '_keys_' || tview_id);
 END;
 $$;
@@ -679,6 +680,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t tview.tviews := tview._get(p_name, schemas);
+    saved jsonb := tview._apply_settings(t.session_settings);   -- compared as its refreshes write it
 BEGIN
     RETURN QUERY EXECUTE format($q$
         SELECT coalesce(s.k, c.k)::bigint,
@@ -687,6 +689,7 @@ BEGIN
         FULL JOIN (SELECT x.%1$I AS k, x::text AS r FROM %3$s x) c ON c.k = s.k
         WHERE s.k IS NULL OR c.k IS NULL OR s.r IS DISTINCT FROM c.r
         ORDER BY 1$q$, t.key_column, tview._qname(t.view_oid), tview._qname(t.table_oid));
+    PERFORM tview._apply_settings(saved);
 END;
 $$;
 

@@ -292,6 +292,8 @@ BEGIN
     UPDATE tview.tviews x
     SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
         patch_specs = tview._patch_specs(t.view_oid, found_lineage),
+        -- pinned at create; a TVIEW of an engine that did not pin them takes the rebuilding session's
+        session_settings = CASE WHEN x.session_settings = '{}' THEN tview._session_settings() ELSE x.session_settings END,
         analysis = found_lineage ->> 'reason',
         root_column = tview._colname(x.root_oid, (found_lineage -> 'root' ->> 1)::int)
     WHERE x.id = t.id;

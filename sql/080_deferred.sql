@@ -16,6 +16,9 @@ CREATE UNLOGGED TABLE IF NOT EXISTS tview.pending (
     txid xid8 PRIMARY KEY
 );
 
+-- The keys first, then the pending row: under SET CONSTRAINTS ALL IMMEDIATE (or ... tview.
+-- tview_flush_at_commit IMMEDIATE) the flush runs at the end of the pending row's INSERT,
+-- and must find every key; it deletes the pending row, so the next write arms it again.
 CREATE OR REPLACE FUNCTION tview._enqueue(tview_id int, keys bigint[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -23,13 +26,13 @@ AS $$
 DECLARE
     me xid8 := pg_current_xact_id();
 BEGIN
-    INSERT INTO tview.pending (txid) VALUES (me) ON CONFLICT DO NOTHING;
     IF keys IS NULL THEN
         INSERT INTO tview.queue (txid, tview_id, key) VALUES (me, tview_id, NULL) ON CONFLICT DO NOTHING;
     ELSE
         INSERT INTO tview.queue (txid, tview_id, key)
         SELECT me, tview_id, k FROM unnest(keys) k ON CONFLICT DO NOTHING;
     END IF;
+    INSERT INTO tview.pending (txid) VALUES (me) ON CONFLICT DO NOTHING;
 END;
 $$;
 
@@ -37,6 +40,7 @@ $$;
 CREATE OR REPLACE FUNCTION tview._flush_deferred() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET row_security = off     -- a policy raises instead of running as the owner
 AS $$
 DECLARE
     me   xid8 := pg_current_xact_id();

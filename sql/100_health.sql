@@ -81,18 +81,20 @@ BEGIN
     LOOP
         SELECT count(*) FILTER (WHERE s.state IN ('missing', 'foreign')) INTO bad FROM tview._trigger_state(rel) s;
         IF bad > 0 THEN
-            -- _install_capture makes all four, so the ones still there go first
-            enabled := enabled + (SELECT count(*) FROM tview._trigger_state(rel) s WHERE s.state IN ('disabled', 'replica'));
-            FOR st IN SELECT * FROM tview._trigger_state(rel) s WHERE s.state <> 'missing' LOOP
-                EXECUTE format('DROP TRIGGER %I ON %s', st.tgname, tview._qname(rel));
-            END LOOP;
-            PERFORM tview._install_capture(rel);
+            -- made beside any trigger that holds the engine's name (never dropped: it is not ours)
+            PERFORM tview._install_capture(rel, false);
             recreated := recreated + bad;
             tables := tables || tview._qname(rel);
-            CONTINUE;
         END IF;
         FOR st IN SELECT * FROM tview._trigger_state(rel) s WHERE s.state IN ('disabled', 'replica') LOOP
-            EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', tview._qname(rel), st.tgname);
+            BEGIN
+                EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', tview._qname(rel), st.tgname);
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'cannot re-enable trigger % on %: only the table''s owner may', st.tgname, rel::regclass
+                    USING ERRCODE = 'insufficient_privilege',
+                          HINT = format('As the owner of %s, run: ALTER TABLE %s ENABLE TRIGGER %I; then SELECT tview.refresh(...) '
+                                        'for the TVIEWs that read it.', rel::regclass, tview._qname(rel), st.tgname);
+            END;
             enabled := enabled + 1;
             IF NOT tview._qname(rel) = ANY (tables) THEN
                 tables := tables || tview._qname(rel);
@@ -538,11 +540,14 @@ RETURNS TABLE (key bigint, problem text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    saved jsonb;
 BEGIN
     IF keys IS NULL THEN
         RETURN QUERY SELECT * FROM tview._verify(tview._label(t.schema_name, t.name), '{}');
         RETURN;
     END IF;
+    saved := tview._apply_settings(t.session_settings);   -- compared as its refreshes write it
     RETURN QUERY EXECUTE format($q$
         SELECT coalesce(s.k, c.k)::bigint,
                CASE WHEN c.k IS NULL THEN 'missing' WHEN s.k IS NULL THEN 'extra' ELSE 'different' END
@@ -550,6 +555,7 @@ BEGIN
         FULL JOIN (SELECT x.%1$I AS k, x::text AS r FROM %3$s x WHERE x.%1$I = ANY ($1)) c ON c.k = s.k
         WHERE s.k IS NULL OR c.k IS NULL OR s.r IS DISTINCT FROM c.r
         ORDER BY 1$q$, t.key_column, tview._qname(t.view_oid), tview._qname(t.table_oid)) USING keys;
+    PERFORM tview._apply_settings(saved);
 END;
 $$;
 

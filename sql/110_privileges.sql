@@ -108,6 +108,105 @@ BEGIN
 END;
 $$;
 
+-- Roles whose code may run with the engine owner's rights: the owner and superusers.
+CREATE OR REPLACE FUNCTION tview._trusted(role_oid oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT role_oid = (SELECT n.nspowner FROM pg_namespace n WHERE n.nspname = 'tview')
+           OR coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = role_oid), false)
+$$;
+
+-- Code a definition would run with the engine owner's rights (its functions, operators and
+-- the functions behind them, the types of its values and columns, and the helper views it
+-- reads, through views), owned by a role that is neither the engine owner nor a superuser:
+-- one row per object, kind and name and owner.
+CREATE OR REPLACE FUNCTION tview._untrusted_code(view_oid oid)
+RETURNS TABLE (kind text, object text, owner name)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE views(oid) AS (
+        SELECT view_oid
+        UNION
+        SELECT d.refobjid
+        FROM views
+        JOIN pg_rewrite r ON r.ev_class = views.oid
+        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> views.oid
+        JOIN pg_class c ON c.oid = d.refobjid AND c.relkind = 'v'
+    ),
+    used(classid, objid) AS (
+        SELECT d.refclassid, d.refobjid
+        FROM views JOIN pg_rewrite r ON r.ev_class = views.oid
+        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+        UNION
+        SELECT d.refclassid, d.refobjid                 -- the types of the views' columns
+        FROM views JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = views.oid AND d.objsubid > 0
+    ),
+    found(kind, object, owner) AS (
+        SELECT 'function', p.oid::regprocedure::text, p.proowner
+        FROM used JOIN pg_proc p ON used.classid = 'pg_proc'::regclass AND p.oid = used.objid
+        UNION ALL
+        SELECT 'operator', o.oid::regoperator::text, o.oprowner
+        FROM used JOIN pg_operator o ON used.classid = 'pg_operator'::regclass AND o.oid = used.objid
+        UNION ALL
+        SELECT 'function', p.oid::regprocedure::text, p.proowner
+        FROM used JOIN pg_operator o ON used.classid = 'pg_operator'::regclass AND o.oid = used.objid
+        JOIN pg_proc p ON p.oid = o.oprcode
+        UNION ALL
+        SELECT CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, format_type(t.oid, NULL), t.typowner
+        FROM used JOIN pg_type t ON used.classid = 'pg_type'::regclass AND t.oid = used.objid
+        UNION ALL
+        SELECT 'view', c.oid::regclass::text, c.relowner
+        FROM views JOIN pg_class c ON c.oid = views.oid
+        WHERE views.oid <> view_oid
+    )
+    SELECT f.kind, f.object, pg_get_userbyid(f.owner)
+    FROM found f
+    WHERE NOT tview._trusted(f.owner)
+    GROUP BY 1, 2, 3
+    ORDER BY array_position(ARRAY['view', 'operator', 'domain', 'type', 'function'], f.kind), 2   -- what the user wrote first
+$$;
+
+-- Called when a TVIEW is created (and when a helper view it reads is replaced): refuse (42501)
+-- a definition that would run another role's code with the engine owner's rights on every
+-- write (that role could replace it at any time), and a table whose row-level security
+-- policies would run as the owner (the engine's triggers turn row_security off, so such a
+-- table would make every write fail instead).
+CREATE OR REPLACE FUNCTION tview._check_trusted_code(view_oid oid, label text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT * INTO bad FROM tview._untrusted_code(view_oid) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'definition of % uses % %, owned by role %, which is not the engine owner', label,
+                        bad.kind, bad.object, bad.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('The engine runs a definition with its owner''s rights (role %s) on every write, and '
+                                'the owner of that %s could change what it does: have the engine owner or a '
+                                'superuser own it (ALTER ... OWNER TO %s), or leave it out of the definition.',
+                                tview._engine_owner(), bad.kind, quote_ident(tview._engine_owner()));
+    END IF;
+    SELECT b.relid INTO bad
+    FROM tview._base_relations(view_oid) b JOIN pg_class c ON c.oid = b.relid
+    WHERE c.relrowsecurity
+      AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = tview._engine_owner())
+      AND (c.relforcerowsecurity OR pg_get_userbyid(c.relowner) <> tview._engine_owner())
+    ORDER BY b.relid::regclass::text LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'definition of % reads table %, which has row-level security', label, bad.relid::regclass
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Its policies would run with the engine owner''s rights and filter what the TVIEW '
+                                'holds: disable row-level security on it, or give role %s BYPASSRLS.',
+                                quote_ident(tview._engine_owner()));
+    END IF;
+END;
+$$;
+
 -- Nothing in schema tview is anyone else's by default (no-ops unless PUBLIC was granted
 -- something by hand).
 REVOKE ALL ON SCHEMA tview FROM PUBLIC;

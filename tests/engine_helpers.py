@@ -96,12 +96,14 @@ def set_engine(conn: psycopg.Connection, **settings: str | None) -> None:
 
 
 def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on") -> None:
-    """first_sql runs and stays uncommitted while second_sql runs in another transaction
-    (waiting on the first, or past it); the first commits half a second later."""
+    """first_sql runs and stays uncommitted while second_sql runs in another transaction; the
+    first commits once the second waits on it (a lock the first holds), or got past it."""
     first, second = psycopg.connect(dsn), psycopg.connect(dsn)
+    observer = psycopg.connect(dsn, autocommit=True)
     try:
         set_engine(first, row_locks=None if row_locks == "on" else row_locks)
         first.execute(first_sql)
+        pids = (first.info.backend_pid, second.info.backend_pid)
         failures: list[BaseException] = []
 
         def run_second() -> None:
@@ -113,10 +115,14 @@ def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on"
 
         worker = threading.Thread(target=run_second)
         worker.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while worker.is_alive() and not observer.execute("SELECT %s = ANY(pg_blocking_pids(%s))", pids).fetchone()[0]:
+            assert time.monotonic() < deadline, "the second writer neither waits on the first nor finishes"
+            time.sleep(0.01)
         first.commit()
         worker.join(30)
         assert not failures, failures
     finally:
         first.close()
         second.close()
+        observer.close()

@@ -7,6 +7,8 @@ import argparse
 import json
 import re
 
+import pytest
+
 from tview_tui import bench
 
 
@@ -30,6 +32,7 @@ def medians(table: str) -> dict[str, float]:
     return {name: float(median) for name, median, _ in rows}
 
 
+@pytest.mark.slow
 def test_quick_bench_on_an_embedded_server_runs_every_default_workload(capsys):
     code = bench.run(parse("--quick", "--repeat", "2"))
     out = capsys.readouterr().out
@@ -50,6 +53,7 @@ def test_quick_bench_on_an_embedded_server_runs_every_default_workload(capsys):
         assert re.search(rf"^  {re.escape(target)} = (\d+\.\d+x|n/a: not implemented)", out, re.M), target
 
 
+@pytest.mark.slow
 def test_patch_arm_is_measured_or_reported_as_not_implemented(capsys, server_dsn, tmp_path):
     """Never a number for an arm the engine cannot run; a number with mode 'patch' when it can."""
     out_file = tmp_path / "bench.json"

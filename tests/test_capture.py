@@ -188,6 +188,7 @@ def test_ddl_while_other_sessions_keep_writing(site):
     assert_oracle(site.engine)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("site", ["superuser"], indirect=True)
 def test_a_bulk_update_of_an_fk_table_with_large_rows_works(site):
     """300,000 rows of ~1 kB updated in one statement (over 256 MB of row data: more than one
@@ -277,4 +278,29 @@ def test_errors_and_events_of_a_refresh_made_by_the_capture_itself(db):
     assert {k: event[k] for k in ("tview", "source", "op", "depth", "mode", "rows", "upserted", "keys")} == {
         "tview": "tv_order", "source": "tb_order", "op": "UPDATE", "depth": 0, "mode": "recompute", "rows": 1,
         "upserted": 1, "keys": [2]}
+    assert_oracle(db)
+
+
+def test_a_helper_view_replaced_to_read_another_table_puts_capture_on_it(db):
+    """The event trigger rebuilds the TVIEW when its helper view is replaced; a table the new view reads
+    for the first time gets the engine's triggers and capture code, a table it no longer reads loses them."""
+    db.execute("""CREATE TABLE tb_a (pk_a int PRIMARY KEY, name text);
+                  CREATE TABLE tb_b (pk_b int PRIMARY KEY, fk_a int, note text);
+                  CREATE TABLE tb_c (pk_c int PRIMARY KEY, fk_a int, note text);
+                  INSERT INTO tb_a VALUES (1, 'one'), (2, 'two');
+                  INSERT INTO tb_b VALUES (1, 1, 'b1'); INSERT INTO tb_c VALUES (1, 2, 'c1');
+                  CREATE VIEW v_helper AS SELECT a.pk_a, a.name,
+                      (SELECT string_agg(c.note, ',' ORDER BY c.pk_c) FROM tb_c c WHERE c.fk_a = a.pk_a) AS notes
+                      FROM tb_a a""")
+    db.execute("SELECT tview.create('a', 'SELECT h.pk_a, jsonb_build_object(''n'', h.name, ''notes'', h.notes) AS data"
+               " FROM v_helper h')")
+    assert [r[0] for r in db.execute("SELECT source FROM tview.capture ORDER BY 1")] == ["tb_a", "tb_c"]
+    db.execute("""CREATE OR REPLACE VIEW v_helper AS SELECT a.pk_a, a.name,
+                      (SELECT string_agg(b.note, ',' ORDER BY b.pk_b) FROM tb_b b WHERE b.fk_a = a.pk_a) AS notes
+                      FROM tb_a a""")
+    assert [r[0] for r in db.execute("SELECT source FROM tview.capture ORDER BY 1")] == ["tb_a", "tb_b"]
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tb_c'::regclass").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tb_b'::regclass").fetchone() == (4,)
+    db.execute("INSERT INTO tb_b VALUES (2, 2, 'b2'); UPDATE tb_b SET note = 'B1' WHERE pk_b = 1")
+    assert db.execute("SELECT data->>'notes' FROM tv_a ORDER BY pk_a").fetchall() == [("B1",), ("b2",)]
     assert_oracle(db)

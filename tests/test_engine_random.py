@@ -24,7 +24,7 @@ from psycopg import errors, sql
 
 from oracle import assert_oracle, tview_names
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 # TVIEW_RANDOM_SCALE=20 multiplies the examples for a soak run (default budget: about a minute).
 SCALE = float(os.environ.get("TVIEW_RANDOM_SCALE", "1"))

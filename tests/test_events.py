@@ -142,7 +142,7 @@ def test_rolling_stats_percentiles_and_bounded_window():
     assert stats.percentile(50) == pytest.approx(950, abs=1)           # last 100: 901..1000 ms
     assert stats.percentile(95) == pytest.approx(995, abs=1)
     assert stats.max_ms() == 1000
-    assert stats.per_minute() == 100
+    assert stats.per_minute() == 1000     # every event of the last minute, not only the timing window's
     book = StatsBook()
     book.add([Event.from_payload({**base, "us": 5})])
     assert book.get("public.tv_a").count == 1
@@ -162,6 +162,14 @@ async def drain(stream: EventStream, want, timeout: float = 10.0) -> list:
     return items
 
 
+async def eventually(condition, what: str, timeout: float = 10.0) -> None:
+    """Wait (letting the event loop run) until condition() holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout:g} s"
+        await asyncio.sleep(0.02)
+
+
 def events_only(items) -> list[Event]:
     return [i for i in items if isinstance(i, Event)]
 
@@ -170,7 +178,7 @@ def events_only(items) -> list[Event]:
 async def test_stream_skips_and_counts_malformed_payloads(blog, dsn):
     stream = EventStream(dsn)
     task = asyncio.create_task(drain(stream, lambda items: len(events_only(items)) >= 2))
-    await asyncio.sleep(0.5)
+    await eventually(lambda: stream.connected, "stream listening")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_notify('tview_events', 'not json')")
         conn.execute("""SELECT pg_notify('tview_events', '{"v": 99}')""")
@@ -187,11 +195,11 @@ async def test_stream_survives_terminated_backend_and_reports_the_gap(blog, dsn)
     task = asyncio.create_task(drain(
         stream, lambda items: any(isinstance(i, Gap) for i in items) and len(events_only(items)) >= 2,
         timeout=20))
-    await asyncio.sleep(0.5)
+    await eventually(lambda: stream.connected, "stream listening")
     with psycopg.connect(dsn, autocommit=True) as conn:
         killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0]
         assert killed == 1
-        await asyncio.sleep(1.5)            # the stream reconnects
+        await eventually(lambda: stream.reconnects == 1 and stream.connected, "stream reconnected")
         conn.execute("UPDATE tb_user SET name = 'after restart' WHERE pk_user = 2")
     items = await task
     await stream.close()
@@ -265,7 +273,7 @@ async def test_polling_the_log_yields_the_same_events_as_listen(blog, dsn):
     polling = EventStream(dsn, poll=True, poll_interval=0.1)
     want = lambda items: len(events_only(items)) >= 4  # noqa: E731
     tasks = [asyncio.create_task(drain(s, want)) for s in (listening, polling)]
-    await asyncio.sleep(0.7)
+    await eventually(lambda: listening.connected and polling.connected, "both streams reading")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE tb_user SET name = 'a' WHERE pk_user = 1")
         conn.execute("DELETE FROM tb_post WHERE pk_post = 3")
@@ -284,10 +292,15 @@ async def test_polling_the_log_yields_the_same_events_as_listen(blog, dsn):
 @pytest.mark.engine
 def test_tail_cli_prints_json_lines_and_stops_on_ctrl_c(blog, dsn):
     proc = subprocess.Popen([sys.executable, "-m", "tview_tui", "tail", dsn, "--json", "--tview", "post"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PGAPPNAME": "events tail"})
     try:
-        time.sleep(1.5)
         with psycopg.connect(dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 20
+            while not conn.execute("SELECT count(*) FROM tview.listeners WHERE application_name = 'events tail'"
+                                   ).fetchone()[0]:
+                assert proc.poll() is None and time.monotonic() < deadline, "the tail did not start listening"
+                time.sleep(0.02)
             conn.execute("UPDATE tb_user SET name = 'tailed' WHERE pk_user = 3")
         line = proc.stdout.readline()
         event = json.loads(line)

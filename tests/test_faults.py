@@ -30,7 +30,8 @@ from tview_tui.embedded import TemporaryServer
 from tview_tui.events import Event, EventStream, Gap
 from tview_tui.ui.app import TviewApp
 
-pytestmark = pytest.mark.engine
+# One worker runs them all, one after the other, on the module's server (which they stop and restart).
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("faults")]
 
 # A deferred TVIEW next to the blog: every committed entry must be in it after a crash.
 LEDGER = """

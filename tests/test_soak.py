@@ -39,6 +39,7 @@ def rename_race(dsn: str, insert: str = COMMENT_AS_40, tview: str = "public.tv_c
         return catalog.verify_all(conn)[tview]
 
 
+@pytest.mark.slow
 def test_soak_command_runs_writers_tail_and_oracle(server_dsn, blog, dsn, tmp_path):
     out = tmp_path / "soak.json"
     proc = subprocess.run(
@@ -59,6 +60,7 @@ def test_soak_command_runs_writers_tail_and_oracle(server_dsn, blog, dsn, tmp_pa
     assert proc.returncode == 0, proc.stdout
 
 
+@pytest.mark.slow
 def test_soak_with_every_writer_serializable_keeps_every_tview_exact(blog, dsn):
     """The other isolation level the engine is exact under (write skew becomes a retried 40001)."""
     result = soak.soak(dsn, seconds=4.0, writers=4, isolation="serializable", progress=lambda _: None)

@@ -91,6 +91,46 @@ def test_set_mode_switches_between_immediate_and_deferred(posts, dsn):
         posts.execute("SELECT tview.set_mode('post', 'sometimes')")
 
 
+@pytest.mark.parametrize("constraints", ["ALL", "tview.tview_flush_at_commit"])
+def test_deferred_mode_under_set_constraints_immediate_refreshes_at_each_statement(posts, dsn, constraints):
+    """SET CONSTRAINTS ... IMMEDIATE makes the commit-time flush run at the end of each statement:
+    every write, the last one included, is in the TVIEW, and nothing stays queued. Back to
+    DEFERRED, the transaction's later writes wait for the commit again."""
+    create_post(posts, "deferred")
+    with psycopg.connect(dsn) as conn:
+        conn.execute(f"SET CONSTRAINTS {constraints} IMMEDIATE")
+        conn.execute("UPDATE tb_post SET title = 'a' WHERE pk_post = 1")
+        assert conn.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 1").fetchone()[0] == "a"
+        conn.execute("INSERT INTO tb_comment VALUES (1, 1, 'x'), (2, 2, 'y')")
+        conn.execute("UPDATE tb_post SET title = 'b' WHERE pk_post = 1")
+        assert conn.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 1").fetchone()[0] == "b"
+        assert conn.execute("SELECT count(*) FROM tview.queue").fetchone()[0] == 0
+        conn.execute(f"SET CONSTRAINTS {constraints} DEFERRED")
+        conn.execute("UPDATE tb_post SET title = 'c' WHERE pk_post = 2")
+        assert conn.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 2").fetchone()[0] == "two"
+        conn.commit()
+    assert comments_of(posts, 1) == ["x"] and comments_of(posts, 2) == ["y"]
+    assert posts.execute("SELECT data->>'title' FROM tv_post ORDER BY pk_post").fetchall() == [("b",), ("c",), ("three",)]
+    assert posts.execute("SELECT (SELECT count(*) FROM tview.queue), (SELECT count(*) FROM tview.pending)").fetchone() == (0, 0)
+    assert_oracle(posts)
+
+
+def test_set_constraints_all_immediate_midway_flushes_what_was_queued(posts, dsn):
+    """Writes queued under the deferred default, then SET CONSTRAINTS ALL IMMEDIATE: the queue is
+    flushed there (as PostgreSQL runs pending deferred triggers), and the single last write too."""
+    create_post(posts, "deferred")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE tb_post SET title = 'q' WHERE pk_post = 3")
+        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        assert conn.execute("SELECT data->>'title' FROM tv_post WHERE pk_post = 3").fetchone()[0] == "q"
+        conn.execute("UPDATE tb_comment SET body = 'edited' WHERE pk_comment = 1")
+        conn.execute("INSERT INTO tb_comment VALUES (7, 3, 'last')")
+        conn.commit()
+    assert comments_of(posts, 3) == ["last"]
+    assert posts.execute("SELECT (SELECT count(*) FROM tview.queue), (SELECT count(*) FROM tview.pending)").fetchone() == (0, 0)
+    assert_oracle(posts)
+
+
 @pytest.mark.parametrize("mode", ["immediate", "deferred"])
 def test_savepoint_script_leaves_exactly_the_committed_writes(posts, dsn, mode):
     create_post(posts, mode)
@@ -289,6 +329,7 @@ def test_repeatable_read_conflict_is_a_serialization_failure(posts, dsn):
     assert_oracle(posts)
 
 
+@pytest.mark.slow
 def test_concurrent_random_writers_keep_the_oracle(posts, dsn):
     """N writers over shared parents for a bounded time, retrying 40001/40P01 (the soak's WriteLoad)."""
     create_post(posts)

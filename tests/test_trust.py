@@ -405,3 +405,142 @@ def test_privilege_inspection_brought_in_by_a_replaced_helper_view_is_refused(tr
     refused(trust.owner, "CREATE OR REPLACE VIEW public.v_helper AS SELECT u.pk_user,"
             " u.name || has_table_privilege('app.tb_user', 'SELECT')::text AS name FROM app.tb_user u",
             None, "42P17", "tv_helped", "has_table_privilege")
+
+
+# --------------------------------------------------------------------------- (1, 2) other roles' code
+
+RLS = """
+CREATE TABLE app.calls (who text);
+GRANT INSERT ON app.calls TO PUBLIC;
+CREATE FUNCTION app.pwn() RETURNS boolean LANGUAGE plpgsql AS
+    $$ BEGIN INSERT INTO app.calls VALUES (current_user); RETURN true; END $$;
+ALTER TABLE app.tb_user ENABLE ROW LEVEL SECURITY;
+CREATE POLICY p ON app.tb_user USING (app.pwn());
+"""
+
+
+def test_a_row_level_security_policy_never_runs_as_the_engine_owner(trust: Trust):
+    """app enables RLS on a table a TVIEW reads, with a policy calling its own function, then writes: the
+    policy never runs as the engine owner. A superuser owner bypasses policies; a non-superuser owner's
+    triggers run with row_security off, so the write fails (42501) and changes nothing. Creating a TVIEW
+    over such a table is refused up front."""
+    create_blog(trust)
+    with trust.connect(trust.app) as app:
+        app.execute(RLS)
+        if trust.superuser_install:
+            app.execute("UPDATE app.tb_user SET name = 'Ann' WHERE pk_user = 1")
+            assert trust.owner.execute("SELECT data ->> 'name' FROM tv_user WHERE pk_user = 1").fetchone() == ("Ann",)
+        else:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+                app.execute("UPDATE app.tb_user SET name = 'Ann' WHERE pk_user = 1")
+            refused(trust.owner, "SELECT tview.create('card', %s, schema_name => 'public')", (CARD_DEF,), "42501",
+                    "public.tv_card", "app.tb_user", "row-level security")
+        assert app.execute("SELECT count(*) FROM app.calls WHERE who <> current_user").fetchone() == (0,)
+    assert_oracle(trust.owner)
+
+
+APP_CODE = """
+CREATE FUNCTION app.shout(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper(t) $$;
+CREATE FUNCTION app.same(a text, b text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT a = b $$;
+CREATE OPERATOR app.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = app.same);
+CREATE TYPE app.mood AS ENUM ('ok', 'sad');
+CREATE VIEW app.v_names AS SELECT u.pk_user, u.name FROM app.tb_user u;
+"""
+
+
+@pytest.mark.parametrize("expression, kind, name", [
+    ("jsonb_build_object('n', app.shout(u.name))", "function", "app.shout(text)"),
+    ("jsonb_build_object('n', u.name OPERATOR(app.===) 'x')", "operator", "app.==="),
+    ("jsonb_build_object('m', 'ok'::app.mood)", "type", "app.mood"),
+])
+def test_another_roles_function_operator_or_type_in_a_definition_is_refused(trust: Trust, expression, kind, name):
+    """app could replace its function at any time and it would run with the engine owner's rights on every
+    write: create refuses (42501) naming the object and its owner, and makes nothing."""
+    with trust.connect(trust.app) as app:
+        app.execute(APP_CODE)
+    definition = f"SELECT u.pk_user, {expression} AS data FROM app.tb_user u"
+    error = refused(trust.owner, "SELECT tview.create('coded', %s, schema_name => 'public')", (definition,), "42501",
+                    "public.tv_coded", kind, name, trust.app)
+    assert "OWNER TO" in error.diag.message_hint
+    # the same through a helper view the engine owner made
+    trust.owner.execute(f"CREATE VIEW public.v_helper AS {definition}")
+    refused(trust.owner, "SELECT tview.create('coded', 'SELECT * FROM public.v_helper', schema_name => 'public')",
+            None, "42501", "public.tv_coded", name)
+
+
+def test_a_helper_view_another_role_owns_is_refused(trust: Trust):
+    """app owns a helper view and could replace it (where no event trigger re-checks it) with one that
+    calls its own code: refused (42501) naming the view and its owner."""
+    with trust.connect(trust.app) as app:
+        app.execute(APP_CODE)
+        app.execute(sql.SQL("GRANT SELECT ON app.v_names TO {}").format(sql.Identifier(trust.owner_role)))
+    refused(trust.owner, "SELECT tview.create('named', $$SELECT n.pk_user, jsonb_build_object('n', n.name) AS data"
+            " FROM app.v_names n$$, schema_name => 'public')", None, "42501", "view", "app.v_names", trust.app)
+
+
+# --------------------------------------------------------------------------- (8) session-dependent output
+
+STAMPED = """
+CREATE TABLE app.tb_event (pk_event int PRIMARY KEY, at timestamptz NOT NULL, took interval NOT NULL,
+                           raw bytea NOT NULL, ratio float8 NOT NULL);
+INSERT INTO app.tb_event VALUES (1, '2024-01-01 00:00:00+00', '1 day 02:03:04', '\\x00ff', 0.1),
+                                (2, '2024-06-30 23:30:00+00', '-3 hours', '\\x41', 1e-7);
+"""
+STAMPED_DEF = """SELECT e.pk_event, e.at, e.took, e.raw, e.ratio,
+                        jsonb_build_object('at', e.at, 'took', e.took::text, 'raw', e.raw::text, 'ratio', e.ratio,
+                                           'day', e.at::date::text) AS data
+                 FROM app.tb_event e"""
+ODD_SESSION = ("-c TimeZone=Asia/Tokyo -c DateStyle=SQL,DMY -c IntervalStyle=sql_standard"
+               " -c bytea_output=escape -c extra_float_digits=0")
+
+
+def test_a_writers_session_settings_never_change_a_tviews_bytes(trust: Trust):
+    """The TVIEW pins its creator's TimeZone, DateStyle, IntervalStyle, bytea_output and extra_float_digits:
+    a writer with other values leaves exactly the bytes the creator's session would (checked by the oracle
+    from a session like the creator's), and verify() from the odd session finds nothing wrong either."""
+    with trust.connect(trust.app) as app:
+        app.execute(STAMPED)
+        app.execute(sql.SQL("GRANT SELECT, TRIGGER, UPDATE ON app.tb_event TO {}").format(
+            sql.Identifier(trust.owner_role)))
+    trust.owner.execute("SELECT tview.create('event', %s, schema_name => 'public')", (STAMPED_DEF,))
+    pinned = trust.owner.execute("SELECT session_settings FROM tview.tviews").fetchone()[0]
+    assert pinned["TimeZone"] == trust.owner.execute("SHOW TimeZone").fetchone()[0]
+    before = trust.owner.execute("SELECT data FROM tv_event WHERE pk_event = 1").fetchone()[0]
+    odd = psycopg.connect(make_conninfo(trust.dsn, options=f"-c role={trust.app} {ODD_SESSION}"), autocommit=True)
+    with odd:
+        assert odd.execute("SHOW TimeZone").fetchone()[0] == "Asia/Tokyo"
+        odd.execute("UPDATE app.tb_event SET ratio = ratio, at = at WHERE pk_event = 1")   # recomputed, same values
+        odd.execute("INSERT INTO app.tb_event VALUES (3, '2025-03-01 12:00:00+00', '90 minutes', '\\x0a', 2.5)")
+        odd.execute("UPDATE app.tb_event SET took = took + interval '1 second' WHERE pk_event = 2")
+    assert trust.owner.execute("SELECT data FROM tv_event WHERE pk_event = 1").fetchone()[0] == before
+    assert_oracle(trust.owner)
+    with psycopg.connect(make_conninfo(trust.dsn, options=f"-c role={trust.owner_role} {ODD_SESSION}")) as reader:
+        assert reader.execute("SELECT count(*) FROM tview.verify('public.event')").fetchone() == (0,)
+        assert reader.execute("SHOW TimeZone").fetchone()[0] == "Asia/Tokyo"     # put back after verify
+
+
+# --------------------------------------------------------------------------- (6) trigger names
+
+def test_a_trigger_planted_under_an_engine_triggers_name_is_repaired_around(trust: Trust):
+    """app drops the engine's INSERT trigger on its table and plants its own under that name: health
+    reports it, and repair_triggers() (no argument, run by the engine owner, superuser or not) makes the
+    engine's trigger beside app's (never dropping app's), after which inserts reach the TVIEWs again."""
+    create_blog(trust)
+    with trust.connect(trust.app) as app:
+        app.execute("DROP TRIGGER tview_after_insert ON app.tb_post")
+        app.execute("CREATE FUNCTION app.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+        app.execute("CREATE TRIGGER tview_after_insert AFTER INSERT ON app.tb_post"
+                    " FOR EACH STATEMENT EXECUTE FUNCTION app.noop()")
+        found = trust.owner.execute("SELECT check_name, tview FROM tview.health() WHERE check_name LIKE '%trigger'"
+                                    ).fetchall()
+        assert found == [("foreign_trigger", "public.tv_post")]
+        assert trust.owner.execute("SELECT tview.repair_triggers()").fetchone()[0] == (
+            "all TVIEWs: re-created 1 trigger(s), re-enabled 0 trigger(s) on app.tb_post")
+        names = app.execute("SELECT tgname, tgfoid::regproc::text FROM pg_trigger WHERE tgrelid = 'app.tb_post'::regclass"
+                            " AND tgname LIKE 'tview_after_insert%' ORDER BY 1").fetchall()
+        assert names[0] == ("tview_after_insert", "app.noop") and names[1][0] == "tview_after_insert_1"
+        app.execute("INSERT INTO app.tb_post VALUES (100, 1, 'after repair')")
+        trust.owner.execute("SELECT tview.refresh('public.post')")   # what was missed before the repair
+    assert trust.owner.execute("SELECT count(*) FROM tview.health() WHERE check_name LIKE '%trigger'").fetchone() == (0,)
+    assert trust.owner.execute("SELECT data ->> 'title' FROM tv_post WHERE pk_post = 100").fetchone() == ("after repair",)
+    assert_oracle(trust.owner)

@@ -1,4 +1,4 @@
-"""`tview-tui bench`: measure the engine against what users would otherwise do (issue 5).
+"""`tview-tui bench`: measure the engine against what users would otherwise do.
 
 Every workload is built in its own schemas of a fresh database (on a temporary embedded
 server by default), one schema per *variant* of the same tables and rows:
@@ -57,7 +57,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from . import installer
-from .connection import Target, TviewError, error_from_db
+from .connection import Target, TviewError, error_from_db, one
 
 WORKLOADS = ["medium", "single_row", "large_cascade", "bulk", "full_refresh", "locking", "events", "scale_m"]
 DEFAULT_WORKLOADS = [w for w in WORKLOADS if w != "scale_m"]   # scale_m takes minutes: only on request
@@ -573,8 +573,8 @@ def drop_variants(conn: psycopg.Connection, schemas: list[str]) -> None:
 
 def has_patch_specs(conn: psycopg.Connection, schema: str) -> bool:
     """Did the engine recognise any patchable shape in this schema's TVIEWs?"""
-    found = conn.execute("SELECT EXISTS (SELECT 1 FROM tview.tviews WHERE schema_name = %s"
-                         " AND jsonb_array_length(patch_specs) > 0)", (schema,)).fetchone()[0]
+    found = one(conn.execute("SELECT EXISTS (SELECT 1 FROM tview.tviews WHERE schema_name = %s"
+                         " AND jsonb_array_length(patch_specs) > 0)", (schema,)))[0]
     conn.rollback()
     return bool(found)
 
@@ -647,19 +647,19 @@ def oracle(conn: psycopg.Connection, schema: str) -> dict[str, int]:
     """Rows of each TVIEW of a schema that differ from its definition (tview.verify)."""
     names = conn.execute("SELECT name FROM tview.tviews WHERE schema_name = %s ORDER BY topo_level, id",
                          (schema,)).fetchall()
-    return {f"{schema}.tv_{name}": conn.execute("SELECT count(*) FROM tview.verify(%s)",
-                                                (f"{schema}.{name}",)).fetchone()[0]
+    return {f"{schema}.tv_{name}": one(conn.execute("SELECT count(*) FROM tview.verify(%s)",
+                                                (f"{schema}.{name}",)))[0]
             for (name,) in names}
 
 
 def hand_oracle(conn: psycopg.Connection, schema: str) -> dict[str, int]:
     """The same check for the hand-kept table (no engine involved): rows differing from its view."""
-    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.hand_post",)).fetchone()[0]:
+    if not one(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.hand_post",)))[0]:
         return {}
     query = sql.SQL("SELECT count(*) FROM ((TABLE {t} EXCEPT ALL TABLE {v})"
                     " UNION ALL (TABLE {v} EXCEPT ALL TABLE {t})) d")
     table, view = sql.Identifier(schema, "hand_post"), sql.Identifier(schema, "v_hand_post")
-    return {f"{schema}.hand_post": conn.execute(query.format(t=table, v=view)).fetchone()[0]}
+    return {f"{schema}.hand_post": one(conn.execute(query.format(t=table, v=view)))[0]}
 
 
 def warm_up(conn: psycopg.Connection, arm: Arm) -> None:
@@ -697,7 +697,7 @@ def measure(conn: psycopg.Connection, plan: Plan, opts: Options) -> None:
     medians = {a.name: a.median for a in arms}
     for arm in arms:
         base = medians.get(arm.vs) if arm.vs else None
-        arm.ratio = arm.median / base if base else None
+        arm.ratio = arm.median / base if base and arm.median is not None else None
 
 
 def client_loop(dsn: str, job: Throughput, seed: int, comments: int, seconds: float,
@@ -752,7 +752,7 @@ def measure_throughput(dsn: str, plan: Plan, opts: Options) -> None:
     rates = {t.name: t.per_second for t in plan.throughput}
     for job in plan.throughput:
         base = rates.get(job.vs) if job.vs else None
-        job.ratio = job.per_second / base if base else None
+        job.ratio = job.per_second / base if base and job.per_second is not None else None
 
 
 def run_plan(conn: psycopg.Connection, dsn: str, plan: Plan, opts: Options,
@@ -830,7 +830,7 @@ def render_plan(plan: Plan) -> str:
 
 @dataclass(frozen=True)
 class Goal:
-    """A target of issue 5: value(numerator) / value(denominator) compared with a limit."""
+    """A target: value(numerator) / value(denominator) compared with a limit."""
 
     label: str
     workload: str
@@ -889,7 +889,7 @@ def unavailable_reason(plan: Plan, *names: str) -> str | None:
 
 
 def summary_lines(plans: dict[str, Plan]) -> list[str]:
-    """One line per target of issue 5 (and the measured costs), for the workloads that ran."""
+    """One line per target (and the measured costs), for the workloads that ran."""
     lines = []
     for goal in GOALS:
         plan = plans.get(goal.workload)
@@ -969,11 +969,11 @@ def bench_database(admin: str, progress: Callable[[str], None]) -> Iterator[str]
 
 def engine_features(conn: psycopg.Connection) -> tuple[bool, bool, str, str]:
     """(smart patching present, event log present, engine version, server version)."""
-    row = conn.execute("""
+    row = one(conn.execute("""
         SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'tview.tviews'::regclass
                        AND attname = 'patch_specs' AND NOT attisdropped),
                to_regclass('tview.events') IS NOT NULL, tview.version(),
-               current_setting('server_version')""").fetchone()
+               current_setting('server_version')"""))
     conn.rollback()
     return bool(row[0]), bool(row[1]), row[2], row[3]
 
@@ -1059,7 +1059,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error_from_db(exc, 'benchmark failed')}", file=sys.stderr)
         return 2
     summary = summary_lines(plans)
-    print("summary (targets of issue 5):")
+    print("summary (targets: engine vs. the alternatives):")
     for line in summary:
         print(f"  {line}")
     if args.json:

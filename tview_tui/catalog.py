@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from .connection import error_from_db
+from .connection import TviewError, error_from_db, one
 
 PROBE_TIMEOUT_MS = 2000
 EXACT_COUNT_MAX_BYTES = 16 * 1024 * 1024  # count rows exactly below this size, else estimate
@@ -77,12 +77,19 @@ class TviewDetail:
 class RefreshResult:
     tview: str
     keys: tuple[int, ...] | None   # None: whole TVIEW
-    rows_written: int
+    rows_written: int              # in this TVIEW and every TVIEW the cascade reached
     ms: float
+    xid: str | None = None         # the transaction: its events split the rows per TVIEW
 
-    def describe(self) -> str:
+    def describe(self, split: dict[str, int] | None = None) -> str:
+        """One line; ``split`` (rows per TVIEW, from the transaction's events) names each TVIEW's share."""
         what = "whole TVIEW" if self.keys is None else f"{len(self.keys)} key(s)"
-        return f"refreshed {self.tview} ({what}): {self.rows_written} row(s) written in {self.ms:.1f} ms"
+        head = f"refreshed {self.tview} ({what}): "
+        if not split or self.tview not in split:
+            return f"{head}{self.rows_written} row(s) written in {self.ms:.1f} ms, counting the TVIEWs that read it"
+        others = ", ".join(f"{name} {rows}" for name, rows in split.items() if name != self.tview)
+        return (f"{head}{split[self.tview]} row(s) written in {self.ms:.1f} ms"
+                + (f"; then the TVIEWs that read it: {others}" if others else ""))
 
 
 def _probe(conn: psycopg.Connection) -> None:
@@ -149,8 +156,11 @@ def detail(conn: psycopg.Connection, info: TviewInfo) -> TviewDetail:
     """Definition, columns, what it reads and why lineage may be full."""
     with conn.transaction():
         _probe(conn)
-        definition, analysis, table_oid = conn.execute(
+        found = conn.execute(
             "SELECT definition, analysis, table_oid FROM tview.tviews WHERE id = %s", (info.id,)).fetchone()
+        if found is None:
+            raise TviewError(f"TVIEW {info.table} no longer exists", sqlstate="42P01")
+        definition, analysis, table_oid = found
         patches = [PatchPath(*r) for r in conn.execute(PATCH_QUERY, (info.id,))] if _has_patching(conn) else []
         columns = [Column(*r) for r in conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
@@ -175,9 +185,9 @@ WHERE t.id = %s
 
 def _has_patching(conn: psycopg.Connection) -> bool:
     """Engines before smart patching have no patch_specs column."""
-    return conn.execute(
+    return one(conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'tview.tviews'::regclass"
-        " AND attname = 'patch_specs' AND NOT attisdropped)").fetchone()[0]
+        " AND attname = 'patch_specs' AND NOT attisdropped)"))[0]
 
 
 def sql_name(schema: str, name: str) -> str:
@@ -195,23 +205,76 @@ def refresh(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = 
     try:
         with conn.transaction():
             if keys is None:
-                written = conn.execute("SELECT tview.refresh(%s)", (name,)).fetchone()[0]
+                written = one(conn.execute("SELECT tview.refresh(%s)", (name,)))[0]
             else:
-                written = conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)).fetchone()[0]
+                written = one(conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)))[0]
+            xid = one(conn.execute("SELECT pg_current_xact_id_if_assigned()::text"))[0]
     except psycopg.Error as exc:
         raise error_from_db(exc, f"cannot refresh {info.table}") from None
     return RefreshResult(info.table, tuple(keys) if keys is not None else None, int(written),
-                         (time.perf_counter() - started) * 1000)
+                         (time.perf_counter() - started) * 1000, xid)
+
+
+@dataclass(frozen=True)
+class Explained:
+    """The plan of a TVIEW's keyed refresh: its definition restricted to some keys."""
+
+    tview: str
+    keys: tuple[int, ...]
+    analyzed: bool
+    query: str
+    plan: list[str]
+
+    def text(self) -> str:
+        how = "EXPLAIN ANALYZE (run, then rolled back)" if self.analyzed else "EXPLAIN (not run)"
+        keys = ",".join(map(str, self.keys[:20])) + (f",+{len(self.keys) - 20}" if len(self.keys) > 20 else "")
+        return (f"{how} of the refresh of {self.tview} for key(s) [{keys}]:\n{self.query}\n\n"
+                + "\n".join(self.plan))
+
+
+def find_tview(conn: psycopg.Connection, name: str) -> TviewInfo:
+    """A TVIEW by name: 'post', 'tv_post', 'public.tv_post' (one schema's, else the only one)."""
+    schema, _, bare = name.rpartition(".")
+    bare = bare.strip('"').removeprefix("tv_")
+    found = [i for i in list_tviews(conn) if i.name == bare and (not schema or i.schema == schema.strip('"'))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise TviewError(f"TVIEW {name} is ambiguous: {', '.join(i.table for i in found)}",
+                         hint="qualify it with its schema", sqlstate="42P01")
+    raise TviewError(f"no TVIEW {name} in this database", sqlstate="42P01",
+                     hint="tview-tui status lists how many there are; the app's list shows them")
+
+
+def explain(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = None,
+            analyze: bool = False) -> Explained:
+    """EXPLAIN [ANALYZE] of ``SELECT * FROM v_<name> WHERE <key> = ANY(keys)``: what a refresh
+    of those keys recomputes. Everything runs in a transaction that is rolled back; with no
+    keys, one existing key is used."""
+    view = sql.Identifier(info.schema, f"v_{info.name}")
+    key = sql.Identifier(info.key_column)
+    query = sql.SQL("SELECT * FROM {} WHERE {} = ANY(%s::bigint[])").format(view, key)
+    options = sql.SQL("ANALYZE, BUFFERS" if analyze else "COSTS")
+    try:
+        with conn.transaction(force_rollback=True):
+            if not keys:
+                row = conn.execute(sql.SQL("SELECT {} FROM {} LIMIT 1").format(
+                    key, sql.Identifier(info.schema, f"tv_{info.name}"))).fetchone()
+                keys = [row[0]] if row else [0]
+            plan = [r[0] for r in conn.execute(sql.SQL("EXPLAIN ({}) ").format(options) + query, (keys,))]
+            text = query.as_string(conn).replace("%s::bigint[]", "ARRAY[keys]")
+    except psycopg.Error as exc:
+        raise error_from_db(exc, f"cannot explain {info.table}") from None
+    return Explained(info.table, tuple(keys), analyze, text, plan)
 
 
 def can_write(conn: psycopg.Connection) -> bool:
     """Whether this session may refresh (not read-only, and allowed to write a TVIEW)."""
     with conn.transaction():
-        read_only = conn.execute("SHOW transaction_read_only").fetchone()[0] == "on"
+        read_only = one(conn.execute("SHOW transaction_read_only"))[0] == "on"
         if read_only:
             return False
-        row = conn.execute(
-            "SELECT bool_and(has_table_privilege(table_oid, 'UPDATE')) FROM tview.tviews").fetchone()
+        row = one(conn.execute("SELECT bool_and(has_table_privilege(table_oid, 'UPDATE')) FROM tview.tviews"))
     return row[0] is not False
 
 

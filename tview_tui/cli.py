@@ -14,9 +14,10 @@ from pathlib import Path
 
 import psycopg
 
-from . import bench, demo, diagnostics, events, installer, soak
-from .connection import Target, TviewError, connect, error_from_db
+from . import bench, catalog, demo, diagnostics, events, installer, soak, trace
+from .connection import Target, TviewError, connect, error_from_db, one
 from .embedded import LocalServer, embedded_bin_dir
+from .keys import parse_keys
 
 EXIT_ERROR = 2
 
@@ -37,6 +38,8 @@ examples:
   tview-tui status "service=shop" --json
   tview-tui uninstall --cascade          remove the engine and every TVIEW (PG* env)
   tview-tui check service=prod --json    health findings; exit 0 healthy, 1 warnings, 2 errors
+  tview-tui tail service=prod --trace    one tree per transaction: why was this write slow?
+  tview-tui explain service=prod post --keys 1,5-9 --analyze    the plan of that refresh
   tview-tui soak --seconds 60            random concurrent writes + live tail, then the oracle (temporary server)
 """
 
@@ -54,22 +57,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {installer.bundled_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("install", help="install the engine (no-op if already current)")
+    p = sub.add_parser("install", help="install the engine (no-op if already current)", description=(
+        "Install the TVIEW engine bundled with this tool into a database, in one transaction under an"
+        " advisory lock. Installing the version already there changes nothing; an older engine is"
+        " upgraded in place."))
     _add_target_args(p)
-    p = sub.add_parser("upgrade", help="upgrade an installed engine in place")
+    p = sub.add_parser("upgrade", help="upgrade an installed engine in place", description=(
+        "Upgrade an installed engine to the bundled version: every TVIEW's code is regenerated and its"
+        " data kept. Refused when no engine is installed."))
     _add_target_args(p)
-    p = sub.add_parser("uninstall", help="remove every engine object (user tables stay)")
+    p = sub.add_parser("uninstall", help="remove every engine object (user tables stay)", description=(
+        "Remove every engine object (schema tview, triggers, event triggers). User tables stay; TVIEWs"
+        " are dropped only with --cascade, otherwise their presence refuses the uninstall."))
     _add_target_args(p)
     p.add_argument("--cascade", action="store_true", help="also drop all TVIEWs")
-    p = sub.add_parser("status", help="installed vs bundled engine version, DDL interception")
+    p = sub.add_parser("status", help="installed vs bundled engine version, DDL interception", description=(
+        "Show the server version, the installed and bundled engine versions, whether CREATE TABLE"
+        " tv_x AS ... is intercepted, and how many TVIEWs exist."))
     _add_target_args(p)
+    p = sub.add_parser("explain", help="the plan of a TVIEW's keyed refresh (why is it slow?)", description=(
+        "Show PostgreSQL's plan for recomputing some keys of a TVIEW: its definition restricted to"
+        " those keys, as a refresh reads it. A sequential scan of a big table or a missing index"
+        " shows here. --analyze runs it (inside a transaction that is rolled back) to show real"
+        " times and row counts."))
+    _add_target_args(p)
+    p.add_argument("tview", help="the TVIEW (name with or without tv_, optionally schema-qualified)")
+    p.add_argument("--keys", default=None, metavar="KEYS",
+                   help="keys to explain for, e.g. '1,5-9' (default: one existing key)")
+    p.add_argument("--analyze", action="store_true",
+                   help="run the query (EXPLAIN ANALYZE, rolled back) for real times and rows")
+    p = sub.add_parser("config-path", help="print where the config file is read from", description=(
+        "Print the path of the config file (profiles, theme, refresh interval): TVIEW_TUI_CONFIG when"
+        " set, else the user config folder; says whether it exists."))
 
     diagnostics.add_parser(sub)
     bench.add_parser(sub)
     soak.add_parser(sub)
 
-    p = sub.add_parser("tail", help="live-tail cascade events (LISTEN, or --poll the event log)")
+    p = sub.add_parser("tail", help="live-tail cascade events (LISTEN, or --poll the event log)", description=(
+        "Print cascade events as they happen, one line each (or JSON), surviving restarts. --trace groups"
+        " the events of each transaction into a tree: the written table, then every TVIEW refreshed in"
+        " order with depth, mode, rows and time, the slowest step marked."))
     _add_target_args(p)
+    p.add_argument("--trace", action="store_true",
+                   help="one tree per transaction instead of one line per event")
     p.add_argument("--tview", action="append", default=[], metavar="NAME",
                    help="only this TVIEW (repeatable)")
     p.add_argument("--source", action="append", default=[], metavar="TABLE", help="only this written table")
@@ -78,13 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll", action="store_true",
                    help="poll the event log instead of LISTEN (behind a transaction-pooling proxy)")
 
-    p = sub.add_parser("open", help="open the app (the default command)")
+    p = sub.add_parser("open", help="open the app (the default command)", description=(
+        "Open the terminal app on a DSN or a profile of the config file (see config-path). With"
+        " neither, the PG* environment is used, then the profile 'default'; otherwise the app offers"
+        " the demo. A profile named like a command opens with: tview-tui open NAME."))
     p.add_argument("dsn", nargs="?", default=None, help="DSN or profile name (default: PG* env, profile 'default')")
     p.add_argument("--read-only", action="store_true", help="hide and refuse every writing action")
     p.add_argument("--theme", help="theme name (see themes/*.toml)")
 
     p = sub.add_parser(
         "demo", help="start a local PostgreSQL with a demo schema and a writer, and open the app on it",
+        description="Start (or reuse) a local PostgreSQL with no system install, create a blog schema with"
+                    " four levels of TVIEWs, run a background writer and open the app on it. A server"
+                    " this command started is stopped on exit unless --keep-running or --no-app; a"
+                    " server that was already running is left running.",
     )
     p.add_argument("--data-dir", type=Path, default=None,
                    help="cluster directory (default: tview-tui's user data dir)")
@@ -93,18 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-running", action="store_true", help="leave the server running after the app exits")
     p.add_argument("--theme", help="theme name")
 
-    p = sub.add_parser("screenshots", help="write SVGs of every screen, taken from the demo, into a folder")
+    p = sub.add_parser("screenshots", help="write SVGs of every screen, taken from the demo, into a folder",
+                       description="Start the demo, walk through every screen headless and save one SVG"
+                                   " each (the README's pictures).")
     p.add_argument("--out", type=Path, default=Path("screenshots"), help="folder (default: screenshots/)")
     p.add_argument("--data-dir", type=Path, default=None, help="demo cluster directory")
     p.add_argument("--theme", help="theme name")
 
-    p = sub.add_parser("ui-bench", help="measure the app: startup with many TVIEWs, tail throughput, key latency")
+    p = sub.add_parser("ui-bench", help="measure the app: startup with many TVIEWs, tail throughput, key latency",
+                       description="Measure the app headless: startup time with many TVIEWs, how many"
+                                   " events a second the tail keeps up with, key-press latency and"
+                                   " memory while flooded.")
     p.add_argument("dsn", nargs="?", default=None, help="database with the engine (default: a temporary server)")
     p.add_argument("--tviews", type=int, default=200, help="TVIEWs to create for the startup measure")
     p.add_argument("--rate", type=int, default=10_000, help="events per second to flood the tail with")
     p.add_argument("--seconds", type=float, default=30.0, help="how long to flood")
 
-    p = sub.add_parser("server", help="start/stop a local PostgreSQL cluster (for tests and demos)")
+    p = sub.add_parser("server", help="start/stop a local PostgreSQL cluster (for tests and demos)",
+                       description="Start, stop or show a local PostgreSQL cluster listening on 127.0.0.1"
+                                   " (trust authentication for the user postgres). start prints its DSN;"
+                                   " status prints pid, DSN and data directory (exit 1 when stopped).")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--data-dir", type=Path, required=True, help="cluster directory")
     p.add_argument("--bin-dir", type=Path, default=None,
@@ -165,17 +211,55 @@ def parse_duration(text: str) -> float:
         raise TviewError(f"invalid duration {text!r}", hint="use e.g. 30s, 10m or 2h") from None
 
 
+LOG_OFF = ("the event log is off (tview.log), so {what} has nothing to read;"
+           " turn it on for the database: ALTER DATABASE ... SET tview.log = on")
+
+
+def _check_tail(args: argparse.Namespace, target: Target) -> None:
+    """Refuse at once what would otherwise print nothing forever: an unknown TVIEW, or reading a
+    log that is off."""
+    with connect(target) as conn:
+        for name in args.tview:
+            catalog.find_tview(conn, name)
+        if args.since or args.poll:
+            on = one(conn.execute("SELECT tview.enabled('log', false)"))[0]
+            if not on:
+                what = "--poll" if args.poll else "--since"
+                if args.poll:
+                    raise TviewError(LOG_OFF.format(what=what), hint="or tail without --poll (LISTEN)")
+                print(f"note: {LOG_OFF.format(what=what)}", file=sys.stderr)
+
+
+def _print_trace(found: trace.Trace | None, as_json: bool) -> None:
+    if found is None:
+        return
+    if as_json:
+        print(json.dumps({"xid": found.xid, "pid": found.pid, "us": found.us, "rows": found.rows,
+                          "slowest": found.slowest.name if found.slowest else None,
+                          "events": [e.as_dict() for e in found.events]}), flush=True)
+    else:
+        print(found.text() + "\n", flush=True)
+
+
 async def _tail(args: argparse.Namespace) -> None:
     target = Target(args.dsn)
     wanted = {"tviews": args.tview, "sources": args.source, "ops": args.op}
+    _check_tail(args, target)
+    grouper = trace.Grouper()
 
     def show(event: events.Event) -> None:
-        if events.matches(event, **wanted):
+        if not events.matches(event, **wanted):
+            return
+        if args.trace:
+            _print_trace(grouper.add(event), args.json)
+        else:
             print(json.dumps(event.as_dict()) if args.json else events.format_event(event), flush=True)
 
     if args.since:
         for event in await events.read_log_since(target, parse_duration(args.since)):
             show(event)
+        if args.trace:
+            _print_trace(grouper.flush(), args.json)
     stream = events.EventStream(target, poll=args.poll)
     print(f"tailing {target.describe()} ({'polling the log' if args.poll else 'LISTEN tview_events'});"
           " Ctrl-C to stop", file=sys.stderr)
@@ -186,6 +270,8 @@ async def _tail(args: argparse.Namespace) -> None:
                     print(f"-- {item.describe()}", file=sys.stderr, flush=True)
                 else:
                     show(item)
+            if args.trace and len(batch) < stream.batch_max:   # a transaction's events come in one go
+                _print_trace(grouper.flush(), args.json)
     finally:
         await stream.close()
 
@@ -216,6 +302,16 @@ def cmd_open(args: argparse.Namespace) -> int:
 
     config = load()
     target, profile = choose_target(args.dsn, config, args.read_only)
+    if target is not None and profile is None and args.dsn:
+        try:
+            target.conninfo()
+        except (TviewError, psycopg.ProgrammingError):
+            names = ", ".join(sorted(config.profiles)) or "none"
+            raise TviewError(f"{args.dsn!r} is neither a profile of {config.path} (profiles: {names})"
+                             " nor a connection string",
+                             hint="a DSN looks like host=... dbname=... or postgresql://user@host/db") from None
+    if target is not None:
+        connect(target).close()          # a mistyped DSN is one line here, not a screen retrying forever
     sessions = []
 
     def demo_starter():
@@ -228,12 +324,39 @@ def cmd_open(args: argparse.Namespace) -> int:
                         theme=args.theme or (profile.theme if profile else None), demo_starter=demo_starter)
     finally:
         for session in sessions:
-            session.stop()
+            if not session.stop():
+                print(session.left_running(), file=sys.stderr)
+
+
+def cmd_config_path(args: argparse.Namespace) -> int:
+    from .config import config_path
+
+    path = config_path()
+    print(path)
+    if not path.exists():
+        print("(no such file yet: create it to add profiles, see README 'Configuration')", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    keys = None
+    if args.keys:
+        try:
+            keys = parse_keys(args.keys)
+        except ValueError as exc:
+            raise TviewError(f"bad --keys {args.keys!r}: {exc}", hint="e.g. --keys 1,5-9") from None
+    with connect(Target(args.dsn)) as conn:
+        info = catalog.find_tview(conn, args.tview)
+        explained = catalog.explain(conn, info, keys, analyze=args.analyze)
+    _emit(args, {"tview": explained.tview, "keys": list(explained.keys), "analyzed": explained.analyzed,
+                 "query": explained.query, "plan": explained.plan}, explained.text())
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     session = demo.start(args.data_dir, rate=0 if args.no_app else args.rate,
                          progress=lambda text: print(text, file=sys.stderr))
+    keep = args.keep_running or args.no_app
     try:
         if args.no_app:
             with connect(session.target) as conn:
@@ -242,7 +365,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 0
         return _run_app(session.target, writer=session.writer, theme=args.theme)
     finally:
-        session.stop(stop_server=not args.keep_running)
+        if not session.stop(stop_server=not keep):
+            print(session.left_running(), file=sys.stderr)
 
 
 def cmd_screenshots(args: argparse.Namespace) -> int:
@@ -253,7 +377,8 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
         for path in asyncio.run(capture(session.target, session.writer, args.out, args.theme)):
             print(path)
     finally:
-        session.stop()
+        if not session.stop():
+            print(session.left_running(), file=sys.stderr)
     return 0
 
 
@@ -272,8 +397,12 @@ def cmd_server(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         server.stop()
     else:
-        print("running" if server.running() else "stopped")
-        return 0 if server.running() else 1
+        if not server.running():
+            print(f"stopped (data directory {server.data_dir})")
+            return 1
+        server.port = server.configured_port() or server.port
+        print(f"running: pid {server.pid()}, {server.dsn()}, data directory {server.data_dir}"
+              f"\nstop it with: {server.stop_command()}")
     return 0
 
 
@@ -291,7 +420,22 @@ COMMANDS = {
     "screenshots": cmd_screenshots,
     "ui-bench": cmd_ui_bench,
     "server": cmd_server,
+    "explain": cmd_explain,
+    "config-path": cmd_config_path,
 }
+
+
+def _note_shadowed_profile(command: str) -> None:
+    """A profile named like a command: the command runs; say how to open the profile."""
+    from .config import load
+
+    try:
+        profiles = load().profiles
+    except TviewError:
+        return                            # the app reports a bad config file when it needs it
+    if command in profiles:
+        print(f"note: '{command}' is a command; to open the profile '{command}' use: tview-tui open {command}",
+              file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -299,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv = ["open", *argv]          # `tview-tui [DSN|profile]` opens the app
+    elif argv[0] in COMMANDS and argv[0] != "open":
+        _note_shadowed_profile(argv[0])
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -37,7 +37,7 @@ class Profile:
 
 @dataclass
 class Config:
-    path: Path
+    path: Path | None           # None: no file (tests, screenshots)
     theme: str = "tview-dark"
     refresh_interval: float = 2.0
     profiles: dict[str, Profile] = field(default_factory=dict)

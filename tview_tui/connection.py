@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
@@ -70,7 +71,7 @@ class Target:
 def _explicit_params(dsn: str) -> dict[str, str]:
     """Parse a DSN with libpq's own parser (no service-file expansion, no guessing)."""
     try:
-        return pg_conninfo.conninfo_to_dict(dsn)
+        return {k: str(v) for k, v in pg_conninfo.conninfo_to_dict(dsn).items() if v is not None}
     except psycopg.ProgrammingError as exc:
         raise TviewError(f"invalid connection string: {exc}") from None
 
@@ -82,10 +83,7 @@ def connect(target: Target | str, *, autocommit: bool = False) -> psycopg.Connec
     try:
         conn = psycopg.connect(target.conninfo(), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise TviewError(
-            f"cannot connect to {target.describe()}: {_first_line(exc)}",
-            hint="check the DSN, PG* variables, ~/.pgpass and that the server is running",
-        ) from None
+        raise connection_error(target, exc) from None
     if target.read_only:
         conn.execute("SET default_transaction_read_only = on")
         if not autocommit:
@@ -100,10 +98,32 @@ async def connect_async(target: Target | str, *, autocommit: bool = True) -> psy
     try:
         conn = await psycopg.AsyncConnection.connect(target.conninfo(), autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise TviewError(f"cannot connect to {target.describe()}: {_first_line(exc)}") from None
+        raise connection_error(target, exc) from None
     if target.read_only:
         await conn.execute("SET default_transaction_read_only = on")
     return conn
+
+
+# SQLSTATE of a connection that could not be made at all (no server answer to carry one):
+# sqlclient_unable_to_establish_sqlconnection.
+NO_CONNECTION = "08001"
+
+
+def connection_error(target: Target, exc: psycopg.OperationalError) -> TviewError:
+    """A failed connection as one line with its SQLSTATE: the server's (bad password 28P01, no
+    such database 3D000, ...) or 08001 when no server answered."""
+    return TviewError(
+        f"cannot connect to {target.describe()}: {_first_line(exc)}",
+        hint="check the DSN, PG* variables, ~/.pgpass and that the server is running",
+        sqlstate=getattr(exc, "sqlstate", None) or NO_CONNECTION,
+    )
+
+
+def one(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row of a query that always returns one (SELECT count(*), SHOW ...)."""
+    row = cursor.fetchone()
+    assert row is not None, "a one-row query returned no row"
+    return row
 
 
 def error_from_db(exc: psycopg.Error, context: str) -> TviewError:

@@ -7,8 +7,10 @@ helper view) -> post cards (a second read model of posts, reading tv_post).
 
 from __future__ import annotations
 
+import os
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +20,9 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from . import installer
-from .connection import Target, connect
-from .embedded import LocalServer
+from .connection import Target, connect, one
+from .embedded import ROOT_TOOL_DIR, LocalServer
+from .events import RateMeter, format_rate
 
 DEMO_DATABASE = "tview_demo"
 
@@ -95,7 +98,7 @@ TVIEWS = [
 
 def setup(conn: psycopg.Connection) -> bool:
     """Create the demo schema and TVIEWs unless they exist; True when it created them."""
-    if conn.execute("SELECT to_regclass('public.tb_company') IS NOT NULL").fetchone()[0]:
+    if one(conn.execute("SELECT to_regclass('public.tb_company') IS NOT NULL"))[0]:
         with conn.transaction():
             conn.execute(SEQUENCES)     # demo databases made before the per-table sequences
         return False
@@ -152,7 +155,7 @@ def _delete_a_user(conn: psycopg.Connection) -> None:
 
 # Writes the random load adds to WRITES: rows created and deleted at every level. Only rows the
 # load created are deleted (keys above the seed data's), so the blog never runs dry.
-LOAD_WRITES = WRITES + [
+LOAD_WRITES: list[tuple[int, str | Callable[[psycopg.Connection], None]]] = [*WRITES,
     (2, "INSERT INTO tb_company SELECT nextval('demo_company_ids'), 'Company ' || currval('demo_company_ids'), 'NZ'"),
     (1, "DELETE FROM tb_company c WHERE pk_company = (SELECT max(pk_company) FROM tb_company) AND pk_company > 5"
         " AND NOT EXISTS (SELECT FROM tb_user u WHERE u.fk_company = c.pk_company)"),
@@ -167,10 +170,10 @@ LOAD_WRITES = WRITES + [
 def random_write(conn: psycopg.Connection, rng: random.Random) -> None:
     """One write of the random load."""
     write = rng.choices([s for _, s in LOAD_WRITES], [w for w, _ in LOAD_WRITES])[0]
-    if callable(write):
-        write(conn)
-    else:
+    if isinstance(write, str):
         conn.execute(write)
+    else:
+        write(conn)
 
 
 def random_transaction(conn: psycopg.Connection, rng: random.Random) -> bool:
@@ -194,6 +197,7 @@ class DemoWriter:
     rate: float = 5.0
     writes: int = 0
     errors: int = 0
+    achieved: RateMeter = field(default_factory=RateMeter)
     last_error: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -210,6 +214,12 @@ class DemoWriter:
     def set_rate(self, rate: float) -> None:
         self.rate = max(0.0, min(rate, 1000.0))
 
+    def describe(self) -> str:
+        """What it does, measured, next to what it was asked: 'demo writer 140/s (asked 1000/s)'."""
+        done = self.achieved.per_second(5)
+        asked = format_rate(self.rate)
+        return f"demo writer {format_rate(done)}/s (asked {asked}/s, {self.writes} writes)"
+
     def _run(self) -> None:
         rng = random.Random()
         statements = [s for _, s in WRITES]
@@ -225,6 +235,7 @@ class DemoWriter:
                                    autocommit=True)
                 conn.execute(rng.choices(statements, weights)[0])
                 self.writes += 1
+                self.achieved.add()
             except Exception as exc:  # noqa: BLE001 - the writer must never die; it reports instead
                 self.errors += 1
                 self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -244,20 +255,34 @@ class DemoSession:
     target: Target
     writer: DemoWriter
 
-    def stop(self, stop_server: bool = True) -> None:
+    def stop(self, stop_server: bool = True) -> bool:
+        """Stop the writer, and the server when this session started it (a server that was
+        already running belongs to whoever started it). True when the server was stopped."""
         self.writer.stop()
-        if stop_server:
+        if stop_server and self.server.started_here:
             self.server.stop()
+            return True
+        return False
+
+    def left_running(self) -> str:
+        """One line for the user: the server is still up, and how to stop it."""
+        whose = "" if self.server.started_here else " (started by another process)"
+        return f"the demo server{whose} is still running; stop it with: {self.server.stop_command()}"
 
 
 def default_data_dir() -> Path:
+    if os.geteuid() == 0:           # the server runs as a service user, who cannot enter /root
+        return ROOT_TOOL_DIR / "demo-pg"
     return Path(platformdirs.user_data_dir("tview-tui")) / "demo-pg"
 
 
 def start(data_dir: Path | None = None, rate: float = 5.0, progress=print) -> DemoSession:
     """Start (or reuse) the local server, set up the demo database and start the writer."""
     server = LocalServer(data_dir=data_dir or default_data_dir())
-    progress(f"starting local PostgreSQL in {server.data_dir} ...")
+    if server.running():
+        progress(f"using the local PostgreSQL already running in {server.data_dir}")
+    else:
+        progress(f"starting local PostgreSQL in {server.data_dir} ...")
     admin = server.start()
     dsn = ensure_database(admin)
     with psycopg.connect(dsn) as conn:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TextIO
 
 import psycopg
 
 from . import installer
-from .connection import Target, TviewError, connect, error_from_db
+from .connection import Target, TviewError, connect, error_from_db, one
 
 SEVERITY_RANK = {"error": 2, "warning": 1, "info": 0}
 SEVERITY_TITLES = {"error": "errors", "warning": "warnings", "info": "info"}
@@ -96,7 +96,7 @@ def apply_fix(conn: psycopg.Connection, finding: Finding, done: set | None = Non
                 if done is not None and (step, params) in done:
                     results.append(f"{_step_text(step, params)} already ran")
                     continue
-                value = conn.execute(step, params).fetchone()[0]
+                value = one(conn.execute(step, params))[0]
                 results.append(_step_result(step, params, value))
     except psycopg.Error as exc:
         raise error_from_db(exc, f"fixing {finding.check_name} failed") from None
@@ -156,8 +156,17 @@ def run_checks(conn: psycopg.Connection, deep: bool = False,
         return [Finding("engine_missing", "error", None, "the TVIEW engine is not installed in this database",
                         "tview-tui install [DSN]")]
     budget = time_budget_ms if time_budget_ms is not None else (DEEP_BUDGET_MS if deep else DEFAULT_BUDGET_MS)
-    found += _health(conn, deep, max(budget, 0))
+    found += [_with_plan_hint(f) for f in _health(conn, deep, max(budget, 0))]
     return sorted(found, key=lambda f: -SEVERITY_RANK.get(f.severity, 0))
+
+
+def _with_plan_hint(finding: Finding) -> Finding:
+    """A slow TVIEW's fix points to the plan of its keyed refresh, where a full scan shows."""
+    if finding.check_name != "slow_tview" or not finding.tview:
+        return finding
+    hint = (f"see where the time goes: tview-tui explain {finding.tview} [--analyze]"
+            " (or e on its detail screen)")
+    return replace(finding, fix=f"{finding.fix}; {hint}" if finding.fix else hint)
 
 
 def exit_code(findings: list[Finding]) -> int:

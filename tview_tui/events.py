@@ -11,7 +11,6 @@ the events it missed while away from the log when it is back.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import json
 import time
@@ -125,24 +124,61 @@ class Gap:
 Item = Event | Gap
 
 
+class RateMeter:
+    """Counts per second of monotonic time over the last minute: rates measured over time,
+    whatever the number of events (bounded memory: one counter per second)."""
+
+    SPAN = 60
+
+    def __init__(self) -> None:
+        self._seconds: deque[list[int]] = deque()     # [second, count], oldest first
+
+    def add(self, count: int = 1, now: float | None = None) -> None:
+        second = int(time.monotonic() if now is None else now)
+        if self._seconds and self._seconds[-1][0] == second:
+            self._seconds[-1][1] += count
+        else:
+            self._seconds.append([second, count])
+            while self._seconds[0][0] <= second - self.SPAN:
+                self._seconds.popleft()
+
+    def total(self, seconds: float, now: float | None = None) -> int:
+        """Counted during the last ``seconds`` (whole seconds, the current one included)."""
+        current = int(time.monotonic() if now is None else now)
+        return sum(c for s, c in list(self._seconds) if s > current - seconds)   # list(): another thread adds
+
+    def per_minute(self, now: float | None = None) -> float:
+        return float(self.total(self.SPAN, now))
+
+    def per_second(self, seconds: int = 5, now: float | None = None) -> float:
+        """Average over the last ``seconds`` complete seconds."""
+        current = int(time.monotonic() if now is None else now)
+        return sum(c for s, c in list(self._seconds) if current - seconds <= s < current) / seconds
+
+
+def format_rate(value: float) -> str:
+    """A rate for people: 140, 12.5, 0.5 (never 0.976562)."""
+    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+
+
 @dataclass
 class TviewStats:
-    """Rolling statistics of one TVIEW's refreshes (bounded memory)."""
+    """Rolling statistics of one TVIEW's refreshes (bounded memory): timings of the last
+    ``window`` refreshes, and the event rate over the last minute."""
 
     window: int = 2000
     count: int = 0
     last: Event | None = None
     recent_us: deque = field(default_factory=deque)
-    recent_at: deque = field(default_factory=deque)
+    rate: RateMeter = field(default_factory=RateMeter)
 
     def add(self, event: Event) -> None:
         self.count += 1
         self.last = event
         self.recent_us.append(event.us)
-        self.recent_at.append(time.monotonic())
+        self.rate.add()
         while len(self.recent_us) > self.window:
             self.recent_us.popleft()
-            self.recent_at.popleft()
 
     def percentile(self, q: float) -> float | None:
         """q-th percentile (0..100) of recent refresh times, in milliseconds."""
@@ -156,9 +192,8 @@ class TviewStats:
         return max(self.recent_us) / 1000.0 if self.recent_us else None
 
     def per_minute(self, now: float | None = None) -> float:
-        """Events in the last 60 seconds."""
-        now = time.monotonic() if now is None else now
-        return float(len(self.recent_at) - bisect.bisect_left(self.recent_at, now - 60.0))
+        """Events in the last 60 seconds (all of them, not only those in the timing window)."""
+        return self.rate.per_minute(now)
 
 
 class StatsBook:
@@ -166,11 +201,14 @@ class StatsBook:
 
     def __init__(self) -> None:
         self.by_tview: dict[str, TviewStats] = {}
+        self.sources: dict[str, RateMeter] = {}    # written table -> cascades it started (depth-0 events)
 
     def add(self, items: Iterable[Item]) -> None:
         for item in items:
             if isinstance(item, Event):
                 self.by_tview.setdefault(item.name, TviewStats()).add(item)
+                if item.depth == 0 and item.source:
+                    self.sources.setdefault(item.source, RateMeter()).add()
 
     def get(self, name: str) -> TviewStats | None:
         return self.by_tview.get(name)
@@ -258,7 +296,7 @@ class EventStream:
             return None
         if not rows:
             on = await (await self._conn.execute("SELECT tview.enabled('log', false)")).fetchone()
-            return [] if on[0] else None
+            return [] if on and on[0] else None
         found = (self._parse(payload, log_id) for log_id, payload in rows)
         return [event for event in found if event is not None and self._first_time(event)]
 
@@ -267,11 +305,13 @@ class EventStream:
         if self.poll:
             if self._last_log_id is None:
                 row = await (await conn.execute("SELECT coalesce(max(id), 0) FROM tview.events")).fetchone()
-                self._last_log_id = row[0]
+                self._last_log_id = row[0] if row else 0
         else:
             try:   # registered: writers with tview.notify = auto send events while we listen
-                await conn.execute("SELECT tview.listen()")
-            except NO_ENGINE:   # an engine older than tview.listen(), or no USAGE on schema tview
+                await _in_read_write(conn, "SELECT tview.listen()")
+            except (*NO_ENGINE, psycopg.errors.ReadOnlySqlTransaction):
+                # an engine older than tview.listen(), no USAGE on schema tview, or a server
+                # that refuses every write (a standby): plain LISTEN, unregistered
                 await conn.execute(f"LISTEN {CHANNEL}")
         return conn
 
@@ -324,7 +364,7 @@ class EventStream:
                 raise psycopg.OperationalError("connection closed")
 
     async def _poll_batches(self) -> AsyncIterator[list[Item]]:
-        assert self._conn is not None
+        assert self._conn is not None and self._last_log_id is not None    # set by _open when polling
         while not self._closed:
             cur = await self._conn.execute(LOG_QUERY, (self._last_log_id, list(self._holes), self.batch_max))
             rows = await cur.fetchall()
@@ -361,7 +401,7 @@ class EventStream:
             if conn is not None:
                 with contextlib.suppress(psycopg.Error):
                     if not self.poll and not conn.closed:
-                        await conn.execute("SELECT tview.unlisten()")
+                        await _in_read_write(conn, "SELECT tview.unlisten()")
                 with contextlib.suppress(psycopg.Error):
                     await conn.close()
 
@@ -372,6 +412,20 @@ class EventStream:
     async def close(self) -> None:
         self._closed = True
         await self._close_conn()
+
+
+async def _in_read_write(conn: psycopg.AsyncConnection, statement: str) -> None:
+    """Run a listener (un)registration in its own read-write transaction: a read-only session
+    (the app's read-only mode sets default_transaction_read_only) still registers as a listener,
+    which writes only the engine's listener bookkeeping, never user data."""
+    await conn.execute("BEGIN READ WRITE")
+    try:
+        await conn.execute(statement)
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 async def read_log_since(target: Target | str, seconds: float) -> list[Event]:

@@ -54,3 +54,26 @@ def _tree(graph: nx.DiGraph, root: str, neighbours, edge_of) -> TreeNode:
         return tree
 
     return node(root, None, frozenset())
+
+
+@dataclass
+class Layer:
+    """The nodes of one topological level: 0 holds what reads nothing (base tables)."""
+
+    level: int
+    nodes: list[str]
+
+
+def layers(graph: nx.DiGraph) -> list[Layer]:
+    """Nodes by topological level (networkx generations), each level sorted by name."""
+    return [Layer(level, sorted(nodes)) for level, nodes in enumerate(nx.topological_generations(graph))]
+
+
+def inputs(graph: nx.DiGraph, name: str) -> list[tuple[str, str]]:
+    """(source, lineage) of every edge into a node, sorted by source."""
+    return sorted((source, graph.edges[source, name]["lineage"]) for source in graph.predecessors(name))
+
+
+def short(name: str) -> str:
+    """public.tb_user -> tb_user (events name written tables without their schema)."""
+    return name.rpartition(".")[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .connection import TviewError, error_from_db
+from .connection import TviewError, error_from_db, one
 
 INSTALL_LOCK_KEY = "tview-tui installer"
 
@@ -106,24 +106,24 @@ def installed_version(conn: psycopg.Connection) -> str | None:
 
 
 def _exists(conn: psycopg.Connection, relation: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()[0]
+    return one(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)))[0]
 
 
 def _tview_count(conn: psycopg.Connection) -> int:
     if not _exists(conn, "tview.tviews"):
         return 0
-    return int(conn.execute("SELECT count(*) FROM tview.tviews").fetchone()[0])
+    return int(one(conn.execute("SELECT count(*) FROM tview.tviews"))[0])
 
 
 def status(conn: psycopg.Connection) -> Status:
     """Installed vs bundled version and whether CREATE TABLE tv_x AS ... is intercepted."""
     with conn.transaction():
         installed = installed_version(conn)
-        intercept = conn.execute(
+        intercept = one(conn.execute(
             "SELECT count(*) > 0 FROM pg_event_trigger WHERE evtname LIKE 'tview\\_%'"
-        ).fetchone()[0]
-        can = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
-        server = conn.execute("SHOW server_version").fetchone()[0]
+        ))[0]
+        can = one(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))[0]
+        server = one(conn.execute("SHOW server_version"))[0]
         count = _tview_count(conn)
     return Status(installed, bundled_version(), bool(intercept), bool(can), count, server)
 

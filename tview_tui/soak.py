@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 
 from . import catalog, demo, events
-from .connection import Target, TviewError, connect, error_from_db
+from .connection import Target, TviewError, connect, error_from_db, one
 
 RETRYABLE = {"40001", "40P01"}       # serialization failure, deadlock: the transaction is retried
 CONFLICTS = {"23503"}                # a row a random write picked was deleted meanwhile by another writer
@@ -279,7 +279,7 @@ def soak(dsn: str, seconds: float, writers: int, *, interval: float = 5.0, poll:
         for name, value in DATABASE_SETTINGS.items():
             conn.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
                 sql.Identifier(conn.info.dbname), sql.Identifier("tview", name), sql.Literal(value)))
-        start_id = conn.execute("SELECT coalesce(max(id), 0) FROM tview.events").fetchone()[0]
+        start_id = one(conn.execute("SELECT coalesce(max(id), 0) FROM tview.events"))[0]
         conn.commit()
         rss_start, _ = memory_kb()
         peak = rss_start
@@ -302,14 +302,14 @@ def soak(dsn: str, seconds: float, writers: int, *, interval: float = 5.0, poll:
         finally:
             load.stop()
             elapsed = time.monotonic() - started
-        logged = conn.execute("SELECT count(*) FROM tview.events WHERE id > %s", (start_id,)).fetchone()[0]
+        logged = one(conn.execute("SELECT count(*) FROM tview.events WHERE id > %s", (start_id,)))[0]
         conn.commit()
         _wait_for(lambda: tail.received >= logged, timeout=15.0, still_moving=lambda: tail.received)
         tail.stop()
         rss_end, hwm = memory_kb()
         progress("running the oracle over every TVIEW")
         drift = catalog.verify_all(conn)
-        queue_left = conn.execute("SELECT count(*) FROM tview.queue").fetchone()[0]
+        queue_left = one(conn.execute("SELECT count(*) FROM tview.queue"))[0]
         conn.commit()
     s = load.stats
     return SoakResult(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
 from textual import work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from .. import catalog, diagnostics, events, installer
@@ -24,14 +25,16 @@ from ..config import Config
 from ..connection import Target, TviewError, connect
 from ..demo import DemoWriter
 from ..themes import load_themes
-from .commands import RegistryCommands, bindings, for_screen, key_label
+from .commands import REGISTRY, RegistryCommands, bindings, for_screen, key_label
 from .diagnostics import DiagnosticsScreen
+from .graph import GraphScreen
 from .install import InstallScreen
 from .tail import TailScreen
 from .tviews import TviewsScreen
 from .widgets import HelpScreen, OfferDemoScreen
 
 EVENT_BUFFER = events.EVENT_BUFFER
+ENGINE_GONE = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction)
 HEALTH_INTERVAL = 30.0  # seconds between background health checks (the list's health column)
 
 
@@ -76,6 +79,7 @@ class TviewApp(App):
         "tail": TailScreen,
         "diagnostics": DiagnosticsScreen,
         "install": InstallScreen,
+        "graph": GraphScreen,
     }
     COMMANDS = App.COMMANDS | {RegistryCommands}
     BINDINGS = bindings("app")
@@ -89,7 +93,7 @@ class TviewApp(App):
                  theme: str | None = None):
         super().__init__()
         self.target = target
-        self.config = config or Config(path=None)  # type: ignore[arg-type]
+        self.config = config or Config(path=None)
         self.read_only = read_only or bool(target and target.read_only)
         self.writer = writer
         self.demo_starter = demo_starter
@@ -103,6 +107,7 @@ class TviewApp(App):
         self.engine_status: installer.Status | None = None
         self.last_reload_error: str | None = None
         self.findings: list[diagnostics.Finding] | None = None    # None: not checked yet
+        self.last_trace_nodes: set[str] = set()   # tables and TVIEWs of the last trace opened (lit in the graph)
 
     # -- start-up ----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -130,6 +135,7 @@ class TviewApp(App):
 
     @work(thread=True, exclusive=True, group="demo")
     def start_demo(self) -> None:
+        assert self.demo_starter is not None
         try:
             target, writer = self.demo_starter()
         except TviewError as exc:
@@ -156,14 +162,18 @@ class TviewApp(App):
         if self.db is None:
             return
         try:
-            if self.engine_status is None:
+            if self.engine_status is None or not self.engine_status.installed:
                 self.engine_status = self.db.run(installer.status)
                 if not self.read_only:
                     self.can_write = bool(self.engine_status.installed) and self.db.run(catalog.can_write)
             if not self.engine_status.installed:
                 items: list[catalog.TviewInfo] = []
             else:
-                items = self.db.run(catalog.list_tviews)
+                try:
+                    items = self.db.run(catalog.list_tviews)
+                except ENGINE_GONE:          # uninstalled meanwhile (by anyone): say so, list nothing
+                    self.engine_status = self.db.run(installer.status)
+                    items = []
         except (TviewError, psycopg.Error) as exc:
             message = str(exc).splitlines()[0]
             self.call_from_thread(self._set_disconnected, message)
@@ -207,7 +217,7 @@ class TviewApp(App):
             if self.stream.reconnects:
                 parts.append(f"{self.stream.reconnects} reconnect(s)")
         if self.writer is not None:
-            parts.append(f"demo writer {self.writer.rate:g}/s ({self.writer.writes} writes)")
+            parts.append(self.writer.describe())
         if self.read_only or not self.can_write:
             parts.append("read-only")
         return " · ".join(parts)
@@ -238,6 +248,10 @@ class TviewApp(App):
         """Buffered items newer than seq (a copy: the stream thread keeps appending)."""
         return [entry for entry in list(self.event_buffer) if entry[0] > seq]
 
+    def buffered_events(self) -> list[events.Event]:
+        """Every event kept in the buffer, oldest first (a copy)."""
+        return [i for _, i in list(self.event_buffer) if isinstance(i, events.Event)]
+
     def recent_events(self, name: str | None = None, limit: int = 50) -> list[events.Event]:
         found = [i for _, i in reversed(list(self.event_buffer))
                  if isinstance(i, events.Event) and (name is None or i.name == name)]
@@ -250,23 +264,13 @@ class TviewApp(App):
             return True
         return False
 
-    def run_db(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None],
-               failed: Callable[[str], None] | None = None) -> None:
-        """Run fn(conn, *args) in a worker; call done(result) or failed(message) on the UI thread."""
-
-        def job() -> None:
-            try:
-                result = self.db.run(fn, *args)
-            except (TviewError, psycopg.Error) as exc:
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self.call_from_thread(failed or self._notify_error, message)
-                return
-            self.call_from_thread(done, result)
-
-        self.run_worker(job, thread=True, group="db")
-
-    def _notify_error(self, message: str) -> None:
+    def notify_error(self, message: str) -> None:
         self.notify(message, severity="error", timeout=8)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own palette commands, minus the ones the registry already offers (Quit)."""
+        ours = {c.title for c in REGISTRY}
+        return (c for c in super().get_system_commands(screen) if c.title not in ours)
 
     def action_help(self) -> None:
         scope = getattr(self.screen, "SCOPE", "")
@@ -278,7 +282,7 @@ class TviewApp(App):
             self.notify("no demo writer is running", severity="warning")
             return
         self.writer.set_rate(max(0.5, self.writer.rate * factor))
-        self.notify(f"demo writer: {self.writer.rate:g} writes/s")
+        self.notify(f"demo writer asked for {events.format_rate(self.writer.rate)} writes/s")
         self.status = self._status_line()
 
     def on_unmount(self) -> None:

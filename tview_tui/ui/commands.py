@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 
@@ -21,12 +21,14 @@ class Command:
 
 
 REGISTRY: tuple[Command, ...] = (
+    # help and quit first: a narrow footer cuts from the end
+    Command("question_mark", "app.help", "Help", "Show every key and command"),
+    Command("q", "app.quit", "Quit", "Leave tview-tui"),
     Command("1", "app.switch_mode('tviews')", "TVIEWs", "List every TVIEW with size, lineage and timings"),
     Command("2", "app.switch_mode('tail')", "Live tail", "Stream cascade events as they happen"),
     Command("3", "app.switch_mode('diagnostics')", "Diagnostics", "Health checks and drift, with fixes"),
     Command("4", "app.switch_mode('install')", "Install", "Installed vs bundled engine; install/upgrade"),
-    Command("question_mark", "app.help", "Help", "Show every key and command"),
-    Command("q", "app.quit", "Quit", "Leave tview-tui"),
+    Command("5", "app.switch_mode('graph')", "Graph", "The whole dependency graph: rates, p95, lineage"),
     Command("plus", "app.writer_rate(2.0)", "Writer faster", "Demo: double the background writer's rate",
             show=False),
     Command("minus", "app.writer_rate(0.5)", "Writer slower", "Demo: halve the background writer's rate",
@@ -43,7 +45,14 @@ REGISTRY: tuple[Command, ...] = (
             scope="detail", writes=True),
     Command("k", "refresh_keys", "Refresh keys", "Recompute some keys of this TVIEW",
             scope="detail", writes=True),
+    Command("e", "explain(False)", "Explain", "The plan of this TVIEW's refresh for some keys (a full scan"
+            " or a missing index shows here)", scope="detail"),
+    Command("a", "explain(True)", "Explain analyze", "The same plan run for real times and rows (EXPLAIN"
+            " ANALYZE of a SELECT, rolled back)", scope="detail", show=False),
     Command("escape", "back", "Back", "Back to the list", scope="detail"),
+    Command("enter", "trace", "Trace", "The selected event's transaction as a tree: each TVIEW refreshed, in"
+            " order, with mode, rows and time; the slowest step marked", scope="tail"),
+    Command("enter", "open_detail", "Detail", "Detail of the selected TVIEW", scope="graph"),
     Command("space", "toggle_pause", "Pause", "Pause or resume the live tail", scope="tail"),
     Command("f", "toggle_follow", "Follow", "Keep the newest event in view", scope="tail"),
     Command("slash", "filter", "Filter", "Only events whose TVIEW, source or op contains a text",
@@ -51,6 +60,7 @@ REGISTRY: tuple[Command, ...] = (
     Command("c", "clear", "Clear", "Clear the tail", scope="tail"),
     Command("r", "rerun", "Re-run", "Run the health checks again", scope="diagnostics"),
     Command("d", "deep", "Deep check", "Verify every row of every TVIEW (slower)", scope="diagnostics"),
+    Command("enter", "describe", "Describe", "The whole finding: detail and fix", scope="diagnostics"),
     Command("x", "fix", "Fix", "Apply the selected finding's fix (asks first)", scope="diagnostics",
             writes=True),
     Command("i", "install", "Install/upgrade", "Install or upgrade the engine (asks first)",
@@ -59,7 +69,7 @@ REGISTRY: tuple[Command, ...] = (
 )
 
 
-def bindings(scope: str) -> list[Binding]:
+def bindings(scope: str) -> list[BindingType]:
     return [Binding(c.key, c.action, c.title, show=c.show) for c in REGISTRY if c.scope == scope]
 
 
@@ -77,11 +87,11 @@ class RegistryCommands(Provider):
     """The command palette's view of the registry."""
 
     def _commands(self) -> list[Command]:
-        screen = self.app.screen
-        return for_screen(getattr(screen, "SCOPE", ""), getattr(self.app, "read_only", False))
+        # self.screen is the screen the palette was opened from (app.screen is the palette)
+        return for_screen(getattr(self.screen, "SCOPE", ""), getattr(self.app, "read_only", False))
 
     async def _run(self, command: Command) -> None:
-        target = self.app if command.action.startswith("app.") or command.scope == "app" else self.app.screen
+        target = self.app if command.action.startswith("app.") or command.scope == "app" else self.screen
         await target.run_action(command.action.removeprefix("app."))
 
     async def discover(self) -> Hits:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Static
+from collections.abc import Iterator
+
+from textual.widget import Widget
+from textual.widgets import Label, Static
 
 from .. import installer
+from .base import BaseScreen
 from .commands import bindings
-from .widgets import ConfirmScreen, StatusBar
+from .widgets import ConfirmScreen
 
 
 def _describe(status: installer.Status) -> str:
@@ -21,50 +23,49 @@ def _describe(status: installer.Status) -> str:
             f"TVIEWs            {status.tview_count}")
 
 
-class InstallScreen(Screen):
+class InstallScreen(BaseScreen):
     SCOPE = "install"
     BINDINGS = bindings("install")
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusBar(id="status")
+    def compose_body(self) -> Iterator[Widget]:
         yield Static("loading ...", id="install-status")
-        yield Label("", id="last-action")
-        yield Footer()
 
     def on_mount(self) -> None:
         self.load()
 
+    def on_screen_resume(self) -> None:
+        self.load()                      # the engine may have changed meanwhile, from anywhere
+
     def load(self) -> None:
-        self.app.run_db(installer.status, done=self._show)
+        self.run_db(installer.status, done=self._show)
 
     def _show(self, status: installer.Status) -> None:
         self.status = status
-        self.app.engine_status = status
+        self.tapp.engine_status = status
         self.query_one("#install-status", Static).update(_describe(status))
 
     def _result(self, outcome: installer.Outcome) -> None:
         self.query_one("#last-action", Label).update(outcome.describe())
         self.app.notify(outcome.describe())
-        self.app.engine_status = None        # re-read on the next list refresh
+        self.tapp.engine_status = None        # re-read on the next list refresh
         self.load()
-        self.app.reload()
+        self.tapp.reload()
 
     def action_install(self) -> None:
-        if self.app.refuse_if_read_only("install"):
+        if self.tapp.refuse_if_read_only("install"):
             return
         status = getattr(self, "status", None)
         verb = "Install" if status is None or status.installed is None else "Upgrade"
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.run_db(installer.install, done=self._result)
+                self.run_db(installer.install, done=self._result)
 
         self.app.push_screen(ConfirmScreen(f"{verb} the engine ({installer.bundled_version()}) in this database?"),
                              answered)
 
     def action_uninstall(self) -> None:
-        if self.app.refuse_if_read_only("uninstall"):
+        if self.tapp.refuse_if_read_only("uninstall"):
             return
         status = getattr(self, "status", None)
         count = status.tview_count if status else 0
@@ -73,6 +74,6 @@ class InstallScreen(Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.run_db(lambda conn: installer.uninstall(conn, cascade=True), done=self._result)
+                self.run_db(lambda conn: installer.uninstall(conn, cascade=True), done=self._result)
 
         self.app.push_screen(ConfirmScreen(question), answered)

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from textual.widgets import DataTable
 
 from ..config import Config
-from ..connection import Target
+from ..connection import Target, one
 from .app import TviewApp
+from .tail import TailScreen
 
 SIZE = (140, 40)
 
@@ -65,7 +67,7 @@ def create_tviews(dsn: str, count: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS tb_item (pk_item int PRIMARY KEY, label text)")
         conn.execute("INSERT INTO tb_item SELECT g, 'item ' || g FROM generate_series(1, 100) g ON CONFLICT DO NOTHING")
-        existing = conn.execute("SELECT count(*) FROM tview.tviews").fetchone()[0]
+        existing = one(conn.execute("SELECT count(*) FROM tview.tviews"))[0]
         for n in range(existing, count):
             conn.execute("SELECT tview.create(%s, %s)", (
                 f"item_{n:04d}",
@@ -97,7 +99,7 @@ async def run(dsn: str, tviews: int = 200, rate: int = 10_000, seconds: float = 
     app = TviewApp(Target(dsn), config=Config(path=None, refresh_interval=2.0))
     started = time.perf_counter()
     async with app.run_test(size=SIZE) as pilot:
-        while not (app.screen.query("#tviews") and app.screen.query_one("#tviews").row_count >= tviews):
+        while not (app.screen.query("#tviews") and app.screen.query_one("#tviews", DataTable).row_count >= tviews):
             await pilot.pause(0.01)
         startup_ms = (time.perf_counter() - started) * 1000
         await pilot.press("2")                   # the live tail, the busiest screen
@@ -112,6 +114,7 @@ async def run(dsn: str, tviews: int = 200, rate: int = 10_000, seconds: float = 
         t0 = time.monotonic()
         while writer.is_alive() and time.monotonic() - t0 < seconds + 5:
             screen = app.screen
+            assert isinstance(screen, TailScreen)
             before = screen.paused
             pressed = time.perf_counter()
             app.simulate_key("space")            # queued like a real key: pause/resume the tail

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from textual.screen import Screen
-
-from .. import catalog
+from .. import catalog, trace
 from ..catalog import TviewInfo
+from ..keys import MAX_KEYS, TooManyKeys, parse_keys
+from .base import BaseScreen
 from .widgets import ConfirmScreen, PromptScreen
 
 
-def refresh_whole(screen: Screen, info: TviewInfo | None) -> None:
+def refresh_whole(screen: BaseScreen, info: TviewInfo | None) -> None:
     """Full recompute of one TVIEW, after a confirmation that says how big it is."""
-    app = screen.app
+    app = screen.tapp
     if info is None or app.refuse_if_read_only("refresh"):
         return
     rows = "?" if info.rows is None else f"{info.rows:,}"
@@ -19,27 +19,15 @@ def refresh_whole(screen: Screen, info: TviewInfo | None) -> None:
     def answered(yes: bool | None) -> None:
         if yes:
             app.notify(f"refreshing {info.table} ...")
-            app.run_db(catalog.refresh, info, None, done=lambda result: _done(screen, result))
+            screen.run_db(catalog.refresh, info, None, done=lambda result: _done(screen, result))
 
     app.push_screen(ConfirmScreen(f"Recompute [b]{info.table}[/b] whole ({rows} rows) and what reads it?"),
                     answered)
 
 
-def parse_keys(text: str) -> list[int]:
-    """'1, 2 5-7' -> [1, 2, 5, 6, 7]."""
-    keys: list[int] = []
-    for part in text.replace(",", " ").split():
-        low, dash, high = part.partition("-")
-        if dash and low and high:
-            keys.extend(range(int(low), int(high) + 1))
-        else:
-            keys.append(int(part))
-    return keys
-
-
-def refresh_keys(screen: Screen, info: TviewInfo | None) -> None:
+def refresh_keys(screen: BaseScreen, info: TviewInfo | None) -> None:
     """Recompute the keys typed by the user (no confirmation: it only touches those rows)."""
-    app = screen.app
+    app = screen.tapp
     if info is None or app.refuse_if_read_only("refresh"):
         return
 
@@ -48,20 +36,39 @@ def refresh_keys(screen: Screen, info: TviewInfo | None) -> None:
             return
         try:
             keys = parse_keys(text)
+        except TooManyKeys:
+            app.notify(f"at most {MAX_KEYS:,} keys at a time", severity="error")
+            return
         except ValueError:
             app.notify(f"not a list of integer keys: {text!r}", severity="error")
             return
-        if len(keys) > 100_000:
-            app.notify("at most 100,000 keys at a time", severity="error")
-            return
-        app.run_db(catalog.refresh, info, keys, done=lambda result: _done(screen, result))
+        screen.run_db(catalog.refresh, info, keys, done=lambda result: _done(screen, result))
 
     app.push_screen(PromptScreen(f"Keys of {info.table} to recompute ({info.key_column}):", "e.g. 1, 5-9"),
                     answered)
 
 
-def _done(screen: Screen, result: catalog.RefreshResult) -> None:
+SPLIT_WAIT = 3.0   # seconds to wait for the refresh's events, which name each TVIEW's rows
+
+
+def _done(screen: BaseScreen, result: catalog.RefreshResult) -> None:
     screen.app.notify(result.describe())
-    if hasattr(screen, "show_result"):
-        screen.show_result(result)
-    screen.app.reload()
+    screen.show_result(result)
+    screen.tapp.reload()
+    xid = result.xid
+    if xid is None:
+        return
+    waited = 0.0
+
+    def split() -> None:
+        """Once the transaction's events arrived, say how many rows each TVIEW got."""
+        nonlocal waited
+        found = trace.of_transaction(screen.tapp.buffered_events(), xid)
+        if found is not None and result.tview in found.rows_per_tview():
+            screen.show_result(result, found.rows_per_tview())
+            return
+        waited += 0.2
+        if waited < SPLIT_WAIT:
+            screen.set_timer(0.2, split)
+
+    screen.set_timer(0.2, split)

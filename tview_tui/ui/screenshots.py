@@ -11,6 +11,7 @@ from ..config import Config
 from ..connection import Target
 from ..demo import DemoWriter
 from .app import TviewApp
+from .widgets import TextScreen
 
 SIZE = (140, 38)
 
@@ -43,9 +44,20 @@ async def capture(target: Target, writer: DemoWriter | None, out_dir: Path, them
         app.screen.query_one(TabbedContent).active = "tab-dependencies"
         await pilot.pause(0.5)
         save("detail-dependencies")
-        await pilot.press("escape", "2")
+        await pilot.press("e", "enter")                  # the plan of a keyed refresh (one existing key)
+        await _until(pilot, lambda: isinstance(app.screen, TextScreen))
+        await pilot.pause(0.3)
+        save("explain")
+        await pilot.press("escape", "escape", "2")
         await pilot.pause(4.0)
         save("tail")
+        await pilot.press("f", "up", "enter")             # the trace of a recent event's transaction
+        await _until(pilot, lambda: isinstance(app.screen, TextScreen))
+        await pilot.pause(0.3)
+        save("trace")
+        await pilot.press("escape", "5")
+        await pilot.pause(2.0)
+        save("graph")
         await pilot.press("3")
         await pilot.pause(3.0)
         save("diagnostics")

@@ -1,58 +1,89 @@
 """Live tail: recent events, with pause, follow, filter, rate and latency sparklines.
 
 Back-pressure: the event stream only appends to the app's bounded buffer; this screen
-reads it on a timer and renders at most LINES_PER_TICK lines per tick. What it cannot
-show in time is counted as skipped instead of making the screen lag behind.
+reads it on a timer and renders at most LINES_PER_TICK rows per tick. What it cannot show
+in time, or what passed while paused beyond what the buffer holds, is counted and marked by
+a gap row in place, instead of making the screen lag behind.
+
+Columns put what a person tails for first (time, refresh time, rows, mode, TVIEW), so a
+narrow terminal cuts the keys, not the timings; enter on an event opens its transaction's
+cascade trace with every key.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 
-from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, RichLog, Sparkline
+from rich.text import Text
+from textual.containers import Container, Vertical
+from textual.widget import Widget
+from textual.widgets import Label, Sparkline
 
-from ..events import Event, Gap, format_event
+from .. import trace
+from ..events import Event, Gap, format_rate
+from .base import BaseScreen
 from .commands import bindings
-from .widgets import PromptScreen, StatusBar
+from .eventlog import EventLog
+from .widgets import PromptScreen, TextScreen
 
 TICK = 0.2
 LINES_PER_TICK = 200
-MAX_LINES = 2000
+MAX_LINES = 2000         # lines kept; older ones fall off the front
 SPARKLINES = 6
+HEADER = f"{'time':<12}  {'ms':>9}  {'rows':>6}  {'mode':<9}  {'TVIEW':<26}  {'source':<18}  {'op':<8}  d  keys"
 
 
-class TailScreen(Screen):
+def trace_text(found: trace.Trace) -> Text:
+    """The trace as rich text, the slowest step highlighted and marked ▶."""
+    text = Text()
+    for n, (line, slow) in enumerate(found.lines()):
+        if n:
+            text.append("\n")
+        style = "bold reverse" if slow else "bold" if n == 0 else ""
+        text.append(("▶ " if slow else "  ") + line, style=style)    # a prefix: the wrapping stays put
+    return text
+
+
+def event_line(event: Event) -> str:
+    """One line, what a person tails for first: time, refresh time, rows, mode, TVIEW."""
+    keys = ",".join(map(str, event.keys[:8]))
+    more = len(event.keys) - min(len(event.keys), 8) + event.keys_more
+    return (f"{event.ts.astimezone().strftime('%H:%M:%S.%f')[:-3]:<12}  {event.ms:9.3f}  {event.rows:>6}  "
+            f"{event.mode:<9}  {event.name:<26}  {event.source or '-':<18}  {event.op:<8}  {event.depth}  "
+            f"[{keys}{f',+{more}' if more else ''}]")
+
+
+class TailScreen(BaseScreen):
     SCOPE = "tail"
     BINDINGS = bindings("tail")
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(self) -> None:
         super().__init__()
         self.last_seq = 0
         self.paused = False
+        self.paused_at = 0.0
         self.follow = True
         self.filter_text = ""
         self.shown = 0
         self.skipped = 0
         self.rate_window: deque[tuple[float, int]] = deque(maxlen=50)
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusBar(id="status")
+    def compose_body(self) -> Iterator[Widget]:
         yield Label("", id="tail-info")
-        with Horizontal():
-            yield RichLog(max_lines=MAX_LINES, wrap=False, markup=False, id="tail-log")
-            yield Vertical(id="sparklines")
-        yield Footer()
+        yield Container(EventLog(HEADER, MAX_LINES, id="tail-log"), Vertical(id="sparklines"), id="tail-body")
 
     def on_mount(self) -> None:
-        self.last_seq = self.app.event_seq
+        self.last_seq = self.tapp.event_seq
         self.set_interval(TICK, self._tick)
         self.set_interval(1.0, self._update_sparklines)
         self._update_info()
+
+    @property
+    def event_log(self) -> EventLog:
+        return self.query_one("#tail-log", EventLog)
 
     def _matches(self, event: Event) -> bool:
         if not self.filter_text:
@@ -60,27 +91,45 @@ class TailScreen(Screen):
         text = self.filter_text.lower()
         return any(text in (part or "").lower() for part in (event.name, event.source, event.op))
 
+    def _gap(self, text: str) -> None:
+        line = f"-- {text} --"
+        self.event_log.add([(line, line, True)])
+
     def _tick(self) -> None:
+        app = self.tapp
         now = time.monotonic()
-        self.rate_window.append((now, self.app.event_seq))
+        self.rate_window.append((now, app.event_seq))
         if self.paused:
             self._update_info()
             return
-        fresh = self.app.events_since(self.last_seq)
-        if fresh and fresh[0][0] > self.last_seq + 1:
-            self.skipped += fresh[0][0] - self.last_seq - 1       # fell out of the buffer unseen
-        if fresh:
-            self.last_seq = fresh[-1][0]
+        log = self.event_log
+        if self.follow and not log.at_end:
+            self.follow = False                              # the user moved up to read: stay there
+        fresh = app.events_since(self.last_seq)
+        if not fresh:
+            self._update_info()
+            return
+        lost = fresh[0][0] - self.last_seq - 1
+        if lost > 0:                                         # fell out of the buffer unseen
+            self.skipped += lost
+            self._gap(f"{lost} event(s) not shown (the tail fell behind or was paused)")
+        self.last_seq = fresh[-1][0]
         if len(fresh) > LINES_PER_TICK:
-            self.skipped += len(fresh) - LINES_PER_TICK
+            dropped = len(fresh) - LINES_PER_TICK
+            self.skipped += dropped
+            self._gap(f"{dropped} event(s) skipped: too fast to show")
             fresh = fresh[-LINES_PER_TICK:]
-        log = self.query_one("#tail-log", RichLog)
+        lines: list[tuple[str, Event | str, bool]] = []
         for _, item in fresh:
             if isinstance(item, Gap):
-                log.write(f"-- {item.describe()} --")
+                text = f"-- {item.describe()} --"
+                lines.append((text, text, True))
             elif self._matches(item):
-                log.write(format_event(item), scroll_end=self.follow)
+                lines.append((event_line(item), item, False))
                 self.shown += 1
+        log.add(lines)
+        if self.follow:
+            log.go_end()
         self._update_info()
 
     def events_per_second(self) -> float:
@@ -90,17 +139,18 @@ class TailScreen(Screen):
         return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
 
     def _update_info(self) -> None:
-        state = "PAUSED (space to resume)" if self.paused else ("following" if self.follow else "not following")
+        state = ("PAUSED (space to resume)" if self.paused else
+                 "following" if self.follow else "not following (f to follow)")
         filt = f" · filter '{self.filter_text}'" if self.filter_text else ""
         self.query_one("#tail-info", Label).update(
-            f"{state} · {self.events_per_second():.0f} events/s · shown {self.shown} · "
-            f"skipped {self.skipped} (too fast to show){filt}")
+            f"{state} · {format_rate(self.events_per_second())} events/s · shown {self.shown} · "
+            f"skipped {self.skipped}{filt} · enter: trace of the event's transaction")
 
     def _update_sparklines(self) -> None:
         panel = self.query_one("#sparklines", Vertical)
-        busiest = sorted(list(self.app.stats.by_tview.items()), key=lambda kv: -kv[1].per_minute())[:SPARKLINES]
+        busiest = sorted(list(self.tapp.stats.by_tview.items()), key=lambda kv: -kv[1].per_minute())[:SPARKLINES]
         panel.remove_children()
-        widgets = []
+        widgets: list[Widget] = []
         for name, stats in busiest:
             widgets.append(Label(f"{name}  p50 {stats.percentile(50) or 0:.1f} · p95 {stats.percentile(95) or 0:.1f}"
                                  f" ms · {stats.per_minute():.0f}/min", classes="spark-label"))
@@ -110,18 +160,43 @@ class TailScreen(Screen):
         panel.mount_all(widgets)
 
     # -- actions ------------------------------------------------------------------------
+    def on_event_log_selected(self, message: EventLog.Selected) -> None:
+        message.stop()
+        self.action_trace()
+
+    def action_trace(self) -> None:
+        """The cascade trace of the selected event's transaction, from the events kept."""
+        item = self.event_log.selected()
+        if item is None:
+            return
+        if isinstance(item, str):
+            self.app.push_screen(TextScreen("Gap", item))
+            return
+        found = trace.of_transaction(self.tapp.buffered_events(), item.xid, item.pid) or trace.build([item])
+        assert found is not None
+        self.tapp.last_trace_nodes = found.nodes()
+        self.app.push_screen(TextScreen("Cascade trace (enter on an event; the slowest step is marked)",
+                                        trace_text(found)))
+
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
+        if self.paused:
+            self.paused_at = time.monotonic()
+        else:
+            waiting = self.tapp.event_seq - self.last_seq
+            if waiting:
+                self._gap(f"paused {time.monotonic() - self.paused_at:.0f}s: {waiting} event(s) arrived meanwhile,"
+                          " the newest follow")
         self._update_info()
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
         if self.follow:
-            self.query_one("#tail-log", RichLog).scroll_end(animate=False)
+            self.event_log.go_end()
         self._update_info()
 
     def action_clear(self) -> None:
-        self.query_one("#tail-log", RichLog).clear()
+        self.event_log.clear()
         self.shown = 0
         self.skipped = 0
         self._update_info()

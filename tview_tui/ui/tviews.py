@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label
+from collections.abc import Iterator
 
-from ..catalog import RefreshResult, TviewInfo
+from textual.widget import Widget
+from textual.widgets import DataTable, Label
+
+from ..catalog import TviewInfo
 from . import refresh_actions
+from .base import BaseScreen
 from .commands import bindings
-from .widgets import PromptScreen, StatusBar
+from .widgets import PromptScreen
 
-COLUMNS = [  # key, label
-    ("tview", "TVIEW"), ("rows", "rows"), ("size", "size"), ("mode", "mode"), ("lineage", "lineage"),
-    ("last", "last event"), ("rate", "ev/min"), ("p50", "p50 ms"), ("p95", "p95 ms"), ("health", "health"),
+COLUMNS = [  # key, label: what on-call reads first comes first, so a narrow terminal cuts the rest
+    ("tview", "TVIEW"), ("health", "health"), ("rows", "rows"), ("rate", "ev/min"), ("p50", "p50 ms"),
+    ("p95", "p95 ms"), ("last", "last event"), ("size", "size"), ("mode", "mode"), ("lineage", "lineage"),
 ]
 SORTS = ["tview", "rows", "size", "rate", "p95"]
 
@@ -31,7 +33,7 @@ def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-class TviewsScreen(Screen):
+class TviewsScreen(BaseScreen):
     SCOPE = "tviews"
     BINDINGS = bindings("tviews")
 
@@ -42,16 +44,12 @@ class TviewsScreen(Screen):
         self.rows_by_key: dict[str, TviewInfo] = {}
         self.cells_by_key: dict[str, dict[str, str]] = {}
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield StatusBar(id="status")
+    def compose_body(self) -> Iterator[Widget]:
         yield Label("", id="list-info")
-        table = DataTable(cursor_type="row", zebra_stripes=True, id="tviews")
+        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="tviews")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
-        yield Label("", id="last-action")
-        yield Footer()
 
     def on_mount(self) -> None:
         self.watch(self.app, "tviews", self._tviews_changed, init=True)
@@ -62,7 +60,7 @@ class TviewsScreen(Screen):
         return self.query_one("#tviews", DataTable)
 
     def _cells(self, info: TviewInfo) -> dict[str, str]:
-        stats = self.app.stats.get(info.table)
+        stats = self.tapp.stats.get(info.table)
         last = stats.last.ts.astimezone().strftime("%H:%M:%S") if stats and stats.last else "-"
         return {
             "tview": info.table,
@@ -74,11 +72,11 @@ class TviewsScreen(Screen):
             "rate": f"{stats.per_minute():.0f}" if stats else "0",
             "p50": fmt_ms(stats.percentile(50) if stats else None),
             "p95": fmt_ms(stats.percentile(95) if stats else None),
-            "health": self.app.health_of(info.table),
+            "health": self.tapp.health_of(info.table),
         }
 
     def _sort_value(self, info: TviewInfo):
-        stats = self.app.stats.get(info.table)
+        stats = self.tapp.stats.get(info.table)
         return {
             "tview": info.table,
             "rows": -(info.rows or 0),
@@ -102,7 +100,7 @@ class TviewsScreen(Screen):
             cells = self._cells(info)
             shown = self.cells_by_key.get(info.table)
             if shown is None:
-                table.add_row(*cells.values(), key=info.table)
+                table.add_row(*(cells[key] for key, _ in COLUMNS), key=info.table)
             else:
                 for column, value in cells.items():
                     if shown[column] != value:
@@ -115,7 +113,13 @@ class TviewsScreen(Screen):
             table.sort("tview", key=lambda name: order.get(str(name), 0))
             if selected in order:
                 table.move_cursor(row=order[selected], animate=False)
-        shown_count = f"{len(wanted)} of {len(items)} TVIEWs" if self.filter_text else f"{len(items)} TVIEWs"
+        plural = "TVIEW" if len(items) == 1 else "TVIEWs"
+        shown_count = f"{len(wanted)} of {len(items)} {plural}" if self.filter_text else f"{len(items)} {plural}"
+        if not items:
+            status = self.tapp.engine_status
+            shown_count = ("no engine in this database: 4 then i installs it" if status and not status.installed
+                           else "0 TVIEWs: create one with SELECT tview.create('name', $$ SELECT pk_x, ... AS data"
+                                " FROM tb_x $$) (docs/engine.md)")
         filt = f" · filter: '{self.filter_text}' (/ then enter on empty text to clear)" if self.filter_text else ""
         self.query_one("#list-info", Label).update(f"{shown_count} · sorted by {self.sort_key}{filt}")
 
@@ -124,11 +128,11 @@ class TviewsScreen(Screen):
             self._update_table(items)
 
     def on_screen_resume(self) -> None:
-        self._update_table(list(self.app.tviews))
+        self._update_table(list(self.tapp.tviews))
 
     def _update_stats(self) -> None:
         if self.is_current:          # screens of other modes stay mounted: do not work for nothing
-            self._update_table(list(self.app.tviews))
+            self._update_table(list(self.tapp.tviews))
 
     @property
     def selected(self) -> str | None:
@@ -159,20 +163,17 @@ class TviewsScreen(Screen):
         def apply(text: str | None) -> None:
             if text is not None:
                 self.filter_text = text.strip()
-                self._update_table(list(self.app.tviews))
+                self._update_table(list(self.tapp.tviews))
 
         self.app.push_screen(PromptScreen("Show TVIEWs whose name contains:", "text (empty: all)",
                                           self.filter_text), apply)
 
     def action_cycle_sort(self) -> None:
         self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]
-        self._update_table(list(self.app.tviews))
+        self._update_table(list(self.tapp.tviews))
 
     def action_refresh_whole(self) -> None:
         refresh_actions.refresh_whole(self, self.selected_info())
 
     def action_refresh_keys(self) -> None:
         refresh_actions.refresh_keys(self, self.selected_info())
-
-    def show_result(self, result: RefreshResult) -> None:
-        self.query_one("#last-action", Label).update(result.describe())

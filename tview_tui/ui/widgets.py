@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
@@ -31,8 +33,8 @@ class ConfirmScreen(ModalScreen[bool]):
         self.question = question
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(self.question, id="question")
+        with Vertical(id="dialog", classes="wide"):
+            yield Static(self.question, id="question")      # wraps: the SQL agreed to is never cut
             yield Label("[b]y[/b] yes   [b]n[/b] no", id="choices")
 
     def action_answer(self, answer: bool) -> None:
@@ -51,14 +53,35 @@ class PromptScreen(ModalScreen[str | None]):
         self.value = value
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Label(self.question, id="question")
+        with Vertical(id="dialog", classes="wide"):
+            yield Static(self.question, id="question")
             yield Input(value=self.value, placeholder=self.placeholder, id="answer")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class TextScreen(ModalScreen[None]):
+    """The whole text of a row (a finding with its fix, an event with all its keys, a trace),
+    scrollable, never cut."""
+
+    BINDINGS = [Binding("escape,q,enter", "close", "Close")]
+
+    def __init__(self, title: str, text: str | Text):
+        super().__init__()
+        self.title_text = title
+        self.body = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="describe"):
+            yield Label(f"[b]{escape(self.title_text)}[/b]  (esc to close)")
+            with VerticalScroll(id="describe-scroll"):
+                yield Static(self.body if isinstance(self.body, Text) else Text(self.body), id="describe-text")
+
+    def action_close(self) -> None:
         self.dismiss(None)
 
 
@@ -74,7 +97,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="help"):
             yield Label("[b]Keys[/b]  (ctrl+p opens the command palette with the same commands)")
-            table = DataTable(cursor_type="none", id="help-table")
+            table: DataTable[str] = DataTable(cursor_type="none", id="help-table")
             table.add_columns("key", "command", "what it does")
             for row in self.rows:
                 table.add_row(*row)
