@@ -17,6 +17,8 @@ from textual.widgets import Label
 from tview_tui import demo
 from tview_tui.connection import Target
 
+from engine_helpers import damage
+
 
 @pytest.fixture
 def demo_db(db, dsn):
@@ -180,8 +182,8 @@ async def test_writer_label_shows_the_rate_achieved_and_the_rate_asked(demo_db):
 
 
 async def test_refresh_result_names_the_rows_of_each_tview(demo_db, db):
-    db.execute("UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 1")
-    db.execute("UPDATE tv_user SET data = '{}'::jsonb WHERE fk_company = 1")      # 10 users
+    damage(db, "UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 1")
+    damage(db, "UPDATE tv_user SET data = '{}'::jsonb WHERE fk_company = 1")      # 10 users
     app = make_app(demo_db)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
