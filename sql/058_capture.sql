@@ -248,6 +248,16 @@ AS $$
                                          WHERE d.tview_id = ANY (tview_ids)))
 $$;
 
+-- The base tables a TVIEW reads.
+CREATE OR REPLACE FUNCTION tview._tables_read(tview_id int) RETURNS oid[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(d.source_oid ORDER BY d.source_oid), '{}')
+    FROM tview.dependencies d
+    WHERE d.tview_id = _tables_read.tview_id AND d.source_kind = 'table'
+$$;
+
 -- The TVIEWs a TVIEW reads.
 CREATE OR REPLACE FUNCTION tview._tviews_read(tview_id int) RETURNS int[]
 LANGUAGE sql STABLE

@@ -569,7 +569,7 @@ AS $$
 DECLARE
     tv text := format('%I.%I', t.schema_name, 'tv_' || t.name);
     v  text := format('%I.%I', t.schema_name, 'v_' || t.name);
-    tables oid[] := ARRAY(SELECT d.source_oid FROM tview.dependencies d WHERE d.tview_id = t.id AND d.source_kind = 'table');
+    tables oid[] := tview._tables_read(t.id);
     read   int[] := tview._tviews_read(t.id);
 BEGIN
     DELETE FROM tview.tviews WHERE id = t.id;

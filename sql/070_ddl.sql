@@ -285,8 +285,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found_lineage jsonb := tview._analyze(t.view_oid, t.key_column);
-    tables_before oid[] := ARRAY(SELECT d.source_oid FROM tview.dependencies d
-                                 WHERE d.tview_id = t.id AND d.source_kind = 'table');
+    tables_before oid[] := tview._tables_read(t.id);
     read_before   int[] := tview._tviews_read(t.id);
 BEGIN
     UPDATE tview.tviews x
@@ -305,8 +304,7 @@ BEGIN
     WHERE x.id = t.id;
     PERFORM tview._drop_generated_functions(t.id);
     PERFORM tview._install_generated_functions(t.id);
-    PERFORM tview._sync_captures(tables_before || ARRAY(SELECT d.source_oid FROM tview.dependencies d
-                                                        WHERE d.tview_id = t.id AND d.source_kind = 'table'));
+    PERFORM tview._sync_captures(tables_before || tview._tables_read(t.id));
     PERFORM tview._install_captures_reading(read_before || tview._tviews_read(t.id));
 END;
 $$;
