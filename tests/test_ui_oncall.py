@@ -201,12 +201,12 @@ async def test_refresh_result_names_the_rows_of_each_tview(demo_db, db):
 async def test_narrow_terminal_keeps_health_timings_help_and_the_tail_readable(demo_db, dsn):
     """80x24: the list keeps health and ev/min on screen, the footer keeps ? and q, the tail puts
     its sparklines below and the refresh time in its second column."""
-    from test_ui import screen_text
+    from test_ui import settled_screen_text
 
     app = make_app(demo_db)
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot, app)
-        text = screen_text(app)
+        text = await settled_screen_text(pilot, app)
         header = next(line for line in text.splitlines() if line.lstrip().startswith("TVIEW"))
         assert "health" in header and "ev/min" in header
         assert "? Help" in text and "q Quit" in text
