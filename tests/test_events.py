@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -208,15 +210,26 @@ async def test_stream_survives_terminated_backend_and_reports_the_gap(blog, dsn)
     assert [e.tview for e in events_only(items)][-2:] == ["tv_user", "tv_post"]
 
 
+@contextlib.contextmanager
+def connections_refused(server_dsn: str, dsn: str) -> Iterator[None]:
+    """The database of ``dsn`` refuses new connections (those open stay)."""
+    dbname = psycopg.sql.Identifier(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+    allow = psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}")
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(allow.format(dbname, psycopg.sql.SQL("false")))
+        try:
+            yield
+        finally:
+            admin.execute(allow.format(dbname, psycopg.sql.SQL("true")))
+
+
 @pytest.mark.engine
 @pytest.mark.parametrize("log", ["on", "off"])
 async def test_a_listening_stream_reads_what_it_missed_from_the_log(blog, dsn, server_dsn, log):
     """Writes made while the stream cannot reconnect (the database refuses connections) come
     from the log once it is back, each once, after a Gap that says so; without the log, the
     Gap says that events may be missing."""
-    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
-    allow = "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}"
-    with psycopg.connect(dsn, autocommit=True) as writer, psycopg.connect(server_dsn, autocommit=True) as admin:
+    with psycopg.connect(dsn, autocommit=True) as writer:
         set_engine(writer, log=log)
         stream = EventStream(dsn, max_backoff=0.2)
         items: list = []
@@ -241,15 +254,12 @@ async def test_a_listening_stream_reads_what_it_missed_from_the_log(blog, dsn, s
             await until(lambda: stream.connected, "stream connected")
             before = rename(1, "before")
             await until(lambda: before in {e.xid for e in events_only(items)}, "event before the gap")
-            admin.execute(psycopg.sql.SQL(allow).format(psycopg.sql.Identifier(dbname), psycopg.sql.SQL("false")))
-            try:
+            with connections_refused(server_dsn, dsn):
                 assert writer.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0] == 1
                 await until(lambda: not stream.connected, "stream cut off")
                 missed = [rename(2, f"away {n}") for n in range(3)]
                 await asyncio.sleep(0.5)                    # the stream tries and is refused
                 assert not stream.connected
-            finally:
-                admin.execute(psycopg.sql.SQL(allow).format(psycopg.sql.Identifier(dbname), psycopg.sql.SQL("true")))
             await until(lambda: stream.reconnects == 1, "stream back")
             after = rename(3, "after")
             await until(lambda: after in {e.xid for e in events_only(items)}, "event after the gap")
@@ -263,6 +273,51 @@ async def test_a_listening_stream_reads_what_it_missed_from_the_log(blog, dsn, s
     expected = [before] + (missed if log == "on" else []) + [after]
     assert xids == [x for x in expected for _ in ("tv_user", "tv_post")]   # both TVIEWs, each once, in order
     assert items.index(gap) == 2                                             # the missed ones come after it
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize("commits", ["while catching up", "too late"])
+async def test_a_writer_that_published_while_the_stream_was_away_and_commits_later(blog, dsn, server_dsn, commits):
+    """A writer decides whether to notify when it publishes. One that published while the stream
+    was away (so did not notify it) and commits after the stream's first read of the log comes
+    from the log all the same: the stream reads the log until every transaction older than its
+    return has ended. One still running when the catch-up gives up gets a Gap that says so."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        set_engine(conn, log="on")
+    stream = EventStream(dsn, max_backoff=0.2, catch_up_max=1.5)
+    items: list = []
+
+    async def consume() -> None:
+        async for batch in stream.batches():
+            items.extend(batch)
+
+    task = asyncio.create_task(consume())
+    try:
+        with psycopg.connect(dsn) as writer:                   # one transaction, open across the return
+            await eventually(lambda: stream.connected, "stream listening")
+            with connections_refused(server_dsn, dsn):
+                assert writer.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0] == 1
+                await eventually(lambda: not stream.connected, "stream cut off")
+                xid = writer.execute("UPDATE tb_user SET name = 'straddling' WHERE pk_user = 1"
+                                     " RETURNING pg_current_xact_id()::text").fetchone()[0]
+            await eventually(lambda: stream.reconnects == 1, "stream back")
+            await asyncio.sleep(0.3)                            # the stream has read the log: nothing yet
+            assert not events_only(items)
+            if commits == "too late":
+                await eventually(lambda: len([i for i in items if isinstance(i, Gap)]) == 2, "the catch-up given up")
+            writer.commit()
+            if commits == "while catching up":
+                await eventually(lambda: len(events_only(items)) == 2, "the straddling writer's events")
+    finally:
+        stream.stop()
+        await task
+    gaps = [i for i in items if isinstance(i, Gap)]
+    if commits == "while catching up":
+        assert [(e.xid, e.tview) for e in events_only(items)] == [(xid, "tv_user"), (xid, "tv_post")]
+        assert len(gaps) == 1 and gaps[0].from_log
+    else:
+        assert len(gaps) == 2 and gaps[0].from_log and not gaps[1].from_log
+        assert "were still running after 1.5 s" in gaps[1].describe()
 
 
 @pytest.mark.engine

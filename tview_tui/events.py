@@ -110,6 +110,7 @@ class Gap:
     ended: datetime
     reason: str
     from_log: bool = False
+    why_missing: str = "no event log to read them from: tview.log is off"
 
     @property
     def seconds(self) -> float:
@@ -117,7 +118,7 @@ class Gap:
 
     def describe(self) -> str:
         missed = "the events in between follow, from the log" if self.from_log else \
-            "events in between may be missing (no event log to read them from: tview.log is off)"
+            f"events in between may be missing ({self.why_missing})"
         return f"disconnected {self.seconds:.1f}s ({self.reason}); {missed}"
 
 
@@ -232,11 +233,39 @@ MAX_HOLES = 100_000
 # published then and committed (so notified) while it was away. Events it has already seen are
 # recognised by their identity (pid, xid, TVIEW, ts) and not handed out twice.
 BACKFILL_MARGIN = timedelta(seconds=60)
-BACKFILL_QUERY = "SELECT id, payload FROM tview.events WHERE ts >= %s ORDER BY id LIMIT %s"
+BACKFILL_QUERY = "SELECT id, payload FROM tview.events WHERE ts >= %s AND id <> ALL (%s) ORDER BY id LIMIT %s"
+# A writer decides whether to notify when it publishes, and a writer that looked before the
+# stream's registration committed does not notify it, though it may commit after the backfill
+# read the log. So after a reconnect the stream goes on reading the log until every transaction
+# that could have looked before has ended: no other client backend of the database holds an
+# xid or a snapshot from before the registration (both are shown to every role).
+HORIZON_QUERY = "SELECT xid(pg_snapshot_xmax(pg_current_snapshot()))"
+HORIZON_PASSED_QUERY = """
+SELECT NOT EXISTS (
+    SELECT 1 FROM pg_stat_activity
+    WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+      AND (age(backend_xid) >= age(%(h)s::xid) OR age(backend_xmin) >= age(%(h)s::xid)))
+"""
+CATCH_UP_INTERVAL = 0.1       # seconds between the log reads of a catch-up
+CATCH_UP_MAX = 30.0           # default seconds after which the events of transactions still running are given up
 # What a role without the engine's log or functions meets: no such object, or no rights to it.
 NO_ENGINE = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
              psycopg.errors.InvalidSchemaName)
 SEEN_MAX = 20_000
+
+
+@dataclass
+class _CatchUp:
+    """A listening stream back from a gap, reading the log until ``horizon`` has passed."""
+
+    since: datetime                  # read events logged from then on
+    horizon: str                     # the next xid when the stream registered again
+    gap_started: datetime
+    reason: str
+    give_up_at: float                # monotonic
+    next_read: float = 0.0
+    interval: float = CATCH_UP_INTERVAL
+    read_ids: set[int] = field(default_factory=set)
 
 
 class EventStream:
@@ -247,13 +276,14 @@ class EventStream:
 
     def __init__(self, target: Target | str, *, poll: bool = False, poll_interval: float = 0.5,
                  batch_wait: float = 0.05, batch_max: int = 1000, max_backoff: float = 5.0,
-                 since_log_id: int | None = None):
+                 since_log_id: int | None = None, catch_up_max: float = CATCH_UP_MAX):
         self.target = Target(target) if isinstance(target, str) else target
         self.poll = poll
         self.poll_interval = poll_interval
         self.batch_wait = batch_wait
         self.batch_max = batch_max
         self.max_backoff = max_backoff
+        self.catch_up_max = catch_up_max
         self.received = 0
         self.malformed = 0
         self.reconnects = 0
@@ -265,6 +295,7 @@ class EventStream:
         self._conn: psycopg.AsyncConnection | None = None
         self._closing = asyncio.Lock()
         self._closed = False
+        self._catch_up: _CatchUp | None = None
 
     def _parse(self, payload: str | dict, log_id: int | None = None) -> Event | None:
         """A notified payload (text) or a logged one (jsonb, read as a dict); None if malformed."""
@@ -287,18 +318,54 @@ class EventStream:
             self._seen_set.discard(self._seen.popleft())
         return True
 
-    async def _backfill(self, since: datetime) -> list[Event] | None:
-        """Events logged since ``since`` not seen yet, or None when the log is off or unreadable."""
+    async def _backfill(self, since: datetime, read_ids: set[int]) -> list[Event] | None:
+        """Events logged since ``since`` not seen yet, or None when the log is off or unreadable.
+        ``read_ids``: log ids read before, not read again (and those read now are added)."""
         assert self._conn is not None
         try:
-            rows = await (await self._conn.execute(BACKFILL_QUERY, (since, MAX_HOLES))).fetchall()
+            rows = await (await self._conn.execute(BACKFILL_QUERY, (since, list(read_ids), MAX_HOLES))).fetchall()
         except NO_ENGINE:
             return None
-        if not rows:
+        if not rows and not read_ids:
             on = await (await self._conn.execute("SELECT tview.enabled('log', false)")).fetchone()
             return [] if on and on[0] else None
+        read_ids.update(log_id for log_id, _ in rows)
         found = (self._parse(payload, log_id) for log_id, payload in rows)
         return [event for event in found if event is not None and self._first_time(event)]
+
+    async def _start_catch_up(self, down_since: datetime, reason: str) -> list[Event] | None:
+        """The first read of the log after a gap (None: no log to read); later reads follow
+        from :meth:`_catch_up_read` while listening."""
+        assert self._conn is not None
+        row = await (await self._conn.execute(HORIZON_QUERY)).fetchone()
+        since = down_since - BACKFILL_MARGIN
+        if self._catch_up is not None:             # cut off while catching up: that one goes on
+            since = min(since, self._catch_up.since)
+        catch_up = _CatchUp(since=since, horizon=str(row[0]) if row else "0", gap_started=down_since,
+                            reason=reason, give_up_at=time.monotonic() + self.catch_up_max)
+        missed = await self._backfill(catch_up.since, catch_up.read_ids)
+        self._catch_up = catch_up if missed is not None else None
+        catch_up.next_read = time.monotonic() + catch_up.interval
+        return missed
+
+    async def _catch_up_read(self, catch_up: _CatchUp) -> list[Item]:
+        """Events of writers that looked for listeners before the stream registered again and
+        committed after the last read; ends the catch-up once none can be left."""
+        assert self._conn is not None
+        row = await (await self._conn.execute(HORIZON_PASSED_QUERY, {"h": catch_up.horizon})).fetchone()
+        passed = bool(row and row[0])
+        found: list[Item] = list(await self._backfill(catch_up.since, catch_up.read_ids) or [])
+        if passed:
+            self._catch_up = None
+        elif time.monotonic() >= catch_up.give_up_at:
+            self._catch_up = None
+            found.append(Gap(catch_up.gap_started, datetime.now(UTC), catch_up.reason, from_log=False,
+                             why_missing="transactions that began before the reconnect were still running"
+                                         f" after {self.catch_up_max:g} s"))
+        else:
+            catch_up.interval = min(catch_up.interval * 2, 2.0)
+            catch_up.next_read = time.monotonic() + catch_up.interval
+        return found
 
     async def _open(self) -> psycopg.AsyncConnection:
         conn = await connect_async(self.target, autocommit=True)
@@ -336,7 +403,7 @@ class EventStream:
             try:
                 if down_since is not None:
                     self.reconnects += 1
-                    missed = None if self.poll else await self._backfill(down_since - BACKFILL_MARGIN)
+                    missed = None if self.poll else await self._start_catch_up(down_since, reason)
                     yield [Gap(down_since, datetime.now(UTC), reason, from_log=self.poll or missed is not None),
                            *(missed or [])]
                     down_since = None
@@ -358,6 +425,9 @@ class EventStream:
                 event = self._parse(notify.payload)
                 if event is not None and self._first_time(event):
                     batch.append(event)
+            catch_up = self._catch_up
+            if catch_up is not None and time.monotonic() >= catch_up.next_read:
+                batch.extend(await self._catch_up_read(catch_up))
             if batch:
                 yield batch
             elif self._conn.closed:
