@@ -45,6 +45,12 @@ AS $$
     SELECT attname FROM pg_attribute WHERE attrelid = relid AND attnum = _colname.attnum AND NOT attisdropped
 $$;
 
+-- The relation a TVIEW's key comes from, per its analysis (NULL: not provable).
+CREATE OR REPLACE FUNCTION tview._root_relid(analysis jsonb) RETURNS oid
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT (analysis -> 'occ' -> (analysis -> 'root' ->> 0)::int ->> 'relid')::oid $$;
+
 -- Every relation the view reads, through helper views, from PostgreSQL's dependency
 -- catalog (so nothing the tree walk could miss escapes: it is then lineage `full`).
 CREATE OR REPLACE FUNCTION tview._base_relations(view_oid oid) RETURNS TABLE (relid oid, relkind "char")

@@ -506,17 +506,45 @@ BEGIN
 END;
 $$;
 
--- Changed rows (jsonb) as a relation, for keys queries and patches. Declared ROWS 1
--- (jsonb_populate_recordset says 100): the plans that read it are generic and cached, and
--- must look the few rows a write changes up by index in the tables they join, never scan
--- those tables whole; a bulk change pays an index lookup per row instead of a hash join.
-CREATE OR REPLACE FUNCTION tview._rows(template anyelement, images jsonb) RETURNS SETOF anyelement
-LANGUAGE plpgsql STABLE ROWS 1
+-- Changed rows (jsonb images) one by one, for keys queries and patches. Declared ROWS 1
+-- (jsonb_array_elements says 100): the plans that read it are generic and cached, and must
+-- look the few rows a write changes up by index in the tables they join, never scan those
+-- tables whole; a bulk change pays an index lookup per row instead of a hash join.
+CREATE OR REPLACE FUNCTION tview._image_rows(images jsonb) RETURNS SETOF jsonb
+LANGUAGE sql STABLE ROWS 1
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT e FROM jsonb_array_elements(images) e $$;
+
+-- A relation's columns in order, each with its type as ALTER TABLE spells it
+-- (and a column definition list).
+CREATE OR REPLACE FUNCTION tview._column_types(relid oid)
+RETURNS TABLE (attname name, attnum int, type_sql text, ord int)
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM jsonb_populate_recordset(template, images);
-END;
+    SELECT a.attname, a.attnum,
+           format_type(a.atttypid, a.atttypmod)
+           || CASE WHEN a.attcollation <> 0 AND a.attcollation <> ty.typcollation
+                   THEN ' COLLATE ' || format('%I.%I', cn.nspname, co.collname) ELSE '' END,
+           (row_number() OVER (ORDER BY a.attnum))::int
+    FROM pg_attribute a
+    JOIN pg_type ty ON ty.oid = a.atttypid
+    LEFT JOIN pg_collation co ON co.oid = a.attcollation
+    LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+    WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+-- Changed rows `images` of the TVIEW whose table is relid, as a relation of its columns. The
+-- columns are spelled out (not its row type): the generated code that reads them is made
+-- again when the table's columns change (tview.alter), and a plan cached in any session
+-- holds no row type of the table.
+CREATE OR REPLACE FUNCTION tview._images_relation(relid oid, images text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('(SELECT r.* FROM tview._image_rows(%s) e, pg_catalog.jsonb_to_record(e) AS r(%s))', images,
+                  string_agg(format('%I %s', c.attname, c.type_sql), ', ' ORDER BY c.ord))
+    FROM tview._column_types(relid) c
 $$;
 
 -- The keys query of one dependency over changed rows: key_sql applied to the relation of
@@ -561,15 +589,15 @@ BEGIN
     IF source = %1$s THEN%3$s
         RETURN ARRAY(%2$s);
     END IF;$b$, d.source_oid,
-                      tview._keys_sql(d.key_sql, format('tview._rows(NULL::%s, old_rows)', tview._qname(d.source_oid)),
-                                      format('tview._rows(NULL::%s, new_rows)', tview._qname(d.source_oid))),
+                      tview._keys_sql(d.key_sql, tview._images_relation(d.source_oid, 'old_rows'),
+                                      tview._images_relation(d.source_oid, 'new_rows')),
                              CASE WHEN d.source_oid = t.root_oid AND NOT coalesce(
                                            (SELECT a.attnotnull FROM pg_attribute a
                                             WHERE a.attrelid = d.source_oid AND a.attname = t.root_column), true)
                                   THEN format($n$
-        IF EXISTS (SELECT 1 FROM tview._rows(NULL::%s, new_rows) x WHERE x.%I IS NULL) THEN
+        IF EXISTS (SELECT 1 FROM %s x WHERE x.%I IS NULL) THEN
             PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = %s;
-        END IF;$n$, tview._qname(d.source_oid), t.root_column, t.id) ELSE '' END),
+        END IF;$n$, tview._images_relation(d.source_oid, 'new_rows'), t.root_column, t.id) ELSE '' END),
                       '' ORDER BY d.source_oid)
     INTO blocks
     FROM tview.dependencies d

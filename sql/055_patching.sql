@@ -245,10 +245,10 @@ BEGIN
     END LOOP;$b$,
                 tv, tview._qname(src.table_oid), src.table_oid, src.key_column, k, spec ->> 'link_column', path,
                 tview._keys_sql(dep_sql,
-                                format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''old'') x WHERE x.%I <> ALL (kept))',
-                                       tview._qname(src.table_oid), src.key_column),
-                                format('(SELECT * FROM tview._rows(NULL::%s, entry -> ''new'') x WHERE x.%I <> ALL (kept))',
-                                       tview._qname(src.table_oid), src.key_column)),
+                                format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
+                                       tview._images_relation(src.table_oid, 'entry -> ''old'''), src.key_column),
+                                format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
+                                       tview._images_relation(src.table_oid, 'entry -> ''new'''), src.key_column)),
                 img);
         ELSE
             blocks := blocks || format($b$

@@ -235,81 +235,28 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION tview._create(p_name text, p_definition text, p_mode text, p_schema text,
-                                         p_search_path text)
-RETURNS regclass
+-- A definition as it is kept: without trailing blanks and semicolons.
+CREATE OR REPLACE FUNCTION tview._clean_definition(definition text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT regexp_replace(coalesce(definition, ''), '[[:space:];]+$', '') $$;
+
+-- Create a TVIEW's backing view v_<name> from the caller's definition (resolved along the
+-- caller's path) and refuse what a TVIEW cannot be: not a single SELECT, no integer key
+-- pk_<entity>, no jsonb data, code that is not exact or not trusted, relations whose changes
+-- cannot be observed. For tview.create and tview.alter.
+CREATE OR REPLACE FUNCTION tview._make_view(target_schema name, bare text, p_definition text, p_search_path text,
+                                            label text, OUT view_oid oid, OUT key_col name, OUT definition text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    bare        text;
-    target_schema name;
-    definition  text;
-    label       text;
-    view_oid    oid;
-    table_oid   oid;
-    key_col     name;
     key_type    regtype;
     data_type   regtype;
-    col         record;
-    analysis    jsonb;
-    specs       jsonb;
-    new_id      int;
-    level       int;
-    engine_owner name;
     bad         record;
     create_view text;
 BEGIN
-    PERFORM tview._require_engine_owner('create TVIEW', p_name);
-    PERFORM tview._check_mode(p_mode);
-    bare := regexp_replace(coalesce(p_name, ''), '^tv_', '');
-    IF bare !~ '^[a-z_][a-z0-9_]*$' THEN
-        RAISE EXCEPTION 'invalid TVIEW name "%"', coalesce(p_name, '')
-            USING ERRCODE = 'invalid_name',
-                  HINT = CASE WHEN p_name LIKE '%.%' THEN 'Pass the schema apart: tview.create(name, definition, schema_name => ...).'
-                              ELSE 'Use a lower-case identifier: letters, digits and underscores, not starting with a digit.' END;
-    END IF;
-    IF octet_length('tv_' || bare) > 63 THEN
-        RAISE EXCEPTION 'TVIEW name "%" is too long: "tv_%" exceeds 63 bytes', bare, bare
-            USING ERRCODE = 'invalid_name', HINT = 'Use a name of at most 60 bytes.';
-    END IF;
-
-    -- a longer name would be cut to 63 bytes by the name type: another schema
-    IF octet_length(p_schema) > 63 THEN
-        RAISE EXCEPTION 'schema name "%" for TVIEW "%" is too long: it exceeds 63 bytes', p_schema, bare
-            USING ERRCODE = 'invalid_name', HINT = 'Pass the name of an existing schema (at most 63 bytes).';
-    END IF;
-    -- Under the caller's path every call is qualified: objects put first on it must not run.
-    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
-    target_schema := coalesce(p_schema, pg_catalog.current_schema());
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF target_schema IS NULL OR NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = target_schema) THEN
-        RAISE EXCEPTION 'no schema to create TVIEW "%" in', bare
-            USING ERRCODE = 'invalid_schema_name', HINT = 'Pass schema_name, or set search_path to an existing schema.';
-    END IF;
-    IF target_schema ~ '^pg_' OR target_schema IN ('information_schema', 'tview') THEN
-        RAISE EXCEPTION 'cannot create TVIEW "%" in schema %: it belongs to the system or the engine',
-                        bare, quote_ident(target_schema)
-            USING ERRCODE = 'reserved_name',
-                  HINT = 'Pass schema_name of an ordinary schema, or put one first on search_path.';
-    END IF;
-    label := format('%I.%I', target_schema, 'tv_' || bare);
-
-    IF EXISTS (SELECT 1 FROM tview.tviews t WHERE t.schema_name = target_schema AND t.name = bare) THEN
-        RAISE EXCEPTION 'TVIEW % already exists', label
-            USING ERRCODE = 'duplicate_object',
-                  HINT = format('Drop it first with tview.drop(%L), or choose another name.', bare);
-    END IF;
-    IF to_regclass(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL
-       OR to_regclass(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL
-       OR to_regtype(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL    -- a table and a view
-       OR to_regtype(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL THEN -- each make a type
-        RAISE EXCEPTION 'cannot create TVIEW %: a relation or type named %.tv_% or %.v_% already exists',
-                        label, target_schema, bare, target_schema, bare
-            USING ERRCODE = 'duplicate_object', HINT = 'Rename or drop that relation or type, or choose another name.';
-    END IF;
-
-    definition := regexp_replace(coalesce(p_definition, ''), '[[:space:];]+$', '');
+    definition := tview._clean_definition(p_definition);
     IF definition !~ '\S' THEN
         RAISE EXCEPTION 'definition of % is empty', label
             USING ERRCODE = 'syntax_error', HINT = 'Pass a SELECT statement.';
@@ -372,17 +319,119 @@ BEGIN
                   HINT = 'TVIEWs can only read tables (and views over tables), whose changes fire triggers.';
     END IF;
 
-    EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I)', target_schema, 'tv_' || bare, target_schema, 'v_' || bare);
-    table_oid := format('%I.%I', target_schema, 'tv_' || bare)::regclass;
-    EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (%I)', tview._qname(table_oid), key_col);
+END;
+$$;
+
+-- An index on each key-like column (id, fk_*) of a TVIEW's table, as dependents and
+-- lineage look rows up by them; columns: just these (NULL: all of the view's).
+CREATE OR REPLACE FUNCTION tview._index_reference_columns(table_oid oid, view_oid oid, columns name[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col record;
+BEGIN
     FOR col IN
         SELECT a.attname FROM pg_attribute a
         WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped
-          AND (a.attname = 'id' OR a.attname LIKE 'fk\_%')
+          AND (a.attname = 'id' OR a.attname LIKE 'fk\_%') AND (columns IS NULL OR a.attname = ANY (columns))
         ORDER BY a.attnum
     LOOP
         EXECUTE format('CREATE INDEX ON %s (%I)', tview._qname(table_oid), col.attname);
     END LOOP;
+END;
+$$;
+
+-- The engine's owner runs refreshes for writers: let it read the view and write the table.
+CREATE OR REPLACE FUNCTION tview._grant_engine_owner(view_oid oid, table_oid oid) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    engine_owner name := tview._engine_owner();
+BEGIN
+    IF engine_owner <> current_user THEN
+        EXECUTE format('GRANT SELECT ON %s TO %I', tview._qname(view_oid), engine_owner);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', tview._qname(table_oid), engine_owner);
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview._create(p_name text, p_definition text, p_mode text, p_schema text,
+                                         p_search_path text)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bare        text;
+    target_schema name;
+    definition  text;
+    label       text;
+    view_oid    oid;
+    table_oid   oid;
+    key_col     name;
+    analysis    jsonb;
+    specs       jsonb;
+    new_id      int;
+    level       int;
+BEGIN
+    PERFORM tview._require_engine_owner('create TVIEW', p_name);
+    PERFORM tview._check_mode(p_mode);
+    bare := regexp_replace(coalesce(p_name, ''), '^tv_', '');
+    IF bare !~ '^[a-z_][a-z0-9_]*$' THEN
+        RAISE EXCEPTION 'invalid TVIEW name "%"', coalesce(p_name, '')
+            USING ERRCODE = 'invalid_name',
+                  HINT = CASE WHEN p_name LIKE '%.%' THEN 'Pass the schema apart: tview.create(name, definition, schema_name => ...).'
+                              ELSE 'Use a lower-case identifier: letters, digits and underscores, not starting with a digit.' END;
+    END IF;
+    IF octet_length('tv_' || bare) > 63 THEN
+        RAISE EXCEPTION 'TVIEW name "%" is too long: "tv_%" exceeds 63 bytes', bare, bare
+            USING ERRCODE = 'invalid_name', HINT = 'Use a name of at most 60 bytes.';
+    END IF;
+
+    -- a longer name would be cut to 63 bytes by the name type: another schema
+    IF octet_length(p_schema) > 63 THEN
+        RAISE EXCEPTION 'schema name "%" for TVIEW "%" is too long: it exceeds 63 bytes', p_schema, bare
+            USING ERRCODE = 'invalid_name', HINT = 'Pass the name of an existing schema (at most 63 bytes).';
+    END IF;
+    -- Under the caller's path every call is qualified: objects put first on it must not run.
+    PERFORM pg_catalog.set_config('search_path', p_search_path, true);
+    target_schema := coalesce(p_schema, pg_catalog.current_schema());
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF target_schema IS NULL OR NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = target_schema) THEN
+        RAISE EXCEPTION 'no schema to create TVIEW "%" in', bare
+            USING ERRCODE = 'invalid_schema_name', HINT = 'Pass schema_name, or set search_path to an existing schema.';
+    END IF;
+    IF target_schema ~ '^pg_' OR target_schema IN ('information_schema', 'tview') THEN
+        RAISE EXCEPTION 'cannot create TVIEW "%" in schema %: it belongs to the system or the engine',
+                        bare, quote_ident(target_schema)
+            USING ERRCODE = 'reserved_name',
+                  HINT = 'Pass schema_name of an ordinary schema, or put one first on search_path.';
+    END IF;
+    label := format('%I.%I', target_schema, 'tv_' || bare);
+
+    IF EXISTS (SELECT 1 FROM tview.tviews t WHERE t.schema_name = target_schema AND t.name = bare) THEN
+        RAISE EXCEPTION 'TVIEW % already exists', label
+            USING ERRCODE = 'duplicate_object',
+                  HINT = format('Drop it first with tview.drop(%L), or choose another name.', bare);
+    END IF;
+    IF to_regclass(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL
+       OR to_regclass(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL
+       OR to_regtype(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL    -- a table and a view
+       OR to_regtype(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL THEN -- each make a type
+        RAISE EXCEPTION 'cannot create TVIEW %: a relation or type named %.tv_% or %.v_% already exists',
+                        label, target_schema, bare, target_schema, bare
+            USING ERRCODE = 'duplicate_object', HINT = 'Rename or drop that relation or type, or choose another name.';
+    END IF;
+
+    SELECT m.view_oid, m.key_col, m.definition INTO view_oid, key_col, definition
+    FROM tview._make_view(target_schema, bare, p_definition, p_search_path, label) m;
+
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I)', target_schema, 'tv_' || bare, target_schema, 'v_' || bare);
+    table_oid := format('%I.%I', target_schema, 'tv_' || bare)::regclass;
+    EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (%I)', tview._qname(table_oid), key_col);
+    PERFORM tview._index_reference_columns(table_oid, view_oid, NULL);
     EXECUTE format('COMMENT ON TABLE %s IS %L', tview._qname(table_oid),
                    format('TVIEW maintained by the tview engine from %I.%I; do not write to it', target_schema, 'v_' || bare));
 
@@ -393,9 +442,7 @@ BEGIN
     INSERT INTO tview.tviews (schema_name, name, table_oid, view_oid, entity, key_column, definition, mode,
                               topo_level, root_oid, root_column, analysis, refresh_sql)
     VALUES (target_schema, bare, table_oid, view_oid, substr(key_col, 4), key_col, definition, p_mode, level,
-            (analysis -> 'occ' -> (analysis -> 'root' ->> 0)::int ->> 'relid')::oid,
-            tview._colname((analysis -> 'occ' -> (analysis -> 'root' ->> 0)::int ->> 'relid')::oid,
-                           (analysis -> 'root' ->> 1)::int),
+            tview._root_relid(analysis), tview._colname(tview._root_relid(analysis), (analysis -> 'root' ->> 1)::int),
             analysis ->> 'reason',
             tview._build_refresh_sql(view_oid, table_oid, key_col))
     RETURNING id INTO new_id;
@@ -412,13 +459,7 @@ BEGIN
     WHERE d.tview_id = new_id AND d.source_kind = 'table' ORDER BY d.source_oid;
     PERFORM tview._install_captures_reading(tview._tviews_read(new_id));   -- they have a reader now
 
-    -- The engine's owner runs refreshes for writers; let it read the view and write the table.
-    SELECT r.rolname INTO engine_owner FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
-    WHERE n.nspname = 'tview';
-    IF engine_owner <> current_user THEN
-        EXECUTE format('GRANT SELECT ON %s TO %I', tview._qname(view_oid), engine_owner);
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', tview._qname(table_oid), engine_owner);
-    END IF;
+    PERFORM tview._grant_engine_owner(view_oid, table_oid);
 
     BEGIN
         EXECUTE format('INSERT INTO %s SELECT * FROM %s', tview._qname(table_oid), tview._qname(view_oid));
@@ -559,6 +600,164 @@ LANGUAGE sql
 AS $$ SELECT tview._create($1, $2, $3, $4, pg_catalog.current_setting('search_path')) $$;
 COMMENT ON FUNCTION tview.create(text, text, text, text) IS
     'Create TVIEW tv_<name> maintained from the SELECT definition (kept as view v_<name>)';
+
+-- Make a TVIEW's table fit the columns of its new backing view: columns the view no longer has
+-- are dropped, new ones (at the end of its select list) added, changed types changed (the rows
+-- are recomputed next). Refused, with what stands in the way, when the kept columns change
+-- order (verify and the refresh compare whole rows) or a view reads a column that would be
+-- dropped or retyped.
+CREATE OR REPLACE FUNCTION tview._align_table(t tview.tviews, new_view oid, label text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_cols jsonb := (SELECT jsonb_agg(to_jsonb(c) ORDER BY c.ord) FROM tview._column_types(t.table_oid) c);
+    new_cols jsonb := (SELECT jsonb_agg(to_jsonb(c) ORDER BY c.ord) FROM tview._column_types(new_view) c);
+    kept     text[] := ARRAY(SELECT o ->> 'attname' FROM jsonb_array_elements(old_cols) o
+                             WHERE new_cols @> jsonb_build_array(jsonb_build_object('attname', o ->> 'attname')));
+    added    name[] := ARRAY(SELECT n ->> 'attname' FROM jsonb_array_elements(new_cols) n
+                             WHERE NOT old_cols @> jsonb_build_array(jsonb_build_object('attname', n ->> 'attname')));
+    actions  text[];
+    blocker  record;
+BEGIN
+    -- the columns both have, in the same order in both, and the new ones after all of them
+    IF ARRAY(SELECT n ->> 'attname' FROM jsonb_array_elements(new_cols) n) IS DISTINCT FROM kept || added::text[] THEN
+        RAISE EXCEPTION 'cannot alter TVIEW %: the new definition moves its columns', label
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Columns now: %s; in the new definition: %s.',
+                                  (SELECT string_agg(quote_ident(o ->> 'attname'), ', ') FROM jsonb_array_elements(old_cols) o),
+                                  (SELECT string_agg(quote_ident(n ->> 'attname'), ', ') FROM jsonb_array_elements(new_cols) n)),
+                  HINT = 'Keep the columns it has in their order and add new ones at the end of the select list '
+                         '(or drop the TVIEW and create it again).';
+    END IF;
+
+    -- a view (a reading TVIEW's definition, or anyone's) that reads a column which goes or changes
+    SELECT o.attname, r.ev_class::regclass AS reader, x.schema_name, x.name, n.attname IS NULL AS dropped,
+           o.type_sql AS old_type, n.type_sql AS new_type
+      INTO blocker
+    FROM tview._column_types(t.table_oid) o
+    LEFT JOIN tview._column_types(new_view) n ON n.attname = o.attname
+    JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.table_oid AND d.refobjsubid = o.attnum
+                    AND d.classid = 'pg_rewrite'::regclass
+    JOIN pg_rewrite r ON r.oid = d.objid
+    LEFT JOIN tview.tviews x ON x.view_oid = r.ev_class
+    WHERE n.attname IS NULL OR n.type_sql <> o.type_sql
+    ORDER BY x.id NULLS LAST, o.attnum
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cannot alter TVIEW %: % reads its column %, which the new definition %', label,
+                        CASE WHEN blocker.name IS NOT NULL THEN format('TVIEW %I.%I', blocker.schema_name, 'tv_' || blocker.name)
+                             ELSE format('view %s', blocker.reader) END,
+                        quote_ident(blocker.attname),
+                        CASE WHEN blocker.dropped THEN 'drops'
+                             ELSE format('changes from %s to %s', blocker.old_type, blocker.new_type) END
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = CASE WHEN blocker.name IS NOT NULL
+                              THEN format('Alter %I.%I first so that it no longer reads the column, or keep the column.',
+                                          blocker.schema_name, 'tv_' || blocker.name)
+                              ELSE 'Change that view first so that it no longer reads the column, or keep the column.' END;
+    END IF;
+
+    actions := ARRAY(
+        SELECT CASE WHEN n.attname IS NULL THEN format('DROP COLUMN %I', o.attname)
+                    ELSE format('ALTER COLUMN %1$I TYPE %2$s USING %3$s', n.attname, n.type_sql,
+                                CASE WHEN n.attname = t.key_column THEN format('%I::%s', n.attname, n.type_sql)
+                                     ELSE 'NULL' END) END
+        FROM tview._column_types(t.table_oid) o LEFT JOIN tview._column_types(new_view) n ON n.attname = o.attname
+        WHERE n.attname IS NULL OR n.type_sql <> o.type_sql
+        ORDER BY o.ord)
+     || ARRAY(SELECT format('ADD COLUMN %I %s', n.attname, n.type_sql)
+              FROM tview._column_types(new_view) n WHERE n.attname = ANY (added) ORDER BY n.ord);
+    IF cardinality(actions) > 0 THEN
+        EXECUTE format('ALTER TABLE %s %s', tview._qname(t.table_oid), array_to_string(actions, ', '));
+        PERFORM tview._index_reference_columns(t.table_oid, new_view, added);
+    END IF;
+END;
+$$;
+
+-- Share-lock relations (writers wait, readers do not): those a TVIEW reads, before and after
+-- an alter, so that no writer's change capture computes keys from the lineage being replaced.
+CREATE OR REPLACE FUNCTION tview._lock_read_relations(view_oid oid) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    relations text;
+BEGIN
+    SELECT string_agg(tview._qname(b.relid), ', ' ORDER BY b.relid) INTO relations FROM tview._base_relations(view_oid) b;
+    IF relations IS NOT NULL THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', relations);
+    END IF;
+END;
+$$;
+
+-- Replace a TVIEW's definition in one transaction: the table stays (with its grants and the
+-- indexes users added), and so do the TVIEWs that read it; lineage, patch specs and generated
+-- code are derived again for it and for them; then the TVIEW is recomputed, writing only the
+-- rows that differ, and its readers the keys that changed. See docs/migrations.md for locks.
+CREATE OR REPLACE FUNCTION tview._alter(p_name text, p_definition text, p_search_path text, schemas name[])
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t        tview.tviews;
+    label    text;
+    replaced name;
+    made     record;
+    dep      tview.tviews;
+BEGIN
+    PERFORM tview._require_engine_owner('alter TVIEW', p_name);
+    t := tview._get(p_name, schemas);
+    label := format('%I.%I', t.schema_name, 'tv_' || t.name);
+    IF tview._clean_definition(p_definition) = t.definition THEN
+        RAISE NOTICE 'TVIEW % already has this definition, skipping', label;
+        RETURN t.table_oid;
+    END IF;
+    -- the recomputation must see every write committed before the locks below
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'cannot alter TVIEW % in a % transaction', label, upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Run tview.alter in a READ COMMITTED transaction (the default): its snapshot could miss '
+                         'writes committed while it waits for its locks.';
+    END IF;
+    EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
+    PERFORM tview._lock_read_relations(t.view_oid);
+
+    replaced := left(format('v_%s_replaced_%s', t.name, t.id), 63);
+    EXECUTE format('ALTER VIEW %s RENAME TO %I', tview._qname(t.view_oid), replaced);
+    SELECT * INTO made FROM tview._make_view(t.schema_name, t.name, p_definition, p_search_path, label);
+    IF made.key_col <> t.key_column THEN
+        RAISE EXCEPTION 'cannot alter TVIEW %: its key column is %, the new definition''s is %', label,
+                        t.key_column, made.key_col
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'A TVIEW keeps its key: select it first as before, or drop the TVIEW and create it again.';
+    END IF;
+    PERFORM tview._lock_read_relations(made.view_oid);
+    PERFORM tview._align_table(t, made.view_oid, label);
+
+    UPDATE tview.tviews x
+    SET view_oid = made.view_oid, definition = made.definition, session_settings = tview._session_settings()
+    WHERE x.id = t.id
+    RETURNING * INTO t;
+    PERFORM tview._grant_engine_owner(t.view_oid, t.table_oid);
+    PERFORM tview._rebuild(t);
+    -- its readers, in order (a level may change): the columns they read may have changed type
+    FOR dep IN SELECT * FROM tview._dependents(t) x ORDER BY x.topo_level, x.id LOOP
+        PERFORM tview._rebuild(dep);
+    END LOOP;
+    EXECUTE format('DROP VIEW %I.%I', t.schema_name, replaced);
+    PERFORM tview._cascade(tview._add_work('{}', t.id, '{}', true, 0), NULL, 'ALTER', true);
+    RETURN t.table_oid;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION tview.alter(name text, definition text)
+RETURNS regclass
+LANGUAGE sql
+AS $$ SELECT tview._alter($1, $2, pg_catalog.current_setting('search_path'), pg_catalog.current_schemas(false)) $$;
+COMMENT ON FUNCTION tview.alter(text, text) IS
+    'Replace a TVIEW''s definition in place, keeping its table and the TVIEWs that read it; recomputes what changed';
 
 -- Remove a TVIEW's objects and catalog rows (the catalog first, so the drop event trigger
 -- has nothing left to do).

@@ -294,7 +294,8 @@ BEGIN
         -- pinned at create; a TVIEW of an engine that did not pin them takes the rebuilding session's
         session_settings = CASE WHEN x.session_settings = '{}' THEN tview._session_settings() ELSE x.session_settings END,
         analysis = found_lineage ->> 'reason',
-        root_column = tview._colname(x.root_oid, (found_lineage -> 'root' ->> 1)::int)
+        root_oid = tview._root_relid(found_lineage),
+        root_column = tview._colname(tview._root_relid(found_lineage), (found_lineage -> 'root' ->> 1)::int)
     WHERE x.id = t.id;
     PERFORM tview._record_dependencies(t.id, t.view_oid, found_lineage);
     PERFORM tview._check_cycle(t.id, format('%I.%I', t.schema_name, 'tv_' || t.name));
