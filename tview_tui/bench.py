@@ -59,7 +59,8 @@ from psycopg.conninfo import make_conninfo
 from . import installer
 from .connection import Target, TviewError, error_from_db, one
 
-WORKLOADS = ["medium", "single_row", "large_cascade", "bulk", "full_refresh", "locking", "events", "scale_m"]
+WORKLOADS = ["medium", "single_row", "large_cascade", "bulk", "full_refresh", "locking", "events", "alter",
+             "scale_m"]
 DEFAULT_WORKLOADS = [w for w in WORKLOADS if w != "scale_m"]   # scale_m takes minutes: only on request
 CLIENT_COUNTS = (1, 2, 4)
 WARM_UP_RUNS, WARM_UP_SECONDS = 5, 1.0
@@ -155,6 +156,10 @@ POST_DEF = """SELECT p.pk_post, p.fk_user,
                                                 FROM tv_comment c WHERE c.fk_post = p.pk_post),
                                                '[]'::jsonb)) AS data
 FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user"""
+
+# Comment's definition spelled differently (the same rows) and with one more key (every row differs).
+COMMENT_DEF_RESPELLED = COMMENT_DEF.replace(" AS data", "  AS data")
+COMMENT_DEF_WIDER = COMMENT_DEF.replace("'author', u.data)", "'author', u.data, 'v', 2)")
 
 # The same post documents from the base tables only: one view, as a user would write it.
 FLAT_POST_DEF = """SELECT p.pk_post, p.fk_user,
@@ -489,10 +494,25 @@ def plan_scale_m(opts: Options) -> Plan:
                 throughput=throughput, check_in_arms=False)
 
 
+def plan_alter(opts: Options) -> Plan:
+    sizes = opts.sizes("blog")
+
+    def alter(definition: str) -> tuple[str]:
+        return (f"SELECT tview.alter('comment', $def${definition}$def$)",)
+    return Plan("alter", "tview.alter of comment (its transaction: how long writers wait), against a whole refresh",
+                sizes, {"alter_composed": "composed"},
+                [Arm("refresh comment", "alter_composed", ("SELECT tview.refresh('comment')",)),
+                 Arm("alter, same rows", "alter_composed", alter(COMMENT_DEF_RESPELLED), vs="refresh comment"),
+                 Arm("alter, every row", "alter_composed", alter(COMMENT_DEF_WIDER), vs="refresh comment")],
+                note=f"composed TVIEWs user, comment, post; {sizes.comments:,} comments, embedded in"
+                     f" {sizes.posts:,} posts; writers of the tables comment reads wait for the alter's transaction,"
+                     " readers of tv_comment do not")
+
+
 PLANS: dict[str, Callable[[Options], Plan]] = {
     "medium": plan_medium, "single_row": plan_single_row, "large_cascade": plan_large_cascade,
     "bulk": plan_bulk, "full_refresh": plan_full_refresh, "locking": plan_locking, "events": plan_events,
-    "scale_m": plan_scale_m,
+    "alter": plan_alter, "scale_m": plan_scale_m,
 }
 
 
