@@ -32,7 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 OLD_RELEASES = {
     "v0.1.0": "43ae43399cbe1bd391f52dbd9ed938b3f16ecdf5",   # what the tag v0.1.0 points to
     "v0.2.0": "d1ec993",                                    # the last commit of engine 0.2.0 (shared triggers)
+    "v0.3.0": "809432c",                                    # the last commit of engine 0.3.0 (before tview.alter)
 }
+BUNDLED = installer.bundled_version()
 
 
 def _git(*args: str) -> str:
@@ -159,9 +161,12 @@ def engine_tables(conn: psycopg.Connection) -> set[tuple]:
 
 
 def generated_routines(conn: psycopg.Connection) -> set[int]:
-    """The per-TVIEW functions the engine generates (named _<what>_<TVIEW id>)."""
+    """The per-TVIEW functions the engine generates (named _<what>_<TVIEW id>), made anew by an
+    upgrade. (The per-table capture functions are replaced in place, keeping their oids, and
+    compared with a fresh install's by engine_state.)"""
     return {oid for (oid,) in conn.execute(
-        "SELECT oid FROM pg_proc WHERE pronamespace = 'tview'::regnamespace AND proname ~ '^_[a-z]+_[0-9]+$'")}
+        "SELECT oid FROM pg_proc WHERE pronamespace = 'tview'::regnamespace AND proname ~ '^_[a-z]+_[0-9]+$'"
+        " AND proname !~ '^_capture_'")}
 
 
 def routine_oids(conn: psycopg.Connection) -> list[tuple]:
@@ -191,8 +196,8 @@ def test_upgrade_equals_a_fresh_install_and_keeps_every_tview(old_blog, old_rele
 
     outcome = installer.install(conn, upgrade_only=True)
 
-    assert (outcome.action, outcome.before, outcome.after) == ("upgraded", old_release.version, "0.3.0")
-    assert conn.execute("SELECT tview.version()").fetchone()[0] == installer.bundled_version() == "0.3.0"
+    assert (outcome.action, outcome.before, outcome.after) == ("upgraded", old_release.version, BUNDLED)
+    assert conn.execute("SELECT tview.version()").fetchone()[0] == BUNDLED
     assert tview_tables(conn) == tables, "a TVIEW was recreated or its mode lost"
     assert catalog <= engine_tables(conn), "an engine table (catalog, deferred queue, event log) was recreated"
     assert conn.execute("SELECT installed_at FROM tview.meta WHERE upgraded_at IS NOT NULL").fetchone() == installed_at
@@ -217,7 +222,7 @@ def test_upgrading_twice_is_a_noop_and_the_cli_upgrades(old_blog, old_release, e
     result = subprocess.run([sys.executable, "-m", "tview_tui", "upgrade", empty_dsn],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"upgraded engine {old_release.version} -> 0.3.0")
+    assert result.stdout.startswith(f"upgraded engine {old_release.version} -> {BUNDLED}")
     state, oids = engine_state(old_blog), routine_oids(old_blog)
     stamp = old_blog.execute("SELECT installed_at, upgraded_at FROM tview.meta").fetchone()
 
