@@ -323,6 +323,8 @@ async def test_detail_titles_its_trees_aligns_the_definition_and_explains_a_refr
 
 
 async def test_graph_screen_shows_levels_lineage_rates_and_the_last_trace(demo_db, dsn):
+    from test_ui import settled_screen_text
+
     from tview_tui.ui.detail import DetailScreen
     from tview_tui.ui.widgets import TextScreen
 
@@ -340,7 +342,18 @@ async def test_graph_screen_shows_levels_lineage_rates_and_the_last_trace(demo_d
         await pilot.press("escape", "5")
         await wait_for(pilot, lambda: app.screen.SCOPE == "graph" and app.screen.query_one("#graph-table").row_count)
         await pilot.pause(1.2)
+        view = app.screen.query_one("#graph-view")                    # drawn first: boxes by level
+        assert app.focused is view and view.region.height > 20
+        lit = {name for name, box in view.drawing.boxes.items() if box.lit}
+        assert lit == {"public.tb_comment", "public.tv_comment", "public.tv_post", "public.tv_post_card"}
+        picture = await settled_screen_text(pilot, app)
+        assert "┌ TVIEW ─" in picture and "┌ table ─" in picture and " fk▶│" in picture
+        assert re.search(r"│ tv_comment +│", picture) and re.search(r"│ 1/min +│", picture)
+        await pilot.press("right", "right", "right", "right", "enter")   # level 4 holds tv_post alone
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.info.name == "post")
+        await pilot.press("escape", "t")
         table = app.screen.query_one("#graph-table")
+        assert app.focused is table
         rows = {str(r[0]).strip(" ●"): [str(c) for c in r] for r in (table.get_row_at(i) for i in range(table.row_count))}
         assert rows["public.tb_company"][1] == "L0 table" and rows["public.tv_post_card"][1].endswith("tview")
         levels = [int(rows[n][1][1]) for n in ("public.tv_company", "public.tv_user", "public.tv_comment",

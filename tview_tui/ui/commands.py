@@ -53,6 +53,8 @@ REGISTRY: tuple[Command, ...] = (
     Command("enter", "trace", "Trace", "The selected event's transaction as a tree: each TVIEW refreshed, in"
             " order, with mode, rows and time; the slowest step marked", scope="tail"),
     Command("enter", "open_detail", "Detail", "Detail of the selected TVIEW", scope="graph"),
+    Command("t", "toggle_view", "Picture/table", "The graph drawn, or the same as a table (one row per node)",
+            scope="graph"),
     Command("space", "toggle_pause", "Pause", "Pause or resume the live tail", scope="tail"),
     Command("f", "toggle_follow", "Follow", "Keep the newest event in view", scope="tail"),
     Command("slash", "filter", "Filter", "Only events whose TVIEW, source or op contains a text",
