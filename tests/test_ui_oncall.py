@@ -181,7 +181,10 @@ async def test_writer_label_shows_the_rate_achieved_and_the_rate_asked(demo_db):
         writer.stop()
 
 
-async def test_refresh_result_names_the_rows_of_each_tview(demo_db, db):
+async def test_refresh_result_names_the_rows_of_each_tview_and_opens_whole(demo_db, db):
+    from tview_tui.ui.detail import DetailScreen
+    from tview_tui.ui.widgets import TextScreen
+
     damage(db, "UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 1")
     damage(db, "UPDATE tv_user SET data = '{}'::jsonb WHERE fk_company = 1")      # 10 users
     app = make_app(demo_db)
@@ -196,6 +199,20 @@ async def test_refresh_result_names_the_rows_of_each_tview(demo_db, db):
         line = str(app.screen.query_one("#last-action", Label).render())
         assert re.search(r"refreshed public\.tv_company \(whole TVIEW\): 1 row\(s\) written in [\d.]+ ms;"
                          r" then the TVIEWs that read it: public\.tv_user 10", line), line
+        await pilot.press("d")                           # the row whole, with that refresh split per TVIEW
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        body = str(app.screen.body)
+        assert "lineage    incremental" in body and "health" in body
+        assert re.search(r"rows written per TVIEW, in cascade order:\n  public\.tv_company  1\n"
+                         r"  public\.tv_user  10\n", body), body
+        assert "cascade trace (the slowest step marked)" in body and "└─ public.tv_user" in body
+        await pilot.press("escape", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen))
+        await pilot.press("k", *"1-3 5", "enter")       # the detail's d: its last refresh, every key
+        await wait_for(pilot, lambda: app.refreshes["public.tv_company"][0].keys == (1, 2, 3, 5))
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        assert "what       4 key(s): 1-3, 5" in str(app.screen.body)
 
 
 async def test_narrow_terminal_keeps_health_timings_help_and_the_tail_readable(demo_db, dsn):

@@ -20,7 +20,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from .. import catalog, diagnostics, events, installer
+from .. import catalog, diagnostics, events, installer, trace
 from ..config import Config
 from ..connection import Target, TviewError, connect
 from ..demo import DemoWriter
@@ -108,6 +108,8 @@ class TviewApp(App):
         self.last_reload_error: str | None = None
         self.findings: list[diagnostics.Finding] | None = None    # None: not checked yet
         self.last_trace_nodes: set[str] = set()   # tables and TVIEWs of the last trace opened (lit in the graph)
+        # the last refresh of each TVIEW made here, with its cascade trace once its events arrived
+        self.refreshes: dict[str, tuple[catalog.RefreshResult, trace.Trace | None]] = {}
 
     # -- start-up ----------------------------------------------------------------------
     def on_mount(self) -> None:
