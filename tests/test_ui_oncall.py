@@ -181,7 +181,10 @@ async def test_writer_label_shows_the_rate_achieved_and_the_rate_asked(demo_db):
         writer.stop()
 
 
-async def test_refresh_result_names_the_rows_of_each_tview(demo_db, db):
+async def test_refresh_result_names_the_rows_of_each_tview_and_opens_whole(demo_db, db):
+    from tview_tui.ui.detail import DetailScreen
+    from tview_tui.ui.widgets import TextScreen
+
     damage(db, "UPDATE tv_company SET data = '{}'::jsonb WHERE pk_company = 1")
     damage(db, "UPDATE tv_user SET data = '{}'::jsonb WHERE fk_company = 1")      # 10 users
     app = make_app(demo_db)
@@ -196,6 +199,20 @@ async def test_refresh_result_names_the_rows_of_each_tview(demo_db, db):
         line = str(app.screen.query_one("#last-action", Label).render())
         assert re.search(r"refreshed public\.tv_company \(whole TVIEW\): 1 row\(s\) written in [\d.]+ ms;"
                          r" then the TVIEWs that read it: public\.tv_user 10", line), line
+        await pilot.press("d")                           # the row whole, with that refresh split per TVIEW
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        body = str(app.screen.body)
+        assert "lineage    incremental" in body and "health" in body
+        assert re.search(r"rows written per TVIEW, in cascade order:\n  public\.tv_company  1\n"
+                         r"  public\.tv_user  10\n", body), body
+        assert "cascade trace (the slowest step marked)" in body and "└─ public.tv_user" in body
+        await pilot.press("escape", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen))
+        await pilot.press("k", *"1-3 5", "enter")       # the detail's d: its last refresh, every key
+        await wait_for(pilot, lambda: app.refreshes["public.tv_company"][0].keys == (1, 2, 3, 5))
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        assert "what       4 key(s): 1-3, 5" in str(app.screen.body)
 
 
 async def test_narrow_terminal_keeps_health_timings_help_and_the_tail_readable(demo_db, dsn):
@@ -323,6 +340,8 @@ async def test_detail_titles_its_trees_aligns_the_definition_and_explains_a_refr
 
 
 async def test_graph_screen_shows_levels_lineage_rates_and_the_last_trace(demo_db, dsn):
+    from test_ui import settled_screen_text
+
     from tview_tui.ui.detail import DetailScreen
     from tview_tui.ui.widgets import TextScreen
 
@@ -340,7 +359,18 @@ async def test_graph_screen_shows_levels_lineage_rates_and_the_last_trace(demo_d
         await pilot.press("escape", "5")
         await wait_for(pilot, lambda: app.screen.SCOPE == "graph" and app.screen.query_one("#graph-table").row_count)
         await pilot.pause(1.2)
+        view = app.screen.query_one("#graph-view")                    # drawn first: boxes by level
+        assert app.focused is view and view.region.height > 20
+        lit = {name for name, box in view.drawing.boxes.items() if box.lit}
+        assert lit == {"public.tb_comment", "public.tv_comment", "public.tv_post", "public.tv_post_card"}
+        picture = await settled_screen_text(pilot, app)
+        assert "┌ TVIEW ─" in picture and "┌ table ─" in picture and " fk▶│" in picture
+        assert re.search(r"│ tv_comment +│", picture) and re.search(r"│ 1/min +│", picture)
+        await pilot.press("right", "right", "right", "right", "enter")   # level 4 holds tv_post alone
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.info.name == "post")
+        await pilot.press("escape", "t")
         table = app.screen.query_one("#graph-table")
+        assert app.focused is table
         rows = {str(r[0]).strip(" ●"): [str(c) for c in r] for r in (table.get_row_at(i) for i in range(table.row_count))}
         assert rows["public.tb_company"][1] == "L0 table" and rows["public.tv_post_card"][1].endswith("tview")
         levels = [int(rows[n][1][1]) for n in ("public.tv_company", "public.tv_user", "public.tv_comment",

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from .connection import TviewError, error_from_db, one
+from .keys import format_keys
 
 PROBE_TIMEOUT_MS = 2000
 EXACT_COUNT_MAX_BYTES = 16 * 1024 * 1024  # count rows exactly below this size, else estimate
@@ -90,6 +91,18 @@ class RefreshResult:
         others = ", ".join(f"{name} {rows}" for name, rows in split.items() if name != self.tview)
         return (f"{head}{split[self.tview]} row(s) written in {self.ms:.1f} ms"
                 + (f"; then the TVIEWs that read it: {others}" if others else ""))
+
+
+    def text(self, split: dict[str, int] | None = None) -> str:
+        """The whole result: every key, and the rows each TVIEW got (once the events told)."""
+        keys = "whole TVIEW" if self.keys is None else f"{len(self.keys)} key(s): {format_keys(self.keys)}"
+        lines = [f"refreshed  {self.tview}", f"what       {keys}", f"took       {self.ms:.1f} ms",
+                 f"written    {self.rows_written} row(s), counting the TVIEWs that read it",
+                 f"transaction {self.xid or '- (nothing written)'}"]
+        if split:
+            lines += ["", "rows written per TVIEW, in cascade order:"]
+            lines += [f"  {name}  {rows}" for name, rows in split.items()]
+        return "\n".join(lines)
 
 
 def _probe(conn: psycopg.Connection) -> None:

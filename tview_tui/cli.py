@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    " memory while flooded.")
     p.add_argument("dsn", nargs="?", default=None, help="database with the engine (default: a temporary server)")
     p.add_argument("--tviews", type=int, default=200, help="TVIEWs to create for the startup measure")
-    p.add_argument("--rate", type=int, default=10_000, help="events per second to flood the tail with")
+    p.add_argument("--rate", type=int, default=50_000, help="events per second to flood the tail with")
     p.add_argument("--seconds", type=float, default=30.0, help="how long to flood")
 
     p = sub.add_parser("server", help="start/stop a local PostgreSQL cluster (for tests and demos)",

@@ -28,3 +28,14 @@ def parse_keys(text: str, limit: int = MAX_KEYS) -> list[int]:
             raise TooManyKeys(f"more than {limit:,} keys at a time")
         parts.append((first, last))
     return [key for first, last in parts for key in range(first, last + 1)]
+
+
+def format_keys(keys: tuple[int, ...] | list[int]) -> str:
+    """The inverse of parse_keys, compact: [1, 2, 3, 7] -> '1-3, 7' (every key, in order given)."""
+    runs: list[list[int]] = []
+    for key in keys:
+        if runs and key == runs[-1][1] + 1:
+            runs[-1][1] = key
+        else:
+            runs.append([key, key])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)

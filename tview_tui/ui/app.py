@@ -8,7 +8,10 @@ for the screens to read.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,7 +23,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from .. import catalog, diagnostics, events, installer
+from .. import catalog, diagnostics, events, installer, trace
 from ..config import Config
 from ..connection import Target, TviewError, connect
 from ..demo import DemoWriter
@@ -36,6 +39,14 @@ from .widgets import HelpScreen, OfferDemoScreen
 EVENT_BUFFER = events.EVENT_BUFFER
 ENGINE_GONE = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction)
 HEALTH_INTERVAL = 30.0  # seconds between background health checks (the list's health column)
+# The stream thread shares the interpreter lock with the UI: a batch that took long to parse is
+# followed by a pause of STREAM_YIELD times its length, so a flood never starves key presses
+# (what the pause holds back waits in the socket, or, on the server, in the notification queue,
+# whose writers stop notifying rather than fail when it fills).
+STREAM_YIELD = 0.5
+# How long a thread may hold the interpreter lock while another waits (Python's default is
+# 5 ms): short, so a key press is not kept waiting behind the stream thread's parsing.
+SWITCH_INTERVAL = 0.0005
 
 
 class Database:
@@ -108,6 +119,8 @@ class TviewApp(App):
         self.last_reload_error: str | None = None
         self.findings: list[diagnostics.Finding] | None = None    # None: not checked yet
         self.last_trace_nodes: set[str] = set()   # tables and TVIEWs of the last trace opened (lit in the graph)
+        # the last refresh of each TVIEW made here, with its cascade trace once its events arrived
+        self.refreshes: dict[str, tuple[catalog.RefreshResult, trace.Trace | None]] = {}
 
     # -- start-up ----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -233,20 +246,28 @@ class TviewApp(App):
         assert self.target is not None
         self.stream = events.EventStream(self.target)
         worker = get_current_worker()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
+            started = time.perf_counter()
             async for batch in self.stream.batches():
                 if worker.is_cancelled:
                     break
                 self.stats.add(batch)
-                for item in batch:
-                    self.event_seq += 1
-                    self.event_buffer.append((self.event_seq, item))
+                first = self.event_seq + 1
+                self.event_buffer.extend(zip(itertools.count(first), batch))   # one C call, no per-item work
+                self.event_seq = first + len(batch) - 1
+                busy = time.perf_counter() - started
+                await asyncio.sleep(min(busy * STREAM_YIELD, 0.05))
+                started = time.perf_counter()
         finally:
             await self.stream.close()
 
-    def events_since(self, seq: int) -> list[tuple[int, events.Item]]:
-        """Buffered items newer than seq (a copy: the stream thread keeps appending)."""
-        return [entry for entry in list(self.event_buffer) if entry[0] > seq]
+    def events_since(self, seq: int, limit: int = EVENT_BUFFER) -> list[tuple[int, events.Item]]:
+        """The newest buffered items after seq, at most ``limit`` of them, oldest first (a copy
+        taken from the newest end, in one step: the stream thread keeps appending)."""
+        wanted = min(limit, self.event_seq - seq)
+        newest = list(itertools.islice(reversed(self.event_buffer), max(0, wanted)))
+        return [entry for entry in reversed(newest) if entry[0] > seq]
 
     def buffered_events(self) -> list[events.Event]:
         """Every event kept in the buffer, oldest first (a copy)."""

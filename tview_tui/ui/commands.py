@@ -36,6 +36,8 @@ REGISTRY: tuple[Command, ...] = (
     Command("enter", "open_detail", "Detail", "Definition, columns, dependency trees, recent events",
             scope="tviews"),
     Command("slash", "filter", "Filter", "Show only TVIEWs whose name contains a text", scope="tviews"),
+    Command("d", "describe", "Describe", "The selected row whole: every column, and the last refresh of the"
+            " TVIEW made here (every key, rows per TVIEW, its cascade trace)", scope="tviews", show=False),
     Command("s", "cycle_sort", "Sort", "Sort by the next column", scope="tviews"),
     Command("r", "refresh_whole", "Refresh", "Recompute the selected TVIEW whole (asks first)",
             scope="tviews", writes=True),
@@ -49,10 +51,14 @@ REGISTRY: tuple[Command, ...] = (
             " or a missing index shows here)", scope="detail"),
     Command("a", "explain(True)", "Explain analyze", "The same plan run for real times and rows (EXPLAIN"
             " ANALYZE of a SELECT, rolled back)", scope="detail", show=False),
+    Command("d", "describe", "Last refresh", "The last refresh of this TVIEW made here, whole: every key,"
+            " rows per TVIEW, its cascade trace", scope="detail", show=False),
     Command("escape", "back", "Back", "Back to the list", scope="detail"),
     Command("enter", "trace", "Trace", "The selected event's transaction as a tree: each TVIEW refreshed, in"
             " order, with mode, rows and time; the slowest step marked", scope="tail"),
     Command("enter", "open_detail", "Detail", "Detail of the selected TVIEW", scope="graph"),
+    Command("t", "toggle_view", "Picture/table", "The graph drawn, or the same as a table (one row per node)",
+            scope="graph"),
     Command("space", "toggle_pause", "Pause", "Pause or resume the live tail", scope="tail"),
     Command("f", "toggle_follow", "Follow", "Keep the newest event in view", scope="tail"),
     Command("slash", "filter", "Filter", "Only events whose TVIEW, source or op contains a text",

@@ -168,6 +168,14 @@ class DetailScreen(BaseScreen):
     def _explained(self, explained: catalog.Explained) -> None:
         self.app.push_screen(TextScreen(f"Plan of the refresh of {explained.tview}", explained.text()))
 
+    def action_describe(self) -> None:
+        """The last refresh of this TVIEW made here, whole: every key, rows per TVIEW, its trace."""
+        last = refresh_actions.last_refresh_text(self, self.info.table)
+        if last is None:
+            self.app.notify(f"no refresh of {self.info.table} made here yet (r or k)", severity="information")
+            return
+        self.app.push_screen(TextScreen(f"Last refresh of {self.info.table}", last))
+
     def action_back(self) -> None:
         self.app.pop_screen()
 

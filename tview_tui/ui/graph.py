@@ -1,7 +1,7 @@
 """The whole dependency graph at a glance: every base table and TVIEW by topological level,
-with its live event rate and p95, the edges into it labelled with their lineage (full
-lineage stands out), and the path of the last cascade trace opened lit. Enter on a TVIEW
-opens its detail."""
+drawn left to right with its live event rate and p95, the edges into it labelled with their
+lineage (full lineage stands out), and the path of the last cascade trace opened lit. Enter
+on a TVIEW opens its detail; `t` shows the same as a table (one row per node)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import networkx as nx
 from rich.text import Text
 from textual.widget import Widget
-from textual.widgets import DataTable, Label
+from textual.widgets import ContentSwitcher, DataTable, Label
 
 from .. import catalog, graph
 from .base import BaseScreen
 from .commands import bindings
+from .graphview import GraphView
 
 COLUMNS = [("node", "node"), ("kind", "kind"), ("rate", "ev/min"), ("p95", "p95 ms"), ("reads", "reads (lineage)")]
 
@@ -35,7 +36,9 @@ class GraphScreen(BaseScreen):
         table: DataTable[str | Text] = DataTable(cursor_type="row", id="graph-table")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
-        yield table
+        with ContentSwitcher(initial="graph-view", id="graph-switcher"):
+            yield GraphView(id="graph-view")
+            yield table
 
     def on_mount(self) -> None:
         self.load()
@@ -63,7 +66,9 @@ class GraphScreen(BaseScreen):
         self.query_one("#graph-info", Label).update(
             f"{tables} table(s) · {self.graph.number_of_nodes() - tables} TVIEW(s) · "
             f"{self.graph.number_of_edges()} edge(s), {full} with full lineage (red) · "
-            "lit (●): the last cascade trace opened · enter: detail")
+            "lit: the last cascade trace opened · enter: detail · t: picture/table")
+        self.query_one(GraphView).show(graph.layout(self.graph, self.tapp.last_trace_nodes))
+        self._update()
 
     def _cells(self, name: str) -> tuple:
         app = self.tapp
@@ -90,22 +95,43 @@ class GraphScreen(BaseScreen):
         if not self.is_current or not self.order:
             return
         table = self.query_one("#graph-table", DataTable)
+        figures: dict[str, tuple[str, str]] = {}
         for name in self.order:
             cells = self._cells(name)
+            p95 = cells[3]
+            figures[name] = (f"{cells[2]}/min", "cascades" if not p95 else "p95 -" if p95 == "-" else f"p95 {p95} ms")
             if cells != self.shown.get(name):
                 for (key, _), value in zip(COLUMNS, cells, strict=True):
                     table.update_cell(name, key, value)
                 self.shown[name] = cells
+        self.query_one(GraphView).set_figures(figures)
+
+    def action_toggle_view(self) -> None:
+        switcher = self.query_one(ContentSwitcher)
+        switcher.current = "graph-table" if switcher.current == "graph-view" else "graph-view"
+        chosen = self.query_one(GraphView).selected
+        if switcher.current == "graph-table" and chosen in self.order:
+            self.query_one(DataTable).move_cursor(row=self.order.index(chosen))
+        self.query_one(f"#{switcher.current}").focus()
+
+    def on_graph_view_selected(self, event: GraphView.Selected) -> None:
+        event.stop()
+        self.open_detail(event.name)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open_detail()
 
     def action_open_detail(self) -> None:
+        if self.query_one(ContentSwitcher).current == "graph-view":
+            self.query_one(GraphView).action_select()
+            return
         table = self.query_one("#graph-table", DataTable)
         if table.row_count == 0:
             return
-        name = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        self.open_detail(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+
+    def open_detail(self, name: str) -> None:
         info = next((i for i in self.tapp.tviews if catalog.sql_name(i.schema, f"tv_{i.name}") == name), None)
         if info is None:
             self.app.notify(f"{name} is a table: its detail is that of the TVIEWs that read it",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from rich.text import Text
+
 from .. import catalog, trace
 from ..catalog import TviewInfo
 from ..keys import MAX_KEYS, TooManyKeys, parse_keys
 from .base import BaseScreen
+from .tail import trace_text
 from .widgets import ConfirmScreen, PromptScreen
 
 
@@ -51,9 +54,23 @@ def refresh_keys(screen: BaseScreen, info: TviewInfo | None) -> None:
 SPLIT_WAIT = 3.0   # seconds to wait for the refresh's events, which name each TVIEW's rows
 
 
+def last_refresh_text(screen: BaseScreen, table: str) -> Text | None:
+    """The whole result of the last refresh of a TVIEW made here, with its cascade trace."""
+    found = screen.tapp.refreshes.get(table)
+    if found is None:
+        return None
+    result, cascade = found
+    text = Text(result.text(cascade.rows_per_tview() if cascade else None))
+    if cascade is not None:
+        text.append("\n\ncascade trace (the slowest step marked):\n")
+        text.append_text(trace_text(cascade))
+    return text
+
+
 def _done(screen: BaseScreen, result: catalog.RefreshResult) -> None:
     screen.app.notify(result.describe())
     screen.show_result(result)
+    screen.tapp.refreshes[result.tview] = (result, None)
     screen.tapp.reload()
     xid = result.xid
     if xid is None:
@@ -66,6 +83,7 @@ def _done(screen: BaseScreen, result: catalog.RefreshResult) -> None:
         found = trace.of_transaction(screen.tapp.buffered_events(), xid)
         if found is not None and result.tview in found.rows_per_tview():
             screen.show_result(result, found.rows_per_tview())
+            screen.tapp.refreshes[result.tview] = (result, found)
             return
         waited += 0.2
         if waited < SPLIT_WAIT:

@@ -105,20 +105,15 @@ class TailScreen(BaseScreen):
         log = self.event_log
         if self.follow and not log.at_end:
             self.follow = False                              # the user moved up to read: stay there
-        fresh = app.events_since(self.last_seq)
+        fresh = app.events_since(self.last_seq, LINES_PER_TICK)    # only what one tick shows
         if not fresh:
             self._update_info()
             return
         lost = fresh[0][0] - self.last_seq - 1
-        if lost > 0:                                         # fell out of the buffer unseen
+        if lost > 0:
             self.skipped += lost
-            self._gap(f"{lost} event(s) not shown (the tail fell behind or was paused)")
+            self._gap(f"{lost} event(s) skipped: too fast to show")
         self.last_seq = fresh[-1][0]
-        if len(fresh) > LINES_PER_TICK:
-            dropped = len(fresh) - LINES_PER_TICK
-            self.skipped += dropped
-            self._gap(f"{dropped} event(s) skipped: too fast to show")
-            fresh = fresh[-LINES_PER_TICK:]
         lines: list[tuple[str, Event | str, bool]] = []
         for _, item in fresh:
             if isinstance(item, Gap):
@@ -147,17 +142,23 @@ class TailScreen(BaseScreen):
             f"skipped {self.skipped}{filt} · enter: trace of the event's transaction")
 
     def _update_sparklines(self) -> None:
+        """The busiest TVIEWs' timings, in widgets made once and updated in place."""
         panel = self.query_one("#sparklines", Vertical)
+        if not panel.children:
+            panel.mount_all([Label("no events yet: write to a table that a TVIEW reads", classes="spark-label")]
+                            + [w for _ in range(SPARKLINES)
+                               for w in (Label("", classes="spark-label"), Sparkline([], classes="spark"))])
         busiest = sorted(list(self.tapp.stats.by_tview.items()), key=lambda kv: -kv[1].per_minute())[:SPARKLINES]
-        panel.remove_children()
-        widgets: list[Widget] = []
-        for name, stats in busiest:
-            widgets.append(Label(f"{name}  p50 {stats.percentile(50) or 0:.1f} · p95 {stats.percentile(95) or 0:.1f}"
-                                 f" ms · {stats.per_minute():.0f}/min", classes="spark-label"))
-            widgets.append(Sparkline(list(stats.recent_us)[-60:], classes="spark"))
-        if not widgets:
-            widgets.append(Label("no events yet: write to a table that a TVIEW reads", classes="spark-label"))
-        panel.mount_all(widgets)
+        empty, *pairs = panel.children
+        empty.display = not busiest
+        for n, (label, spark) in enumerate(zip(pairs[::2], pairs[1::2], strict=True)):
+            label.display = spark.display = n < len(busiest)
+            if n < len(busiest):
+                name, stats = busiest[n]
+                assert isinstance(label, Label) and isinstance(spark, Sparkline)
+                label.update(f"{name}  p50 {stats.percentile(50) or 0:.1f} · p95 {stats.percentile(95) or 0:.1f}"
+                             f" ms · {stats.per_minute():.0f}/min")
+                spark.data = list(stats.recent_us)[-60:]
 
     # -- actions ------------------------------------------------------------------------
     def on_event_log_selected(self, message: EventLog.Selected) -> None:
@@ -187,6 +188,9 @@ class TailScreen(BaseScreen):
             if waiting:
                 self._gap(f"paused {time.monotonic() - self.paused_at:.0f}s: {waiting} event(s) arrived meanwhile,"
                           " the newest follow")
+                unseen = max(0, waiting - LINES_PER_TICK)      # counted here, not again as too fast
+                self.skipped += unseen
+                self.last_seq += unseen
         self._update_info()
 
     def action_toggle_follow(self) -> None:

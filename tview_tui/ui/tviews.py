@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable, Label
 
@@ -11,7 +12,7 @@ from ..catalog import TviewInfo
 from . import refresh_actions
 from .base import BaseScreen
 from .commands import bindings
-from .widgets import PromptScreen
+from .widgets import PromptScreen, TextScreen
 
 COLUMNS = [  # key, label: what on-call reads first comes first, so a narrow terminal cuts the rest
     ("tview", "TVIEW"), ("health", "health"), ("rows", "rows"), ("rate", "ev/min"), ("p50", "p50 ms"),
@@ -167,6 +168,22 @@ class TviewsScreen(BaseScreen):
 
         self.app.push_screen(PromptScreen("Show TVIEWs whose name contains:", "text (empty: all)",
                                           self.filter_text), apply)
+
+    def action_describe(self) -> None:
+        """The selected row whole: every column, and the last refresh of this TVIEW made here."""
+        info = self.selected_info()
+        if info is None:
+            return
+        cells = self._cells(info)
+        text = Text("\n".join(f"{label:<11}{cells[key]}" for key, label in COLUMNS))
+        last = refresh_actions.last_refresh_text(self, info.table)
+        text.append("\n\nlast refresh made here: ")
+        if last is None:
+            text.append("none (r or k refreshes it)")
+        else:
+            text.append("\n")
+            text.append_text(last)
+        self.app.push_screen(TextScreen(info.table, text))
 
     def action_cycle_sort(self) -> None:
         self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]
