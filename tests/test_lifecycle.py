@@ -277,3 +277,19 @@ def test_damage_behind_the_engine_is_not_mistaken_for_a_partition_change(parts):
     assert parts.execute("SELECT data FROM tv_post WHERE pk_post = 120").fetchone() == ({},)
     parts.execute("SELECT tview.refresh('post')")
     assert_oracle(parts)
+
+
+def test_deferred_tviews_over_partitions(parts):
+    """Deferred TVIEWs queue the keys of direct partition writes and of attached rows, and
+    refresh them at commit."""
+    parts.execute("SELECT tview.set_mode('user', 'deferred'); SELECT tview.set_mode('post', 'deferred')")
+    parts.execute("CREATE TABLE tb_post_8 (LIKE tb_post INCLUDING DEFAULTS)")
+    parts.execute("INSERT INTO tb_post_8 VALUES (800, 4, 'a', 'deferred attach')")
+    with parts.transaction():
+        parts.execute("INSERT INTO tb_post_1 VALUES (55, 4, 'a', 'deferred direct')")
+        parts.execute("ALTER TABLE tb_post ATTACH PARTITION tb_post_8 FOR VALUES FROM (800) TO (900)")
+        parts.execute("UPDATE tb_post_2b SET fk_user = 4 WHERE pk_post = 101")
+        assert "deferred direct" not in titles(parts, 4)       # not before the commit
+    assert {"deferred direct", "deferred attach", "t101"} <= set(titles(parts, 4))
+    assert parts.execute("SELECT count(*) FROM tview.queue").fetchone() == (0,)
+    assert_oracle(parts)
