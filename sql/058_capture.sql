@@ -54,6 +54,158 @@ BEGIN
 END;
 $$;
 
+-- Partitions and inheritance children. A statement fires the statement triggers of the table
+-- it names only, and their transition tables hold the rows of every partition or child it
+-- reached (PostgreSQL allows transition tables on statement triggers of partitions and
+-- children, not on their row triggers). So the engine's four triggers sit on every table
+-- whose writes can change a table TVIEWs read: that table, its partitions and inheritance
+-- children at every level (a write straight into one fires theirs), and its ancestors (a
+-- write through one may land in it). A table's capture function serves the TVIEWs reading
+-- it, its ancestors and its descendants; its transition tables have its own columns, named
+-- as its ancestors' are (a child may have more), so the same keys queries read them. Keys of
+-- a TVIEW that reads a descendant, from rows that went to another one (or of a TVIEW that
+-- reads an ancestor with ONLY), are refreshed for nothing: more work, never a wrong row.
+
+-- Every (relid, ancestor) pair, at any depth, among the given tables, their ancestors and
+-- their descendants (partitions and inheritance children). Foreign tables are left out:
+-- they take no transition tables.
+CREATE OR REPLACE FUNCTION tview._inheritance(relids oid[])
+RETURNS TABLE (relid oid, ancestor oid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(oid) AS (
+        SELECT unnest(relids)
+        UNION SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.oid),
+    down(oid) AS (
+        SELECT unnest(relids)
+        UNION SELECT i.inhrelid FROM down JOIN pg_inherits i ON i.inhparent = down.oid),
+    pairs(relid, ancestor) AS (
+        SELECT i.inhrelid, i.inhparent FROM pg_inherits i
+        WHERE i.inhrelid IN (SELECT up.oid FROM up UNION SELECT down.oid FROM down)
+        UNION SELECT p.relid, i.inhparent FROM pairs p JOIN pg_inherits i ON i.inhrelid = p.ancestor)
+    SELECT p.relid, p.ancestor FROM pairs p JOIN pg_class c ON c.oid = p.relid WHERE c.relkind IN ('r', 'p')
+$$;
+
+-- A table with its ancestors and descendants: the relations a write to it changes.
+CREATE OR REPLACE FUNCTION tview._relatives(relid oid) RETURNS oid[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT relid || ARRAY(SELECT CASE WHEN f.relid = _relatives.relid THEN f.ancestor ELSE f.relid END
+                          FROM tview._inheritance(ARRAY[relid]) f
+                          WHERE _relatives.relid IN (f.relid, f.ancestor))
+$$;
+
+-- The given tables that TVIEWs read, with their families (ancestors and descendants): the
+-- tables whose capture code serves those TVIEWs, each with its ancestors.
+CREATE OR REPLACE FUNCTION tview._family(relids oid[]) RETURNS TABLE (relid oid, ancestors oid[])
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH read AS (SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
+                  WHERE d.source_oid = ANY (relids) AND d.source_kind = 'table'),
+    pairs AS (SELECT * FROM tview._inheritance(ARRAY(SELECT read.source_oid FROM read)))
+    SELECT t.relid, ARRAY(SELECT p.ancestor FROM pairs p WHERE p.relid = t.relid ORDER BY 1)
+    FROM (SELECT read.source_oid FROM read UNION SELECT pairs.relid FROM pairs
+          UNION SELECT pairs.ancestor FROM pairs) t(relid)
+    ORDER BY 1
+$$;
+
+-- The tables the capture code of the given tables' TVIEWs sits on.
+CREATE OR REPLACE FUNCTION tview._capture_tables(relids oid[]) RETURNS oid[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY(SELECT f.relid FROM tview._family(relids) f) $$;
+
+-- Every table the engine's triggers sit on, with its ancestors, as of the last time the
+-- TVIEWs were brought up to date with them (tview._sync_members).
+DO $$
+BEGIN
+    IF to_regclass('tview.members') IS NULL THEN
+        CREATE TABLE tview.members (
+            relid     oid PRIMARY KEY,
+            ancestors oid[] NOT NULL
+        );
+        COMMENT ON TABLE tview.members IS
+            'Tables the engine''s capture triggers sit on, with the ancestors (partitioned or inheritance parents) '
+            'whose TVIEWs their rows were last accounted for in';
+        -- installing over an engine that did not follow partitions: taken as they are
+        INSERT INTO tview.members
+        SELECT * FROM tview._family(ARRAY(SELECT d.source_oid FROM tview.dependencies d));
+    END IF;
+END;
+$$;
+
+-- Bring the TVIEWs up to date with the partitions and inheritance children that joined or
+-- left a table they read (CREATE TABLE ... PARTITION OF / INHERITS, ATTACH, DETACH, INHERIT,
+-- NO INHERIT, DROP) since the last call: the rows of a table that joined an ancestor that
+-- was already followed, or left one, are run through the keys queries of the TVIEWs reading
+-- that ancestor (read in place, like transition tables) and those keys refreshed; a table
+-- dropped with its rows, or a full lineage, refreshes those TVIEWs whole. Then records the
+-- tables as they are. Returns the tables whose links changed (and their ancestors).
+CREATE OR REPLACE FUNCTION tview._sync_members() RETURNS oid[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET row_security = off
+AS $$
+DECLARE
+    now_rows jsonb;
+    diffs    jsonb;
+    change   record;
+    dep      record;
+    keys     bigint[];
+    work     jsonb;
+BEGIN
+    SELECT coalesce(jsonb_agg(jsonb_build_object('relid', f.relid, 'ancestors', f.ancestors)), '[]') INTO now_rows
+    FROM tview._family(ARRAY(SELECT d.source_oid FROM tview.dependencies d)) f;
+    SELECT jsonb_agg(jsonb_build_object('relid', coalesce(n.relid, m.relid), 'now', coalesce(n.ancestors, '{}'),
+                                        'before', coalesce(m.ancestors, '{}')) ORDER BY coalesce(n.relid, m.relid))
+    INTO diffs
+    FROM jsonb_to_recordset(now_rows) n(relid oid, ancestors oid[]) FULL JOIN tview.members m ON m.relid = n.relid
+    WHERE n.ancestors IS DISTINCT FROM m.ancestors;
+    IF diffs IS NULL THEN
+        RETURN '{}';
+    END IF;
+    FOR change IN
+        SELECT x.relid, x.joined, array_agg(x.ancestor ORDER BY x.ancestor) AS ancestors
+        FROM (SELECT d.relid, a AS ancestor, true AS joined
+              FROM jsonb_to_recordset(diffs) d(relid oid, now oid[], before oid[]) CROSS JOIN unnest(d.now) a
+              WHERE a <> ALL (d.before)
+                AND EXISTS (SELECT FROM tview.members f WHERE f.relid = a)   -- followed before: its TVIEWs lack the rows
+              UNION ALL
+              SELECT d.relid, a, false
+              FROM jsonb_to_recordset(diffs) d(relid oid, now oid[], before oid[]) CROSS JOIN unnest(d.before) a
+              WHERE a <> ALL (d.now)) x
+        GROUP BY x.relid, x.joined ORDER BY x.relid, x.joined
+    LOOP
+        work := '{}';
+        FOR dep IN SELECT d.tview_id, d.key_sql FROM tview.dependencies d
+                   WHERE d.source_oid = ANY (change.ancestors) ORDER BY d.tview_id, d.source_oid LOOP
+            IF dep.key_sql IS NULL OR NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = change.relid) THEN
+                work := tview._add_work(work, dep.tview_id, NULL, true, 0);
+            ELSE
+                EXECUTE format('SELECT ARRAY(%s)', tview._keys_sql(dep.key_sql, NULL, 'ONLY ' || tview._qname(change.relid)))
+                INTO keys;
+                work := tview._add_work(work, dep.tview_id, keys, false, 0);
+            END IF;
+        END LOOP;
+        IF work <> '{}' THEN
+            PERFORM tview._cascade(work, coalesce((SELECT c.relname::text FROM pg_class c WHERE c.oid = change.relid),
+                                                  change.relid::text),
+                                   CASE WHEN change.joined THEN 'ATTACH' ELSE 'DETACH' END);
+        END IF;
+    END LOOP;
+    DELETE FROM tview.members m WHERE NOT EXISTS (SELECT FROM jsonb_to_recordset(now_rows) n(relid oid, ancestors oid[])
+                                                  WHERE n.relid = m.relid);
+    INSERT INTO tview.members AS m
+    SELECT * FROM jsonb_to_recordset(now_rows) n(relid oid, ancestors oid[])
+    ON CONFLICT (relid) DO UPDATE SET ancestors = excluded.ancestors WHERE m.ancestors IS DISTINCT FROM excluded.ancestors;
+    RETURN ARRAY(SELECT DISTINCT x FROM jsonb_to_recordset(diffs) d(relid oid, now oid[], before oid[])
+                 CROSS JOIN unnest(d.relid || d.now || d.before) x ORDER BY 1);
+END;
+$$;
+
 -- The body of a table's capture function: per event, the keys of every TVIEW that reads the
 -- table, then the cascade. A TVIEW whose lineage for the table is full (no keys query) is
 -- refreshed whole; so is every TVIEW on TRUNCATE. A TVIEW that reads no other TVIEW, that no
@@ -70,6 +222,7 @@ DECLARE
     blocks text := '';
     work   text;
     keys_expr text;
+    relatives oid[] := tview._relatives(relid);
 BEGIN
     FOR ev IN SELECT * FROM tview._capture_triggers() w WHERE w.event <> 'TRUNCATE' ORDER BY w.tgtype LOOP
         work := '';
@@ -80,7 +233,7 @@ BEGIN
                           AND NOT coalesce((SELECT a.attnotnull FROM pg_attribute a
                                             WHERE a.attrelid = x.root_oid AND a.attname = x.root_column), true) AS null_check
                    FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
-                   WHERE d.source_oid = relid ORDER BY d.tview_id LOOP
+                   WHERE d.source_oid = ANY (relatives) ORDER BY d.tview_id, d.source_oid LOOP
             -- The key's column may be NULL: the keys come with a NULL (sorted last) when a changed row
             -- reaches a row of the key's table whose key is NULL; then 23502 if the definition has
             -- such a row (a keyed refresh looks rows up by key and would never see it).
@@ -132,7 +285,7 @@ BEGIN
     SELECT string_agg(format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', d.tview_id), ''
                       ORDER BY d.tview_id)
     INTO work
-    FROM tview.dependencies d WHERE d.source_oid = relid;
+    FROM (SELECT DISTINCT d.tview_id FROM tview.dependencies d WHERE d.source_oid = ANY (relatives)) d;
     RETURN format(E'\nDECLARE\n    work jsonb := ''{}'';\n    cfg jsonb;\n    keys bigint[];\n    started timestamptz;'
                   || E'\n    upserted bigint;\n    deleted bigint;\n    null_keys bigint;\n    refreshed boolean;\nBEGIN'
                   || E'%s\n    ELSE%s\n    END IF;'
@@ -167,12 +320,12 @@ AS $$
     ORDER BY w.tgtype
 $$;
 
--- (Re)generate a table's capture function from the dependency rows, and put the engine's
+-- (Re)generate one table's capture function from the dependency rows, and put the engine's
 -- triggers on the table where they are missing. A trigger of an older engine under the
 -- engine's name (0.2.0's shared function) is replaced. A trigger the engine did not make
 -- that holds the engine's name is never touched: with strict (tview.create) that is refused
 -- (42710); otherwise the engine's trigger takes a free name beside it (tview_after_insert_1).
-CREATE OR REPLACE FUNCTION tview._install_capture(relid oid, strict boolean DEFAULT true) RETURNS void
+CREATE OR REPLACE FUNCTION tview._install_table_capture(relid oid, strict boolean DEFAULT true) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -223,20 +376,33 @@ BEGIN
 END;
 $$;
 
--- (Re)generate the capture code of the given tables that TVIEWs read (others are skipped).
-CREATE OR REPLACE FUNCTION tview._install_captures(relids oid[]) RETURNS void
+-- (Re)generate the capture code of the given tables that TVIEWs read (others are skipped)
+-- and of their families, once the TVIEWs are up to date with the partitions and children
+-- that came and went. strict: as for one table (tview._install_table_capture).
+CREATE OR REPLACE FUNCTION tview._install_family_captures(relids oid[], strict boolean) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     relid oid;
 BEGIN
-    FOR relid IN SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
-                 WHERE d.source_oid = ANY (relids) AND d.source_kind = 'table' ORDER BY 1 LOOP
-        PERFORM tview._install_capture(relid, false);
+    PERFORM tview._sync_members();
+    FOR relid IN SELECT unnest(tview._capture_tables(relids)) LOOP
+        PERFORM tview._install_table_capture(relid, strict);
     END LOOP;
 END;
 $$;
+
+CREATE OR REPLACE FUNCTION tview._install_captures(relids oid[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT tview._install_family_captures(relids, false) $$;
+
+-- The same for one table TVIEWs read (tview.create: strict).
+CREATE OR REPLACE FUNCTION tview._install_capture(relid oid, strict boolean DEFAULT true) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT tview._install_family_captures(ARRAY[relid], strict) $$;
 
 -- Regenerate the capture functions of every table the given TVIEWs read (after one of them
 -- gained or lost a reader, or changed mode: which of them are refreshed directly changes).
@@ -270,8 +436,8 @@ $$;
 
 -- After TVIEWs were dropped or rebuilt: (re)generate the capture code of the given tables
 -- that TVIEWs read (tables read for the first time included); remove the triggers and
--- capture functions of tables no TVIEW reads any more, and capture functions left by
--- tables that were dropped.
+-- capture functions of tables no TVIEW reads any more (nor one of their family), and
+-- capture functions left by tables that were dropped.
 CREATE OR REPLACE FUNCTION tview._sync_captures(relids oid[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -279,14 +445,16 @@ AS $$
 DECLARE
     rel record;
     trg record;
+    captured oid[];
 BEGIN
     PERFORM tview._install_captures(relids);
+    captured := tview._capture_tables(ARRAY(SELECT d.source_oid FROM tview.dependencies d));
     FOR rel IN
         SELECT p.oid AS fn, p.proname, c.oid AS relid
         FROM pg_proc p
         LEFT JOIN pg_class c ON c.oid = substr(p.proname, length('_capture_') + 1)::oid
         WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
-          AND NOT EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = c.oid AND d.source_kind = 'table')
+          AND NOT coalesce(c.oid = ANY (captured), false)
         ORDER BY p.proname
     LOOP
         BEGIN
@@ -296,7 +464,7 @@ BEGIN
             EXECUTE format('DROP FUNCTION tview.%I()', rel.proname);
         EXCEPTION WHEN insufficient_privilege THEN
             -- only the table's owner may drop its triggers: they stay, and do nothing
-            PERFORM tview._install_capture(rel.relid, false);
+            PERFORM tview._install_table_capture(rel.relid, false);
             RAISE NOTICE 'no TVIEW reads % any more; its engine triggers stay, doing nothing, until its owner drops them',
                          rel.relid::regclass
                 USING HINT = format('As the owner of %s: %s', rel.relid::regclass,

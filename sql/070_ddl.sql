@@ -273,6 +273,34 @@ BEGIN
     LOOP
         PERFORM tview._drop_objects(t);
     END LOOP;
+    -- a partition or inheritance child of a table TVIEWs read, dropped with its rows
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o JOIN tview.members m ON m.relid = o.objid
+               WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0) THEN
+        PERFORM tview._sync_captures(tview._sync_members());
+    END IF;
+END;
+$$;
+
+-- CREATE TABLE ... PARTITION OF / INHERITS, ATTACH / DETACH PARTITION, INHERIT / NO INHERIT
+-- on a table the engine's triggers sit on: refresh what the rows that came or went change,
+-- and put the triggers on the new partitions and children (take them off those that left).
+CREATE OR REPLACE FUNCTION tview._on_ddl_members() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('tview.members') IS NULL THEN
+        RETURN;
+    END IF;
+    -- at once unless a table the triggers sit on, or a new child of one, was changed
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() cmd
+                   WHERE cmd.classid = 'pg_class'::regclass
+                     AND (EXISTS (SELECT 1 FROM tview.members m WHERE m.relid = cmd.objid)
+                          OR EXISTS (SELECT 1 FROM pg_inherits i JOIN tview.members m ON m.relid = i.inhparent
+                                     WHERE i.inhrelid = cmd.objid))) THEN
+        RETURN;
+    END IF;
+    PERFORM tview._sync_captures(tview._sync_members());
 END;
 $$;
 
@@ -386,6 +414,11 @@ BEGIN
         CREATE EVENT TRIGGER tview_ddl_alter ON ddl_command_end
             WHEN TAG IN ('ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW')
             EXECUTE FUNCTION tview._on_ddl_alter();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_members') THEN
+        CREATE EVENT TRIGGER tview_ddl_members ON ddl_command_end
+            WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+            EXECUTE FUNCTION tview._on_ddl_members();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_drop') THEN
         CREATE EVENT TRIGGER tview_ddl_drop ON sql_drop

@@ -11,7 +11,8 @@
 --   catalog_orphan, untracked_tview   catalog entry without its table/view; tv_/v_ pair
 --                                     (or engine-made tv_ table) the catalog does not know
 --   missing_trigger, disabled_trigger, foreign_trigger
---                                     the four statement triggers on every table TVIEWs read
+--                                     the four statement triggers on every table TVIEWs read,
+--                                     its partitions, inheritance children and ancestors
 --   missing_privilege                 SELECT, TRIGGER or UPDATE the engine owner lacks on a
 --                                     table TVIEWs read (fix: the GRANT)
 --   full_lineage                      relations whose changes refresh a TVIEW whole
@@ -74,15 +75,15 @@ BEGIN
     IF p_name IS NOT NULL THEN
         only_id := (tview._get(p_name, schemas)).id;
     END IF;
+    PERFORM tview._sync_members();   -- partitions and children that came and went unseen
     FOR rel IN
-        SELECT DISTINCT d.source_oid FROM tview.dependencies d JOIN pg_class c ON c.oid = d.source_oid
-        WHERE d.source_kind = 'table' AND (only_id IS NULL OR d.tview_id = only_id)
-        ORDER BY 1
+        SELECT unnest(tview._capture_tables(ARRAY(SELECT d.source_oid FROM tview.dependencies d
+                                                  WHERE only_id IS NULL OR d.tview_id = only_id)))
     LOOP
         SELECT count(*) FILTER (WHERE s.state IN ('missing', 'foreign')) INTO bad FROM tview._trigger_state(rel) s;
         IF bad > 0 THEN
             -- made beside any trigger that holds the engine's name (never dropped: it is not ours)
-            PERFORM tview._install_capture(rel, false);
+            PERFORM tview._install_table_capture(rel, false);
             recreated := recreated + bad;
             tables := tables || tview._qname(rel);
         END IF;
@@ -202,7 +203,7 @@ AS $$
                       WHEN 'disabled' THEN '%s has %s: %s on it do not reach this TVIEW'
                       ELSE '%s has %s not made by the engine (it must run the table''s capture function once per'
                            ' statement with its transition tables): %s on it may not reach this TVIEW' END,
-                  d.source_oid::regclass,
+                  m.relid::regclass,
                   string_agg(s.tgname || CASE s.state WHEN 'disabled' THEN ' disabled'
                                                       WHEN 'replica' THEN ' enabled for replica sessions only' ELSE '' END,
                              ', ' ORDER BY s.event),
@@ -211,11 +212,12 @@ AS $$
     FROM tview.tviews x
     JOIN tview.dependencies d ON d.tview_id = x.id AND d.source_kind = 'table'
     JOIN pg_class c ON c.oid = d.source_oid
+    CROSS JOIN LATERAL unnest(tview._capture_tables(ARRAY[d.source_oid])) m(relid)   -- its partitions and children too
     CROSS JOIN LATERAL (SELECT t.*, CASE WHEN t.state = 'replica' THEN 'disabled' ELSE t.state END AS kind
-                        FROM tview._trigger_state(d.source_oid) t) s
+                        FROM tview._trigger_state(m.relid) t) s
     WHERE s.state <> 'ok'
-    GROUP BY x.id, x.schema_name, x.name, d.source_oid, s.kind
-    ORDER BY x.id, d.source_oid::regclass::text, s.kind
+    GROUP BY x.id, x.schema_name, x.name, m.relid, s.kind
+    ORDER BY x.id, m.relid::regclass::text, s.kind
 $$;
 
 CREATE OR REPLACE FUNCTION tview._health_full_lineage()

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from . import bench, catalog, demo, diagnostics, events, installer, soak, trace
-from .connection import Target, TviewError, connect, error_from_db, one
+from .connection import Target, TviewError, connect, error_from_db, in_recovery, one
 from .embedded import LocalServer, embedded_bin_dir
 from .keys import parse_keys
 
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--op", action="append", default=[], help="only INSERT, UPDATE, DELETE, TRUNCATE, ...")
     p.add_argument("--since", metavar="DURATION", help="first print logged events of the last 30s / 10m / 2h")
     p.add_argument("--poll", action="store_true",
-                   help="poll the event log instead of LISTEN (behind a transaction-pooling proxy)")
+                   help="poll the event log instead of LISTEN (behind a transaction-pooling proxy;"
+                        " on a hot standby, which refuses LISTEN, tail polls by itself)")
 
     p = sub.add_parser("open", help="open the app (the default command)", description=(
         "Open the terminal app on a DSN or a profile of the config file (see config-path). With"
@@ -215,19 +216,25 @@ LOG_OFF = ("the event log is off (tview.log), so {what} has nothing to read;"
            " turn it on for the database: ALTER DATABASE ... SET tview.log = on")
 
 
-def _check_tail(args: argparse.Namespace, target: Target) -> None:
+def _check_tail(args: argparse.Namespace, target: Target) -> bool:
     """Refuse at once what would otherwise print nothing forever: an unknown TVIEW, or reading a
-    log that is off."""
+    log that is off (with --poll, or on a hot standby, which refuses LISTEN). Returns whether the
+    server is a standby."""
     with connect(target) as conn:
         for name in args.tview:
             catalog.find_tview(conn, name)
-        if args.since or args.poll:
+        standby = not args.poll and in_recovery(conn)
+        if args.since or args.poll or standby:
             on = one(conn.execute("SELECT tview.enabled('log', false)"))[0]
             if not on:
-                what = "--poll" if args.poll else "--since"
+                what = "--poll" if args.poll else "a tail of a hot standby" if standby else "--since"
                 if args.poll:
                     raise TviewError(LOG_OFF.format(what=what), hint="or tail without --poll (LISTEN)")
+                if standby:
+                    raise TviewError(LOG_OFF.format(what=what),
+                                     hint="a standby refuses LISTEN: its tail reads the log; turn it on at the primary")
                 print(f"note: {LOG_OFF.format(what=what)}", file=sys.stderr)
+    return standby
 
 
 def _print_trace(found: trace.Trace | None, as_json: bool) -> None:
@@ -244,7 +251,7 @@ def _print_trace(found: trace.Trace | None, as_json: bool) -> None:
 async def _tail(args: argparse.Namespace) -> None:
     target = Target(args.dsn)
     wanted = {"tviews": args.tview, "sources": args.source, "ops": args.op}
-    _check_tail(args, target)
+    standby = _check_tail(args, target)
     grouper = trace.Grouper()
 
     def show(event: events.Event) -> None:
@@ -261,7 +268,8 @@ async def _tail(args: argparse.Namespace) -> None:
         if args.trace:
             _print_trace(grouper.flush(), args.json)
     stream = events.EventStream(target, poll=args.poll)
-    print(f"tailing {target.describe()} ({'polling the log' if args.poll else 'LISTEN tview_events'});"
+    how = "polling the log" if args.poll else "a hot standby: polling the log" if standby else "LISTEN tview_events"
+    print(f"tailing {target.describe()} ({how});"
           " Ctrl-C to stop", file=sys.stderr)
     try:
         async for batch in stream.batches():

@@ -104,6 +104,22 @@ async def connect_async(target: Target | str, *, autocommit: bool = True) -> psy
     return conn
 
 
+# A hot standby (a server in recovery) refuses LISTEN and every write: clients read it
+# read-only and take events from the log, replicated from the primary.
+RECOVERY_QUERY = "SELECT pg_is_in_recovery()"
+
+
+def in_recovery(conn: psycopg.Connection) -> bool:
+    """Whether the server is a hot standby."""
+    return bool(one(conn.execute(RECOVERY_QUERY))[0])
+
+
+async def in_recovery_async(conn: psycopg.AsyncConnection) -> bool:
+    """The asyncio twin of :func:`in_recovery`."""
+    row = await (await conn.execute(RECOVERY_QUERY)).fetchone()
+    return bool(row and row[0])
+
+
 # SQLSTATE of a connection that could not be made at all (no server answer to carry one):
 # sqlclient_unable_to_establish_sqlconnection.
 NO_CONNECTION = "08001"

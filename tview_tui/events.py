@@ -2,10 +2,10 @@
 
 The engine publishes one JSON event per TVIEW refresh on channel ``tview_events`` and, when
 ``tview.log = on``, in the table ``tview.events``. :class:`EventStream` listens on its own
-autocommit connection (or polls the log where LISTEN cannot work, e.g. behind a
-transaction-pooling proxy), hands events to consumers in batches, reconnects with backoff
-and reports the time it was away as a :class:`Gap`. With the log on, a listening stream reads
-the events it missed while away from the log when it is back.
+autocommit connection (or polls the log where LISTEN cannot work: behind a transaction-pooling
+proxy, or on a hot standby, which it finds by itself), hands events to consumers in batches,
+reconnects with backoff and reports the time it was away as a :class:`Gap`. With the log on, a
+listening stream reads the events it missed while away from the log when it is back.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from .connection import Target, TviewError, connect_async
+from .connection import Target, TviewError, connect_async, in_recovery_async
 
 CHANNEL = "tview_events"
 PROTOCOL_VERSION = 1
@@ -272,7 +272,8 @@ class EventStream:
     """Events from a database, in batches, surviving disconnects.
 
     ``poll=True`` reads the log table instead of LISTEN (needs ``tview.log = on`` in the
-    writers' sessions or database)."""
+    writers' sessions or database). On a hot standby, which refuses LISTEN, the stream polls
+    the log (replicated from the primary) by itself: ``standby`` says so once connected."""
 
     def __init__(self, target: Target | str, *, poll: bool = False, poll_interval: float = 0.5,
                  batch_wait: float = 0.05, batch_max: int = 1000, max_backoff: float = 5.0,
@@ -288,6 +289,7 @@ class EventStream:
         self.malformed = 0
         self.reconnects = 0
         self.connected = False
+        self.standby = False
         self._last_log_id = since_log_id
         self._holes: dict[int, int] = {}      # log id not seen yet -> snapshot xmax when it was skipped
         self._seen: deque[tuple] = deque()    # identities of the last events listened to, oldest first
@@ -367,9 +369,16 @@ class EventStream:
             catch_up.next_read = time.monotonic() + catch_up.interval
         return found
 
+    @property
+    def polling(self) -> bool:
+        """Reading the log rather than listening: asked to, or connected to a standby."""
+        return self.poll or self.standby
+
     async def _open(self) -> psycopg.AsyncConnection:
         conn = await connect_async(self.target, autocommit=True)
-        if self.poll:
+        if not self.poll:
+            self.standby = await in_recovery_async(conn)
+        if self.polling:
             if self._last_log_id is None:
                 row = await (await conn.execute("SELECT coalesce(max(id), 0) FROM tview.events")).fetchone()
                 self._last_log_id = row[0] if row else 0
@@ -403,11 +412,11 @@ class EventStream:
             try:
                 if down_since is not None:
                     self.reconnects += 1
-                    missed = None if self.poll else await self._start_catch_up(down_since, reason)
-                    yield [Gap(down_since, datetime.now(UTC), reason, from_log=self.poll or missed is not None),
+                    missed = None if self.polling else await self._start_catch_up(down_since, reason)
+                    yield [Gap(down_since, datetime.now(UTC), reason, from_log=self.polling or missed is not None),
                            *(missed or [])]
                     down_since = None
-                reader = self._poll_batches() if self.poll else self._listen_batches()
+                reader = self._poll_batches() if self.polling else self._listen_batches()
                 async for batch in reader:
                     yield batch
             except psycopg.Error as exc:
@@ -470,7 +479,7 @@ class EventStream:
             conn, self._conn = self._conn, None  # even when batches() ending is closing it too
             if conn is not None:
                 with contextlib.suppress(psycopg.Error):
-                    if not self.poll and not conn.closed:
+                    if not self.polling and not conn.closed:
                         await _in_read_write(conn, "SELECT tview.unlisten()")
                 with contextlib.suppress(psycopg.Error):
                     await conn.close()

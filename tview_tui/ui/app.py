@@ -25,7 +25,7 @@ from textual.worker import get_current_worker
 
 from .. import catalog, diagnostics, events, installer, trace
 from ..config import Config
-from ..connection import Target, TviewError, connect
+from ..connection import Target, TviewError, connect, in_recovery
 from ..demo import DemoWriter
 from ..themes import load_themes
 from .commands import REGISTRY, RegistryCommands, bindings, for_screen, key_label
@@ -115,6 +115,7 @@ class TviewApp(App):
         self.event_seq = 0
         self.stream: events.EventStream | None = None
         self.can_write = not self.read_only
+        self.standby = False                       # a hot standby: read-only, events from the log
         self.engine_status: installer.Status | None = None
         self.last_reload_error: str | None = None
         self.findings: list[diagnostics.Finding] | None = None    # None: not checked yet
@@ -161,7 +162,7 @@ class TviewApp(App):
         assert self.target is not None
         self.db = Database(self.target)
         self.switch_mode("tviews")
-        self.sub_title = self.target.describe() + ("  [read-only]" if self.read_only else "")
+        self._show_read_only()
         self.reload()
         self.set_interval(self.config.refresh_interval, self.reload)
         self.check_health()
@@ -175,6 +176,10 @@ class TviewApp(App):
         if self.db is None:
             return
         try:
+            if self.engine_status is None and self.db.run(in_recovery):
+                self.standby = self.read_only = True
+                self.can_write = False
+                self.call_from_thread(self._show_read_only)
             if self.engine_status is None or not self.engine_status.installed:
                 self.engine_status = self.db.run(installer.status)
                 if not self.read_only:
@@ -212,6 +217,11 @@ class TviewApp(App):
                      if f.tview and table in f.tview.split(", ")), default=None)
         return {None: "ok", 0: "info", 1: "warning", 2: "error"}[worst]
 
+    def _show_read_only(self) -> None:
+        assert self.target is not None
+        self.sub_title = self.target.describe() + (
+            "  [standby, read-only]" if self.standby else "  [read-only]" if self.read_only else "")
+
     def _set_loaded(self, items: list[catalog.TviewInfo]) -> None:
         self.connected = True
         self.last_reload_error = None
@@ -226,13 +236,14 @@ class TviewApp(App):
     def _status_line(self) -> str:
         parts = ["connected" if self.connected else "disconnected"]
         if self.stream is not None:
-            parts.append("events: live" if self.stream.connected else "events: reconnecting")
+            parts.append("events: reconnecting" if not self.stream.connected
+                         else "events: from the log (standby)" if self.stream.standby else "events: live")
             if self.stream.reconnects:
                 parts.append(f"{self.stream.reconnects} reconnect(s)")
         if self.writer is not None:
             parts.append(self.writer.describe())
         if self.read_only or not self.can_write:
-            parts.append("read-only")
+            parts.append("standby, read-only" if self.standby else "read-only")
         return " · ".join(parts)
 
     # -- events ------------------------------------------------------------------------
