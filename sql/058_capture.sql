@@ -235,7 +235,7 @@ BEGIN
                    FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
                    WHERE d.source_oid = ANY (relatives) ORDER BY d.tview_id, d.source_oid LOOP
             -- The key's column may be NULL: the keys come with a NULL (sorted last) when a changed row
-            -- reaches a row of the key's table whose key is NULL; then 23502 if the definition has
+            -- reaches a row of the key's table whose key is NULL; then a not-null violation if the definition has
             -- such a row (a keyed refresh looks rows up by key and would never see it).
             keys_expr := CASE WHEN dep.null_check THEN 'keys'
                               ELSE format('ARRAY(%s)', tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END;

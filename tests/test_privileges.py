@@ -353,7 +353,7 @@ def test_engine_objects_are_owned_by_the_owner_and_pinned(setup: Setup):
     # Unpinned: public wrappers (one qualified call each), what probes the caller's definition, and the two
     # event trigger wrappers that pass the session's search_path on (one qualified call each).
     unpinned = {f[0] for f in functions if not f[3]}
-    assert unpinned <= {"create", "drop", "refresh", "verify", "set_mode", "set_patching", "repair_triggers",
+    assert unpinned <= {"create", "alter", "drop", "refresh", "verify", "set_mode", "set_patching", "repair_triggers",
                         "_check_single_query", "_reads_temporary", "_first_query", "_on_ddl_end",
                         "_on_ddl_start"}, unpinned
 

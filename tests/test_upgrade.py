@@ -120,9 +120,9 @@ def write_every_kind(conn: psycopg.Connection) -> None:
 def engine_state(conn: psycopg.Connection) -> dict:
     """Everything the engine made, comparable between databases: relation oids are replaced
     by names (in generated code and catalog columns too)."""
-    names = dict(conn.execute(
-        "SELECT c.oid, c.oid::regclass::text FROM pg_class c"
-        " WHERE c.oid >= 16384 AND c.relnamespace <> 'pg_toast'::regnamespace").fetchall())
+    names = dict(conn.execute(   # the user's and the engine's relations (not a number in code that happens to be an oid)
+        "SELECT c.oid, c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.oid >= 16384 AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'").fetchall())
 
     def named(value) -> str:   # oids stand alone or end a name (tview._capture_<table oid>)
         return re.sub(r"(?<!\d)\d{5,}\b", lambda m: names.get(int(m.group()), m.group()), str(value))
