@@ -288,10 +288,12 @@ BEGIN
     FROM (SELECT DISTINCT d.tview_id FROM tview.dependencies d WHERE d.source_oid = ANY (relatives)) d;
     RETURN format(E'\nDECLARE\n    work jsonb := ''{}'';\n    cfg jsonb;\n    keys bigint[];\n    started timestamptz;'
                   || E'\n    upserted bigint;\n    deleted bigint;\n    null_keys bigint;\n    refreshed boolean;\nBEGIN'
+                  -- made for another table: the database was restored (new oids), the code names old ones
+                  || E'\n    IF TG_RELID OPERATOR(pg_catalog.<>) %s THEN\n        PERFORM tview._refuse_moved_catalog();\n    END IF;'
                   || E'%s\n    ELSE%s\n    END IF;'
                   || E'\n    IF work <> ''{}'' THEN\n        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);\n    END IF;'
                   || E'\n    RETURN NULL;\nEND;\n',
-                  blocks, coalesce(work, E'\n        NULL;'));
+                  relid, blocks, coalesce(work, E'\n        NULL;'));
 END;
 $$;
 

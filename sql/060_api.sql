@@ -42,9 +42,86 @@ BEGIN
             USING ERRCODE = 'undefined_table',
                   HINT = 'List TVIEWs with SELECT * FROM tview.tviews; names are looked up along search_path.';
     END IF;
+    IF to_regclass(format('%I.%I', t.schema_name, 'tv_' || t.name)) IS DISTINCT FROM t.table_oid::regclass
+       AND tview._catalog_moved() THEN
+        PERFORM tview._refuse_moved_catalog();
+    END IF;
     RETURN t;
 END;
 $$;
+
+-- Has the database been restored from a dump (or otherwise given its relations new oids)? The
+-- catalog refers to relations by oid: then TVIEWs whose table and view exist by name under
+-- other oids than the catalog's. tview.relink() finds them again.
+CREATE OR REPLACE FUNCTION tview._catalog_moved() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM tview.tviews x
+                   WHERE to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name)) IS NOT NULL
+                     AND to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name)) IS NOT NULL
+                     AND (to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name))::oid <> x.table_oid
+                          OR to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name))::oid <> x.view_oid))
+$$;
+
+-- The error of a write or an engine call that meets a catalog naming old oids.
+CREATE OR REPLACE FUNCTION tview._refuse_moved_catalog() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION 'the TVIEW catalog names relations by oids this database does not have (was it restored from a dump?)'
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'As the engine owner, run SELECT tview.relink(); (or tview-tui check --fix): it finds every TVIEW '
+                     'again by name and regenerates its code. Until then, writes to the tables TVIEWs read fail.';
+END;
+$$;
+
+-- After a restore: find every TVIEW's table and view again by name, then derive again, in
+-- dependency order, everything that names relations by oid (dependencies, generated and
+-- capture code, triggers). The rows are kept; nothing is recomputed (the dump had them
+-- current). Returns what it did.
+CREATE OR REPLACE FUNCTION tview.relink() RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t       tview.tviews;
+    stale   record;
+    moved   int;
+BEGIN
+    PERFORM tview._require_engine_owner('relink TVIEWs', NULL);
+    IF NOT tview._catalog_moved() THEN
+        RETURN 'nothing to relink: every TVIEW''s table and view are where the catalog says';
+    END IF;
+    -- the engine's triggers as restored call capture code made for the old oids
+    FOR stale IN SELECT g.tgname, g.tgrelid FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
+                 WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
+                   AND p.proname <> tview._capture_name(g.tgrelid) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', stale.tgname, tview._qname(stale.tgrelid));
+    END LOOP;
+    -- in two steps: a new oid may be another row's old one (table_oid and view_oid are unique)
+    UPDATE tview.tviews x SET table_oid = (4294967295 - 2 * x.id)::oid, view_oid = (4294967294 - 2 * x.id)::oid;
+    UPDATE tview.tviews x
+    SET table_oid = to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name))::oid,
+        view_oid = to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name))::oid
+    WHERE to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name)) IS NOT NULL
+      AND to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name)) IS NOT NULL;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    DELETE FROM tview.dependencies;             -- derived again below, from each view
+    DELETE FROM tview.members;
+    FOR t IN SELECT * FROM tview.tviews x ORDER BY x.topo_level, x.id LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.table_oid) THEN
+            CONTINUE;                           -- its relations are gone: health() reports catalog_orphan
+        END IF;
+        PERFORM tview._rebuild(t);
+    END LOOP;
+    PERFORM tview._sync_captures('{}');         -- capture code of the old oids goes
+    RETURN format('relinked %s TVIEW(s) by name', moved);
+END;
+$$;
+COMMENT ON FUNCTION tview.relink() IS
+    'After a restore from a dump: find every TVIEW again by name and regenerate what refers to relations by oid';
 
 -- Check that a definition is exactly one query, without running any of it: a cursor can
 -- only be opened over a single statement, and opening one does not execute it.

@@ -8,6 +8,8 @@
 --   detail      what is wrong; fix: the statement that fixes it, or what to do
 --
 -- Checks, cheap ones first, drift last (it is the one that can take time):
+--   catalog_moved                     the catalog's oids are not the database's (a restore):
+--                                     the only finding until tview.relink() ran
 --   catalog_orphan, untracked_tview   catalog entry without its table/view; tv_/v_ pair
 --                                     (or engine-made tv_ table) the catalog does not know
 --   missing_trigger, disabled_trigger, foreign_trigger
@@ -644,6 +646,13 @@ DECLARE
     part     text;
 BEGIN
     PERFORM set_config('lock_timeout', greatest(budget, 1)::text, true);
+    IF tview._catalog_moved() THEN            -- every other check would read the old oids
+        RETURN QUERY SELECT 'catalog_moved', 'error', NULL::text,
+            'the catalog names relations by oids this database does not have (restored from a dump?): '
+            'writes to the tables TVIEWs read fail until it is relinked',
+            'SELECT tview.relink()';
+        RETURN;
+    END IF;
     FOREACH part IN ARRAY ARRAY['catalog', 'triggers', 'privileges', 'full_lineage', 'unindexed_fk', 'notify_queue',
                                 'blocked_session', 'slow_tview', 'deferred_backlog', 'settings', 'drift'] LOOP
         BEGIN

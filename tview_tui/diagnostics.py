@@ -37,7 +37,9 @@ SET_STATEMENT_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 REFRESH = "SELECT tview.refresh(%s)"
 REPAIR_TRIGGERS = "SELECT tview.repair_triggers(%s)"
 CLEAN_QUEUE = "SELECT tview.clean_queue()"
+RELINK = "SELECT tview.relink()"
 FIX_STEPS = {
+    "catalog_moved": (RELINK,),     # a restored database: find the TVIEWs again by name
     # writes made while a trigger was missing or off never reached the TVIEW: refresh it too
     "missing_trigger": (REPAIR_TRIGGERS, REFRESH),
     "foreign_trigger": (REPAIR_TRIGGERS, REFRESH),

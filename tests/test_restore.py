@@ -1,0 +1,117 @@
+"""pg_dump and pg_restore (the server's own, of its major version) of a database with TVIEWs: the
+restored database says loudly that it must be relinked, `check --fix` relinks it, and then every
+write reaches its TVIEWs again."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tview_tui.embedded import embedded_bin_dir
+
+from oracle import assert_oracle
+
+pytestmark = pytest.mark.engine
+
+BLOG = """
+CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text);
+CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int REFERENCES tb_user, title text);
+INSERT INTO tb_user SELECT g, 'user ' || g FROM generate_series(1, 5) g;
+INSERT INTO tb_post SELECT g, 1 + g % 5, 'post ' || g FROM generate_series(1, 12) g;
+SELECT tview.create('user', $$SELECT u.pk_user, jsonb_build_object('name', u.name) AS data FROM tb_user u$$);
+SELECT tview.create('post', $$SELECT p.pk_post, p.fk_user, jsonb_build_object('title', p.title, 'author', u.data)
+                             AS data FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user$$);
+SELECT tview.create('post_count', $$SELECT u.pk_user, jsonb_build_object('posts',
+                        (SELECT count(*) FROM tb_post p WHERE p.fk_user = u.pk_user)) AS data FROM tb_user u$$,
+                    'deferred');
+"""
+
+
+def server_tools(conn: psycopg.Connection) -> Path:
+    """The bin directory of pg_dump and pg_restore of the server's major version."""
+    major = conn.info.server_version // 10000
+    for candidate in (embedded_bin_dir(), Path(f"/usr/lib/postgresql/{major}/bin")):
+        pg_dump = candidate / "pg_dump"
+        if pg_dump.exists():
+            version = subprocess.run([str(pg_dump), "--version"], capture_output=True, text=True).stdout
+            if re.search(rf"\b{major}\.\d+", version):
+                return candidate
+    pytest.skip(f"no pg_dump of PostgreSQL {major} here")
+
+
+def tool(bin_dir: Path, name: str, *args: str) -> None:
+    result = subprocess.run([str(bin_dir / name), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{name} failed: {result.stderr}"
+
+
+@pytest.fixture
+def blog(db):
+    db.execute(BLOG)
+    return db
+
+
+def assert_relinked_and_followed(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # before the relink: loud, never silently stale
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as info:
+            conn.execute("UPDATE tb_user SET name = 'too early' WHERE pk_user = 1")
+        assert "tview.relink()" in info.value.diag.message_hint
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+            conn.execute("SELECT tview.refresh('post')")
+        assert conn.execute("SELECT check_name, fix FROM tview.health()").fetchall() == [
+            ("catalog_moved", "SELECT tview.relink()")]
+        assert_oracle(conn)                                   # the rows came with the dump
+    check = subprocess.run([sys.executable, "-m", "tview_tui", "check", dsn, "--fix", "--yes"],
+                           capture_output=True, text=True, timeout=120)
+    assert "relinked 3 TVIEW(s) by name" in check.stdout, check.stdout + check.stderr
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM tview.health() WHERE severity = 'error'").fetchone()[0] == 0
+        assert conn.execute("SELECT tview.relink()").fetchone()[0].startswith("nothing to relink")
+        conn.execute("UPDATE tb_user SET name = 'RENAMED' WHERE pk_user = 1")
+        conn.execute("INSERT INTO tb_post VALUES (100, 1, 'after the restore')")
+        with conn.transaction():
+            conn.execute("DELETE FROM tb_post WHERE pk_post = 5")
+        assert conn.execute("SELECT data->'author'->>'name' FROM tv_post WHERE pk_post = 100").fetchone()[0] == "RENAMED"
+        assert conn.execute("SELECT count(*) FROM tview.verify('post')").fetchone()[0] == 0
+        assert_oracle(conn)
+        # nothing of the old oids is left: every engine trigger calls its own table's capture function
+        stale = conn.execute(
+            "SELECT count(*) FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid"
+            " WHERE p.pronamespace = 'tview'::regnamespace AND p.proname LIKE '\\_capture\\_%'"
+            " AND p.proname <> '_capture_' || g.tgrelid::oid::text").fetchone()[0]
+        assert stale == 0
+        captures = conn.execute("SELECT proname, (SELECT count(*) FROM pg_class c WHERE c.oid = substr(proname, 10)::oid)"
+                                " FROM pg_proc WHERE pronamespace = 'tview'::regnamespace AND proname ~ '^_capture_[0-9]+$'").fetchall()
+        assert len(captures) == 2, (captures, conn.execute("SELECT source_oid FROM tview.dependencies").fetchall())
+
+
+@pytest.mark.parametrize("how", ["custom", "schema then data"])
+def test_a_restored_database_is_relinked_by_check_fix(blog, dsn, empty_dsn, tmp_path, how):
+    tools = server_tools(blog)
+    dump = tmp_path / "blog.dump"
+    tool(tools, "pg_dump", "-Fc", "-f", str(dump), "-d", dsn)
+    if how == "custom":
+        tool(tools, "pg_restore", "-d", empty_dsn, str(dump))
+    else:
+        tool(tools, "pg_restore", "--schema-only", "-d", empty_dsn, str(dump))
+        tool(tools, "pg_restore", "--data-only", "--disable-triggers", "-d", empty_dsn, str(dump))
+    assert_relinked_and_followed(empty_dsn)
+
+
+def test_a_plain_dump_through_psql_is_relinked_too(blog, dsn, empty_dsn, tmp_path):
+    tools = server_tools(blog)
+    psql = tools / "psql" if (tools / "psql").exists() else shutil.which("psql")
+    if psql is None:
+        pytest.skip("no psql here")
+    dump = tmp_path / "blog.sql"
+    tool(tools, "pg_dump", "-Fp", "-f", str(dump), "-d", dsn)
+    result = subprocess.run([str(psql), "-v", "ON_ERROR_STOP=1", "-q", "-d", empty_dsn, "-f", str(dump)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert_relinked_and_followed(empty_dsn)
