@@ -271,6 +271,13 @@ BEGIN
         WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
         ORDER BY v.id
     LOOP
+        -- its definition went with something it read (e.g. ALTER TABLE ... DROP COLUMN ... CASCADE)
+        IF NOT EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() o
+                       WHERE o.classid = 'pg_class'::regclass AND o.objid = t.table_oid) THEN
+            RAISE NOTICE 'dropping TVIEW %: its definition % was dropped', tview._label(t.schema_name, t.name),
+                         format('%I.%I', t.schema_name, 'v_' || t.name)
+                USING HINT = 'Create it again with tview.create and a definition that reads what is left.';
+        END IF;
         PERFORM tview._drop_objects(t);
     END LOOP;
     -- a partition or inheritance child of a table TVIEWs read, dropped with its rows
@@ -372,6 +379,65 @@ BEGIN
         -- a helper view replaced by one the TVIEW could never equal (random(), current_user)
         PERFORM tview._check_definition_tree(t.view_oid, format('%I.%I', t.schema_name, 'tv_' || t.name));
         PERFORM tview._rebuild(t);
+        -- Its rows may change too: a helper view it reads was replaced (a new expression), or it
+        -- reads whole rows (to_jsonb(t), t::text), which a new or changed column changes. Whole,
+        -- writing only the rows that differ, in this transaction.
+        IF tview._reads_whole_rows(t.view_oid)
+           OR EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() cmd JOIN pg_class c ON c.oid = cmd.objid
+                      WHERE cmd.classid = 'pg_class'::regclass AND c.relkind = 'v' AND c.oid <> t.view_oid
+                        AND tview._reads_view(t.view_oid, c.oid)) THEN
+            PERFORM tview._cascade(tview._add_work('{}', t.id, '{}', true, 0), NULL, 'ALTER', true);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Does a view use whole rows of a relation (a row variable: to_jsonb(t), row_to_json(t),
+-- t::text), directly or through the views it reads? Their value follows the relation's
+-- columns, so a column added, dropped or retyped changes the view's rows.
+CREATE OR REPLACE FUNCTION tview._reads_whole_rows(view_oid oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE views(oid) AS (
+        SELECT view_oid
+        UNION
+        SELECT c.oid
+        FROM views
+        JOIN pg_rewrite r ON r.ev_class = views.oid
+        CROSS JOIN LATERAL regexp_matches(r.ev_action::text, ':relid (\d+)', 'g') m
+        JOIN pg_class c ON c.oid = m[1]::oid AND c.relkind = 'v')
+    SELECT EXISTS (SELECT 1 FROM views JOIN pg_rewrite r ON r.ev_class = views.oid
+                   WHERE r.ev_action::text ~ '\{VAR :varno \d+ :varattno 0 ')
+$$;
+
+-- ALTER SCHEMA ... RENAME TO: the catalog keeps each TVIEW's schema by name and the generated
+-- code names relations qualified. Follow the new name, and rebuild the TVIEWs that live in the
+-- schema or read a relation in it (which includes the readers of the TVIEWs there).
+CREATE OR REPLACE FUNCTION tview._on_ddl_schema() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t       tview.tviews;
+    renamed oid[];
+BEGIN
+    IF to_regclass('tview.tviews') IS NULL THEN
+        RETURN;
+    END IF;
+    renamed := ARRAY(SELECT cmd.objid FROM pg_event_trigger_ddl_commands() cmd
+                     WHERE cmd.classid = 'pg_namespace'::regclass);
+    UPDATE tview.tviews x SET schema_name = n.nspname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = x.table_oid AND n.oid = ANY (renamed) AND x.schema_name <> n.nspname;
+    FOR t IN
+        SELECT x.* FROM tview.tviews x
+        WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = x.table_oid AND c.relnamespace = ANY (renamed))
+           OR EXISTS (SELECT 1 FROM tview._base_relations(x.view_oid) b JOIN pg_class c ON c.oid = b.relid
+                      WHERE c.relnamespace = ANY (renamed))
+        ORDER BY x.topo_level, x.id
+    LOOP
+        PERFORM tview._rebuild(t);
     END LOOP;
 END;
 $$;
@@ -414,6 +480,11 @@ BEGIN
         CREATE EVENT TRIGGER tview_ddl_alter ON ddl_command_end
             WHEN TAG IN ('ALTER TABLE', 'CREATE VIEW', 'ALTER VIEW')
             EXECUTE FUNCTION tview._on_ddl_alter();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_schema') THEN
+        CREATE EVENT TRIGGER tview_ddl_schema ON ddl_command_end
+            WHEN TAG IN ('ALTER SCHEMA')
+            EXECUTE FUNCTION tview._on_ddl_schema();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_members') THEN
         CREATE EVENT TRIGGER tview_ddl_members ON ddl_command_end

@@ -293,3 +293,75 @@ def test_deferred_tviews_over_partitions(parts):
     assert {"deferred direct", "deferred attach", "t101"} <= set(titles(parts, 4))
     assert parts.execute("SELECT count(*) FROM tview.queue").fetchone() == (0,)
     assert_oracle(parts)
+
+
+# -- schema changes -------------------------------------------------------------------------
+
+SCHEMAS = """
+CREATE SCHEMA app;
+CREATE SCHEMA rm;
+CREATE TABLE app.tb_user (pk_user int PRIMARY KEY, name text);
+CREATE TABLE app.tb_post (pk_post int PRIMARY KEY, fk_user int REFERENCES app.tb_user, title text);
+INSERT INTO app.tb_user SELECT g, 'u' || g FROM generate_series(1, 5) g;
+INSERT INTO app.tb_post SELECT g, 1 + g % 5, 't' || g FROM generate_series(1, 12) g;
+CREATE VIEW app.v_titles AS SELECT p.pk_post, p.fk_user, p.title AS shown FROM app.tb_post p;
+SELECT tview.create('user', $$SELECT u.pk_user, to_jsonb(u) AS data FROM app.tb_user u$$, schema_name => 'rm');
+SELECT tview.create('post', $$SELECT t.pk_post, t.fk_user, jsonb_build_object('title', t.shown, 'author', u.data)
+                              AS data FROM app.v_titles t JOIN rm.tv_user u ON u.pk_user = t.fk_user$$,
+                    schema_name => 'rm');
+"""
+
+
+@pytest.fixture
+def schemas(db: psycopg.Connection) -> psycopg.Connection:
+    db.execute(SCHEMAS)
+    return db
+
+
+def write_everywhere(db: psycopg.Connection, schema: str = "app") -> None:
+    db.execute(f"UPDATE {schema}.tb_user SET name = name || '!' WHERE pk_user = 2")
+    db.execute(f"INSERT INTO {schema}.tb_post VALUES (50, 2, 'new')")
+    db.execute(f"DELETE FROM {schema}.tb_post WHERE pk_post = 3")
+    assert_oracle(db)
+
+
+@pytest.mark.parametrize("renamed", ["app", "rm"])
+def test_renaming_a_schema_keeps_every_write_followed(schemas, renamed):
+    """The schema of the tables read, or the TVIEWs' own: the catalog and the generated code follow."""
+    schemas.execute(f"ALTER SCHEMA {renamed} RENAME TO {renamed}_v2")
+    assert schemas.execute("SELECT DISTINCT schema_name::text FROM tview.tviews").fetchall() == \
+        [("rm_v2" if renamed == "rm" else "rm",)]
+    write_everywhere(schemas, "app_v2" if renamed == "app" else "app")
+    schemas.execute(f"SELECT tview.refresh('{'rm_v2' if renamed == 'rm' else 'rm'}.post')")
+    assert_oracle(schemas)
+    assert schemas.execute("SELECT count(*) FROM tview.health() WHERE severity = 'error'").fetchone()[0] == 0
+
+
+def test_a_new_column_under_a_whole_row_reference_is_in_the_documents_at_once(schemas):
+    with schemas.transaction():
+        schemas.execute("ALTER TABLE app.tb_user ADD COLUMN email text DEFAULT 'none'")
+        assert_oracle(schemas)                                   # in the same transaction
+    assert schemas.execute("SELECT data->'author'->>'email' FROM rm.tv_post WHERE pk_post = 1").fetchone()[0] == "none"
+    schemas.execute("ALTER TABLE app.tb_user DROP COLUMN email")
+    assert_oracle(schemas)
+    write_everywhere(schemas)
+
+
+def test_a_helper_view_replaced_with_a_new_expression_is_recomputed(schemas):
+    with schemas.transaction():
+        schemas.execute("CREATE OR REPLACE VIEW app.v_titles AS"
+                        " SELECT p.pk_post, p.fk_user, upper(p.title) AS shown FROM app.tb_post p")
+        assert_oracle(schemas)
+    assert schemas.execute("SELECT data->>'title' FROM rm.tv_post WHERE pk_post = 1").fetchone()[0] == "T1"
+    write_everywhere(schemas)
+
+
+def test_dropping_a_column_the_definition_reads_with_cascade_drops_the_tviews_cleanly(schemas):
+    notices: list[str] = []
+    schemas.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    schemas.execute("ALTER TABLE app.tb_post DROP COLUMN title CASCADE")   # drops v_titles, so v_post
+    assert "dropping TVIEW rm.tv_post: its definition rm.v_post was dropped" in notices
+    assert schemas.execute("SELECT name::text FROM tview.tviews").fetchall() == [("user",)]
+    assert schemas.execute("SELECT to_regclass('rm.tv_post')").fetchone()[0] is None
+    schemas.execute("UPDATE app.tb_user SET name = 'still followed' WHERE pk_user = 1")
+    assert_oracle(schemas)
