@@ -100,6 +100,23 @@ BEGIN
 END;
 $$;
 
+-- A view and every view it reads, through views (from pg_depend: each rule's references).
+CREATE OR REPLACE FUNCTION tview._views_read(view_oid oid) RETURNS SETOF oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE views(oid) AS (
+        SELECT view_oid
+        UNION
+        SELECT d.refobjid
+        FROM views
+        JOIN pg_rewrite r ON r.ev_class = views.oid
+        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> views.oid
+        JOIN pg_class c ON c.oid = d.refobjid AND c.relkind = 'v')
+    SELECT oid FROM views
+$$;
+
 -- The query tree of a view, as jsonb (the rule's single action).
 CREATE OR REPLACE FUNCTION tview._view_query(view_oid oid) RETURNS jsonb
 LANGUAGE sql STABLE

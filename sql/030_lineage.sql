@@ -337,18 +337,10 @@ CREATE OR REPLACE FUNCTION tview._tree_references(view_oid oid) RETURNS TABLE (f
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE views(oid) AS (
-        SELECT view_oid
-        UNION
-        SELECT c.oid
-        FROM views
-        JOIN pg_rewrite r ON r.ev_class = views.oid
-        CROSS JOIN LATERAL regexp_matches(r.ev_action::text, ':relid (\d+)', 'g') m
-        JOIN pg_class c ON c.oid = m[1]::oid AND c.relkind = 'v')
     SELECT DISTINCT coalesce(m[1], m[3], m[5], CASE WHEN m[6] IS NOT NULL THEN 'SYSCOLUMN' END),
                     coalesce(m[2], m[4], m[6], '0')::bigint
-    FROM views
-    JOIN pg_rewrite r ON r.ev_class = views.oid
+    FROM tview._views_read(view_oid) v
+    JOIN pg_rewrite r ON r.ev_class = v
     CROSS JOIN LATERAL regexp_matches(r.ev_action::text,
         ':(relid|funcid|opfuncid|aggfnoid|winfnoid) (\d+)|\{(SQLVALUEFUNCTION) :op (\d+)|\{(TABLESAMPLECLAUSE|ROWMARKCLAUSE)\M'
         '|\{VAR :varno \d+ :varattno (-\d+)',

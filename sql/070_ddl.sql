@@ -399,15 +399,7 @@ CREATE OR REPLACE FUNCTION tview._reads_whole_rows(view_oid oid) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE views(oid) AS (
-        SELECT view_oid
-        UNION
-        SELECT c.oid
-        FROM views
-        JOIN pg_rewrite r ON r.ev_class = views.oid
-        CROSS JOIN LATERAL regexp_matches(r.ev_action::text, ':relid (\d+)', 'g') m
-        JOIN pg_class c ON c.oid = m[1]::oid AND c.relkind = 'v')
-    SELECT EXISTS (SELECT 1 FROM views JOIN pg_rewrite r ON r.ev_class = views.oid
+    SELECT EXISTS (SELECT 1 FROM tview._views_read(view_oid) v JOIN pg_rewrite r ON r.ev_class = v
                    WHERE r.ev_action::text ~ '\{VAR :varno \d+ :varattno 0 ')
 $$;
 
@@ -447,17 +439,11 @@ CREATE OR REPLACE FUNCTION tview._reads_view(view_oid oid, relid oid) RETURNS bo
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE reads(oid) AS (
-        SELECT d.refobjid FROM pg_rewrite r
-        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> view_oid
-        WHERE r.ev_class = view_oid
-        UNION
-        SELECT d.refobjid FROM reads
-        JOIN pg_rewrite r ON r.ev_class = reads.oid
-        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> reads.oid)
-    SELECT EXISTS (SELECT 1 FROM reads WHERE oid = relid)
+    SELECT EXISTS (SELECT 1 FROM tview._views_read(view_oid) v
+                   JOIN pg_rewrite r ON r.ev_class = v
+                   JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                                   AND d.refclassid = 'pg_class'::regclass AND d.refobjid = relid
+                   WHERE relid <> view_oid)
 $$;
 
 DO $$

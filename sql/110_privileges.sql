@@ -126,16 +126,7 @@ RETURNS TABLE (kind text, object text, owner name)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE views(oid) AS (
-        SELECT view_oid
-        UNION
-        SELECT d.refobjid
-        FROM views
-        JOIN pg_rewrite r ON r.ev_class = views.oid
-        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> views.oid
-        JOIN pg_class c ON c.oid = d.refobjid AND c.relkind = 'v'
-    ),
+    WITH views(oid) AS (SELECT * FROM tview._views_read(view_oid)),
     used(classid, objid) AS (
         SELECT d.refclassid, d.refobjid
         FROM views JOIN pg_rewrite r ON r.ev_class = views.oid
