@@ -487,6 +487,7 @@ BEGIN
                   HINT = 'Pass schema_name of an ordinary schema, or put one first on search_path.';
     END IF;
     label := format('%I.%I', target_schema, 'tv_' || bare);
+    PERFORM tview._require_read_committed('create', label);
 
     IF EXISTS (SELECT 1 FROM tview.tviews t WHERE t.schema_name = target_schema AND t.name = bare) THEN
         RAISE EXCEPTION 'TVIEW % already exists', label
@@ -768,6 +769,25 @@ BEGIN
 END;
 $$;
 
+-- tview.create and tview.alter fill a TVIEW from a snapshot taken after their locks (and the
+-- triggers they create) made every writer either finish first or wait: at REPEATABLE READ or
+-- SERIALIZABLE the transaction's snapshot is older than that, and a row committed in between
+-- would be missing for good. Refused there.
+CREATE OR REPLACE FUNCTION tview._require_read_committed(action text, label text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'cannot % TVIEW % in a % transaction', action, label,
+                        upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = format('Run tview.%s in a READ COMMITTED transaction (the default): a snapshot taken before '
+                                'its locks would miss writes committed while it waits for them.', action);
+    END IF;
+END;
+$$;
+
 -- Replace a TVIEW's definition in one transaction: the table stays (with its grants and the
 -- indexes users added), and so do the TVIEWs that read it; lineage, patch specs and generated
 -- code are derived again for it and for them; then the TVIEW is recomputed, writing only the
@@ -791,13 +811,7 @@ BEGIN
         RAISE NOTICE 'TVIEW % already has this definition, skipping', label;
         RETURN t.table_oid;
     END IF;
-    -- the recomputation must see every write committed before the locks below
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'cannot alter TVIEW % in a % transaction', label, upper(current_setting('transaction_isolation'))
-            USING ERRCODE = 'invalid_transaction_state',
-                  HINT = 'Run tview.alter in a READ COMMITTED transaction (the default): its snapshot could miss '
-                         'writes committed while it waits for its locks.';
-    END IF;
+    PERFORM tview._require_read_committed('alter', label);
     EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
     PERFORM tview._lock_read_relations(t.view_oid);
 

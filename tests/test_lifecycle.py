@@ -365,3 +365,31 @@ def test_dropping_a_column_the_definition_reads_with_cascade_drops_the_tviews_cl
     assert schemas.execute("SELECT to_regclass('rm.tv_post')").fetchone()[0] is None
     schemas.execute("UPDATE app.tb_user SET name = 'still followed' WHERE pk_user = 1")
     assert_oracle(schemas)
+
+
+# -- isolation ------------------------------------------------------------------------------
+
+USERS_ONLY = "SELECT u.pk_user, jsonb_build_object('name', u.name) AS data FROM tb_user u"
+
+
+@pytest.mark.parametrize("level", ["read committed", "repeatable read", "serializable"])
+def test_create_racing_a_writer_is_exact_or_refused(db, dsn, level):
+    """A opens a transaction and reads; B inserts and commits; A creates the TVIEW: under READ
+    COMMITTED the row is there, at the snapshot levels the create is refused (a snapshot older
+    than its locks would miss the row for good)."""
+    db.execute("CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text)")
+    with psycopg.connect(dsn) as a:
+        a.execute(f"BEGIN ISOLATION LEVEL {level}")
+        a.execute("SELECT count(*) FROM tb_user")
+        db.execute("INSERT INTO tb_user VALUES (1, 'committed meanwhile')")
+        if level == "read committed":
+            a.execute("SELECT tview.create('user', %s)", (USERS_ONLY,))
+            a.commit()
+            assert db.execute("SELECT data->>'name' FROM tv_user").fetchall() == [("committed meanwhile",)]
+            assert_oracle(db)
+        else:
+            with pytest.raises(psycopg.errors.InvalidTransactionState) as info:
+                a.execute("SELECT tview.create('user', %s)", (USERS_ONLY,))
+            assert "READ COMMITTED" in info.value.diag.message_hint
+            a.rollback()
+            assert db.execute("SELECT to_regclass('tv_user')").fetchone()[0] is None
