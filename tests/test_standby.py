@@ -74,7 +74,7 @@ def pair() -> Iterator[Pair]:
         logged, quiet = database(primary.dsn(), log=True), database(primary.dsn(), log=False)
         standby._make_data_dir()
         standby.data_dir.chmod(0o700)                # as initdb makes it; pg_basebackup keeps what it finds
-        standby._run("pg_basebackup", "-D", str(standby.data_dir), "-d", primary.dsn(),
+        standby.run_program("pg_basebackup", "-D", str(standby.data_dir), "-d", primary.dsn(),
                      "--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast")
         standby.port = free_port()
         standby.start()

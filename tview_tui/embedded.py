@@ -90,14 +90,14 @@ class LocalServer:
     def initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
-    def init(self) -> None:
-        """Run initdb if the directory holds no cluster yet."""
+    def init(self, *initdb_options: str) -> None:
+        """Run initdb (with these further options) if the directory holds no cluster yet."""
         if self.initialized:
             return
         self._make_data_dir()
-        self._run(
+        self.run_program(
             "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
-            "--encoding=UTF8", "--locale=C", "--no-instructions",
+            "--encoding=UTF8", "--locale=C", "--no-instructions", *initdb_options,
         )
 
     def start(self) -> str:
@@ -114,7 +114,7 @@ class LocalServer:
         self._write_settings(settings)
         log = self.data_dir / "server.log"
         try:
-            self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-w", "-t", "60", "start")
+            self.run_program("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-w", "-t", "60", "start")
         except TviewError as exc:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise TviewError(f"{exc.message}\n{tail}".strip()) from None
@@ -123,7 +123,7 @@ class LocalServer:
 
     def stop(self, mode: str = "fast") -> None:
         if self.running():
-            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
+            self.run_program("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
         self.started_here = False
 
     def stop_command(self) -> str:
@@ -150,7 +150,7 @@ class LocalServer:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
 
     def version(self) -> str:
-        return self._run("postgres", "--version").strip()
+        return self.run_program("postgres", "--version").strip()
 
     # -- helpers ---------------------------------------------------------------------
     def _write_settings(self, settings: dict[str, str]) -> None:
@@ -173,7 +173,8 @@ class LocalServer:
                     return int(value.strip())
         return 0
 
-    def _run(self, program: str, *args: str) -> str:
+    def run_program(self, program: str, *args: str) -> str:
+        """Run one of the installation's programs (as the service user under root); its output."""
         try:
             result = subprocess.run(
                 [str(self.bin_dir / program), *args],
