@@ -126,6 +126,16 @@ def test_a_read_hidden_from_the_walk_next_to_an_unread_cte_stays_full(db):
     assert graph(db, "hidden")["tb_b"] == "full"
 
 
+def test_an_equality_on_a_tview_document_stays_full(db):
+    """Changed TVIEW rows reach the TVIEWs reading them without their data: an equality on a field of
+    data cannot be evaluated over them."""
+    create_all(db, {"json_field_cast": KEYED["json_field_cast"]})
+    definition = ("SELECT u.pk_user, jsonb_build_object('posts', (SELECT count(*) FROM tv_json_field_cast t "
+                      "WHERE (t.data ->> 'author') = u.name)) AS data FROM tb_user u")
+    db.execute("SELECT tview.create('reader', %s)", (definition,))
+    assert graph(db, "reader") == {"tb_user": "root", "tv_json_field_cast": "full"}
+
+
 def test_keys_queries_quote_names_and_text(db):
     """Names and JSON field names with quotes, % and $ survive into the keys queries."""
     table = '"we%ird ""t"'
