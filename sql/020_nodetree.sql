@@ -141,14 +141,15 @@ BEGIN
        OR (node ->> 'consttype')::oid NOT IN (25, 705, 1043) OR node ->> 'datum' IS NULL THEN
         RETURN NULL;
     END IF;
-    bytes := string_to_array(regexp_replace(node ->> 'datum', '\s+', ' ', 'g'), ' ')::int[];
+    -- the bytes are printed as C chars, signed on most platforms: -61 is 0xC3
+    bytes := ARRAY(SELECT b::int & 255 FROM unnest(string_to_array(btrim(regexp_replace(node ->> 'datum', '\s+', ' ', 'g')), ' ')) u(b));
     IF (node ->> 'constlen')::int = -2 THEN                 -- C string, NUL-terminated
         body := bytes[1:coalesce(array_position(bytes, 0), cardinality(bytes) + 1) - 1];
     ELSIF bytes[1] & 1 = 1 THEN                             -- varlena, 1-byte header
         len := bytes[1] >> 1;
         body := bytes[2:len];
     ELSE                                                    -- varlena, 4-byte header
-        len := (bytes[1] | bytes[2] << 8 | bytes[3] << 16 | bytes[4] << 24) >> 2;
+        len := (bytes[1] | (bytes[2] << 8) | (bytes[3] << 16) | (bytes[4] << 24)) >> 2;   -- | and << bind alike
         body := bytes[5:len];
     END IF;
     RETURN convert_from(decode(coalesce(string_agg(lpad(to_hex(b), 2, '0'), '' ORDER BY n), ''), 'hex'), 'UTF8')

@@ -102,6 +102,106 @@ BEGIN
 END;
 $$;
 
+-- The type of an expression node _expr_side can write (NULL for any other node).
+CREATE OR REPLACE FUNCTION tview._expr_type(expr jsonb) RETURNS oid
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (expr ->> CASE expr ->> '_' WHEN 'VAR' THEN 'vartype' WHEN 'CONST' THEN 'consttype'
+                                       WHEN 'FUNCEXPR' THEN 'funcresulttype' WHEN 'OPEXPR' THEN 'opresulttype'
+                                       WHEN 'COALESCEEXPR' THEN 'coalescetype' WHEN 'PARAM' THEN 'paramtype'
+                                       WHEN 'RELABELTYPE' THEN 'resulttype' WHEN 'COERCEVIAIO' THEN 'resulttype' END)::oid
+$$;
+
+-- An expression over the columns of one relation read (one occurrence), written as SQL over
+-- any row alias: {"occ": n, "atts": [attnums read], "vars": [[varlevelsup, varno], ...],
+-- "sql": template with %1$s for the alias}. Only what evaluates the same anywhere: columns,
+-- constants, immutable functions and operators (each argument cast to the declared type, so
+-- the qualified name resolves to the same function), casts (binary or through immutable text
+-- I/O) and COALESCE. NULL for anything else, or for columns of two relations.
+CREATE OR REPLACE FUNCTION tview._expr_side(expr jsonb, stack jsonb, occs jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind   text := expr ->> '_';
+    args   jsonb;
+    casts  oid[];
+    head   text;
+    sep    text := ', ';
+    tail   text := ')';
+    part   jsonb;
+    parts  text[] := '{}';
+    res    jsonb := jsonb_build_object('occ', null, 'atts', '[]'::jsonb, 'vars', '[]'::jsonb);
+    found  jsonb;
+    i      int;
+BEGIN
+    CASE kind
+        WHEN 'VAR' THEN
+            found := tview._resolve(expr, stack);
+            RETURN CASE WHEN found IS NOT NULL THEN jsonb_build_object(
+                'occ', found -> 0, 'atts', jsonb_build_array(found -> 1),
+                'vars', jsonb_build_array(jsonb_build_array((expr ->> 'varlevelsup')::int, (expr ->> 'varno')::int)),
+                'sql', '%1$s.' || tview._pct(quote_ident(tview._colname((occs -> (found ->> 0)::int ->> 'relid')::oid,
+                                                                        (found ->> 1)::int)))) END;
+        WHEN 'CONST' THEN
+            RETURN res || jsonb_build_object('sql', tview._pct(tview._const_sql(expr)));   -- NULL: not writable
+        WHEN 'RELABELTYPE', 'COERCEVIAIO' THEN
+            IF kind = 'COERCEVIAIO' AND EXISTS (   -- text I/O of a type may read the session (DateStyle)
+                   SELECT 1 FROM pg_proc p
+                   WHERE p.provolatile <> 'i'
+                     AND p.oid IN ((SELECT t.typinput FROM pg_type t WHERE t.oid = (expr ->> 'resulttype')::oid),
+                                   (SELECT t.typoutput FROM pg_type t WHERE t.oid = tview._expr_type(expr -> 'arg'))))
+               OR tview._expr_type(expr -> 'arg') IS NULL THEN
+                RETURN NULL;
+            END IF;
+            args := jsonb_build_array(expr -> 'arg');
+            casts := ARRAY[NULL::oid];
+            head := '(';
+            tail := ')::' || tview._pct(tview._type_sql((expr ->> 'resulttype')::oid));
+        WHEN 'FUNCEXPR' THEN
+            SELECT tview._pct(format('%I.%I(', n.nspname, p.proname)), p.proargtypes::oid[] INTO head, casts
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE p.oid = (expr ->> 'funcid')::oid AND p.prokind = 'f' AND p.provolatile = 'i' AND NOT p.proretset
+              AND p.provariadic = 0 AND p.pronargs = jsonb_array_length(tview._list(expr -> 'args'))
+              AND NOT EXISTS (SELECT 1 FROM unnest(p.proargtypes::oid[]) a JOIN pg_type t ON t.oid = a WHERE t.typtype = 'p');
+            args := expr -> 'args';
+        WHEN 'OPEXPR' THEN
+            SELECT '(' || CASE WHEN o.oprkind = 'l' THEN tview._pct(tview._op_sql(o.oid)) || ' ' ELSE '' END,
+                   CASE WHEN o.oprkind = 'b' THEN ARRAY[o.oprleft, o.oprright] ELSE ARRAY[o.oprright] END,
+                   ' ' || tview._pct(tview._op_sql(o.oid)) || ' '
+            INTO head, casts, sep
+            FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode
+            WHERE o.oid = (expr ->> 'opno')::oid AND o.oprkind IN ('b', 'l') AND p.provolatile = 'i'
+              AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid IN (o.oprleft, o.oprright) AND t.typtype = 'p')
+              AND jsonb_array_length(tview._list(expr -> 'args')) = CASE o.oprkind WHEN 'b' THEN 2 ELSE 1 END;
+            args := expr -> 'args';
+        WHEN 'COALESCEEXPR' THEN
+            args := expr -> 'args';
+            casts := array_fill((expr ->> 'coalescetype')::oid, ARRAY[jsonb_array_length(args)]);
+            head := 'COALESCE(';
+        ELSE
+            RETURN NULL;
+    END CASE;
+    IF head IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOR i IN 0 .. jsonb_array_length(args) - 1 LOOP
+        part := tview._expr_side(args -> i, stack, occs);
+        IF part IS NULL OR part ->> 'sql' IS NULL
+           OR res ->> 'occ' IS NOT NULL AND part ->> 'occ' IS NOT NULL AND res -> 'occ' <> part -> 'occ' THEN
+            RETURN NULL;
+        END IF;
+        res := jsonb_build_object('occ', CASE WHEN res ->> 'occ' IS NULL THEN part -> 'occ' ELSE res -> 'occ' END,
+                                  'atts', (res -> 'atts') || (part -> 'atts'),
+                                  'vars', (res -> 'vars') || (part -> 'vars'));
+        parts := parts || CASE WHEN casts[i + 1] IS NULL THEN part ->> 'sql'
+                               ELSE '(' || (part ->> 'sql') || ')::' || tview._pct(tview._type_sql(casts[i + 1])) END;
+    END LOOP;
+    RETURN res || jsonb_build_object('sql', head || array_to_string(parts, sep) || tail);
+END;
+$$;
+
 -- Conjuncts of a qual (top-level AND only: an equality under OR proves nothing).
 CREATE OR REPLACE FUNCTION tview._conjuncts(qual jsonb) RETURNS SETOF jsonb
 LANGUAGE sql IMMUTABLE
@@ -116,37 +216,85 @@ AS $$
                                    THEN qual -> 'args' ELSE '[]' END) AS t(a)
 $$;
 
+-- One side of an equality as an edge end: {"occ": n, "side": attnum (a plain column) or an
+-- expression of one relation read (_expr_side: {"sql", "atts"}), "here": true when it is of
+-- this level and in restrictable}; NULL when it is neither.
+CREATE OR REPLACE FUNCTION tview._edge_end(expr jsonb, restrictable int[], stack jsonb, st jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    plain jsonb := tview._strip(expr);
+    found jsonb := tview._resolve(plain, stack);
+    side  jsonb;
+BEGIN
+    IF found IS NOT NULL THEN
+        RETURN jsonb_build_object('occ', found -> 0, 'side', found -> 1,
+                                  'here', (plain ->> 'varlevelsup')::int = 0 AND (plain ->> 'varno')::int = ANY (restrictable));
+    END IF;
+    side := tview._expr_side(expr, stack, st -> 'occ');
+    IF side IS NULL OR side ->> 'occ' IS NULL OR side ->> 'sql' IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN jsonb_build_object('occ', side -> 'occ', 'side', jsonb_build_object('sql', side -> 'sql', 'atts', side -> 'atts'),
+                              'here', NOT EXISTS (SELECT 1 FROM jsonb_array_elements(side -> 'vars') v
+                                                  WHERE (v ->> 0)::int <> 0 OR (v ->> 1)::int <> ALL (restrictable)));
+END;
+$$;
+
+-- Add the edges an equality `a op b` (op(a, ANY(b)) when any) proves to st: each end of this
+-- level and restrictable is restricted by the other. Between two plain columns with `=` an
+-- edge is [occ, attnum, occ, attnum]; otherwise it carries the operator, its argument types
+-- and which end is its left argument, and the keys query applies that very operator.
+CREATE OR REPLACE FUNCTION tview._add_edges(a jsonb, b jsonb, opno oid, arg_types oid[], any_array boolean, st jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    plain boolean := NOT any_array AND jsonb_typeof(a -> 'side') = 'number' AND jsonb_typeof(b -> 'side') = 'number';
+    op    jsonb := jsonb_build_object('opno', opno, 'types', to_jsonb(arg_types), 'any', any_array);
+BEGIN
+    IF a IS NULL OR b IS NULL OR NOT plain AND array_position(arg_types, NULL) IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode
+                                             WHERE o.oid = opno AND o.oprname = '='
+                                               AND (plain OR p.provolatile = 'i')) THEN
+        RETURN st;
+    END IF;
+    IF (a ->> 'here')::boolean THEN
+        st := jsonb_set(st, '{edges}', (st -> 'edges') || jsonb_build_array(
+            jsonb_build_array(a -> 'occ', a -> 'side', b -> 'occ', b -> 'side')
+            || CASE WHEN plain THEN '[]' ELSE jsonb_build_array(op || '{"left": "x"}') END));
+    END IF;
+    IF (b ->> 'here')::boolean THEN
+        st := jsonb_set(st, '{edges}', (st -> 'edges') || jsonb_build_array(
+            jsonb_build_array(b -> 'occ', b -> 'side', a -> 'occ', a -> 'side')
+            || CASE WHEN plain THEN '[]' ELSE jsonb_build_array(op || '{"left": "y"}') END));
+    END IF;
+    RETURN st;
+END;
+$$;
+
 -- Record the edges one qual proves. restrictable: rtindexes of this level it restricts.
+-- Equalities `a = b` and `a = ANY(b)` (b an array) of its top-level conjuncts count.
 CREATE OR REPLACE FUNCTION tview._qual_edges(qual jsonb, restrictable int[], stack jsonb, st jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    c      jsonb;
-    a      jsonb;
-    b      jsonb;
-    ra     jsonb;
-    rb     jsonb;
+    c jsonb;
 BEGIN
     IF qual IS NULL OR jsonb_typeof(qual) <> 'object' THEN
         RETURN st;
     END IF;
     FOR c IN SELECT tview._conjuncts(qual) LOOP
-        CONTINUE WHEN c ->> '_' <> 'OPEXPR' OR jsonb_array_length(c -> 'args') <> 2;
-        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_operator o
-                                  WHERE o.oid = (c ->> 'opno')::oid AND o.oprname = '=');
-        a := tview._strip(c -> 'args' -> 0);
-        b := tview._strip(c -> 'args' -> 1);
-        ra := tview._resolve(a, stack);
-        rb := tview._resolve(b, stack);
-        CONTINUE WHEN ra IS NULL OR rb IS NULL;
-        IF (a ->> 'varlevelsup')::int = 0 AND (a ->> 'varno')::int = ANY (restrictable) THEN
-            st := jsonb_set(st, '{edges}', (st -> 'edges') || jsonb_build_array(ra || rb));
-        END IF;
-        IF (b ->> 'varlevelsup')::int = 0 AND (b ->> 'varno')::int = ANY (restrictable) THEN
-            st := jsonb_set(st, '{edges}', (st -> 'edges') || jsonb_build_array(rb || ra));
-        END IF;
+        CONTINUE WHEN c ->> '_' NOT IN ('OPEXPR', 'SCALARARRAYOPEXPR') OR jsonb_array_length(c -> 'args') <> 2
+                      OR c ->> '_' = 'SCALARARRAYOPEXPR' AND NOT (c ->> 'useOr')::boolean;
+        st := tview._add_edges(tview._edge_end(c -> 'args' -> 0, restrictable, stack, st),
+                               tview._edge_end(c -> 'args' -> 1, restrictable, stack, st),
+                               (c ->> 'opno')::oid,
+                               ARRAY[tview._expr_type(c -> 'args' -> 0), tview._expr_type(c -> 'args' -> 1)],
+                               c ->> '_' = 'SCALARARRAYOPEXPR', st);
     END LOOP;
     RETURN st;
 END;
@@ -209,6 +357,7 @@ DECLARE
     grouping int[];
     occ      int;
     transparent boolean;
+    others   jsonb := '[]';   -- the conjuncts of WHERE not walked as IN-subqueries
 BEGIN
     FOR rte IN SELECT e FROM jsonb_array_elements(tview._list(q -> 'rtable')) WITH ORDINALITY s(e, i) ORDER BY i
     LOOP
@@ -256,7 +405,29 @@ BEGIN
     stack := outer_stack || jsonb_build_array(jsonb_build_object('rtes', rtes));
     st := tview._walk_from(q -> 'jointree', stack, st);
 
-    FOR link IN SELECT tview._sublinks(q - 'rtable' - 'cteList' - 'setOperations') LOOP
+    -- `a IN (SELECT b ...)` (`= ANY`), a conjunct of WHERE: the subquery's rows matter only to rows
+    -- whose a equals their b (NULL or false, the row is filtered out alike; not so under NOT or in
+    -- the target list, where such sublinks stay unlinked like any other)
+    FOR link IN SELECT tview._conjuncts(q -> 'jointree' -> 'quals') LOOP
+        IF link ->> '_' = 'SUBLINK' AND (link ->> 'subLinkType')::int = 2 THEN
+            st := tview._walk_query(link -> 'subselect', stack, st);
+            FOR te IN SELECT tview._conjuncts(link -> 'testexpr') LOOP
+                CONTINUE WHEN te ->> '_' <> 'OPEXPR' OR jsonb_array_length(te -> 'args') <> 2
+                              OR tview._strip(te -> 'args' -> 1) ->> '_' IS DISTINCT FROM 'PARAM'
+                              OR (tview._strip(te -> 'args' -> 1) ->> 'paramkind')::int <> 2;
+                sub := st -> 'out' -> ((tview._strip(te -> 'args' -> 1) ->> 'paramid')::int - 1);
+                CONTINUE WHEN jsonb_typeof(sub) IS DISTINCT FROM 'array';
+                st := tview._add_edges(tview._edge_end(te -> 'args' -> 0, '{}', stack, st),
+                                       jsonb_build_object('occ', sub -> 0, 'side', sub -> 1, 'here', true),
+                                       (te ->> 'opno')::oid,
+                                       ARRAY[tview._expr_type(te -> 'args' -> 0), tview._expr_type(te -> 'args' -> 1)],
+                                       false, st);
+            END LOOP;
+        ELSE
+            others := others || jsonb_build_array(link);
+        END IF;
+    END LOOP;
+    FOR link IN SELECT tview._sublinks(jsonb_set(q, '{jointree,quals}', others) - 'rtable' - 'cteList' - 'setOperations') LOOP
         st := tview._walk_query(link -> 'subselect', stack, st);
     END LOOP;
 

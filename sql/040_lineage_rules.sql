@@ -38,11 +38,100 @@ AS $$
                      ORDER BY o.oprnamespace <> 'pg_catalog'::regnamespace, o.oid LIMIT 1), ' = ')
 $$;
 
+-- A type as SQL, schema-qualified and without a type modifier (pg_catalog.bpchar, not
+-- character: that would be char(1)).
+CREATE OR REPLACE FUNCTION tview._type_sql(typid oid) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', n.nspname, t.typname)
+    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = typid
+$$;
+
+-- A constant as SQL: text, integers and booleans, and NULL of any type;
+-- NULL for any other constant. Byte-valued datums are read little-endian.
+CREATE OR REPLACE FUNCTION tview._const_sql(node jsonb) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typid oid := (node ->> 'consttype')::oid;
+    len   int := (node ->> 'constlen')::int;
+    value numeric := 0;
+    lit   text;
+BEGIN
+    IF (node ->> 'constisnull')::boolean THEN
+        lit := 'NULL';
+    ELSIF typid IN (25, 1043) THEN
+        lit := quote_literal(tview._const_text(node));
+    ELSIF typid IN (16, 20, 21, 23) AND (node ->> 'constbyval')::boolean AND len IN (1, 2, 4, 8) THEN
+        SELECT sum((b::int & 255) * 256::numeric ^ (i - 1)) INTO value
+        FROM unnest(string_to_array(btrim(regexp_replace(node ->> 'datum', '\s+', ' ', 'g')), ' '))
+             WITH ORDINALITY u(b, i)
+        WHERE i <= len;
+        IF value >= 2::numeric ^ (8 * len - 1) THEN
+            value := value - 2::numeric ^ (8 * len);
+        END IF;
+        lit := CASE WHEN typid = 16 THEN (value <> 0)::text ELSE trunc(value)::text END;
+    END IF;
+    RETURN format('(%s)::%s', lit, tview._type_sql(typid));
+END;
+$$;
+
+-- An operator as SQL: OPERATOR(schema.name).
+CREATE OR REPLACE FUNCTION tview._op_sql(opno oid) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('OPERATOR(%I.%s)', n.nspname, o.oprname)
+    FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE o.oid = opno
+$$;
+
 CREATE OR REPLACE FUNCTION tview._colname(relid oid, attnum int) RETURNS name
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT attname FROM pg_attribute WHERE attrelid = relid AND attnum = _colname.attnum AND NOT attisdropped
+$$;
+
+-- The attnums one end of an edge reads (an attnum, or an expression's).
+CREATE OR REPLACE FUNCTION tview._side_atts(side jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN jsonb_typeof(side) = 'number' THEN jsonb_build_array(side) ELSE side -> 'atts' END $$;
+
+-- One end of an edge over the row alias, as SQL: the column, or the expression.
+CREATE OR REPLACE FUNCTION tview._side_sql(side jsonb, relid oid, alias text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(side) = 'number' THEN alias || '.' || quote_ident(tview._colname(relid, side::int))
+                ELSE format(side ->> 'sql', alias) END
+$$;
+
+-- The join condition of one hop of a keys query, escaped for format(): the edge's equality
+-- with its end x over x_alias (a row of x_rel) and its end y over y_alias. Between plain
+-- columns `y.col = x.col`; else the definition's own operator, its arguments cast to the types
+-- they had there (`= ANY (array)` kept as such: a join on it unnests).
+CREATE OR REPLACE FUNCTION tview._hop_cond(hop jsonb, x_rel oid, x_alias text, y_rel oid, y_alias text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    op    jsonb := hop -> 4;
+    x_sql text := tview._side_sql(hop -> 1, x_rel, x_alias);
+    y_sql text := tview._side_sql(hop -> 3, y_rel, y_alias);
+BEGIN
+    IF op IS NULL THEN
+        RETURN tview._pct(y_sql) || tview._eq_sql(y_rel, (hop ->> 3)::int, x_rel, (hop ->> 1)::int) || tview._pct(x_sql);
+    END IF;
+    RETURN tview._pct(format(CASE WHEN (op ->> 'any')::boolean THEN '(%s)::%s %s ANY ((%s)::%s)' ELSE '(%s)::%s %s (%s)::%s' END,
+                             CASE op ->> 'left' WHEN 'x' THEN x_sql ELSE y_sql END,
+                             tview._type_sql((op -> 'types' ->> 0)::oid),
+                             tview._op_sql((op ->> 'opno')::oid),
+                             CASE op ->> 'left' WHEN 'x' THEN y_sql ELSE x_sql END,
+                             tview._type_sql((op -> 'types' ->> 1)::oid)));
+END;
 $$;
 
 -- The relation a TVIEW's key comes from, per its analysis (NULL: not provable).
@@ -75,6 +164,35 @@ AS $$
     SELECT relid, relkind FROM reads WHERE relkind <> 'v'
 $$;
 
+-- The relations a query tree reads, through views, leaving out the WITH queries no part of
+-- the tree names (PostgreSQL never runs those). A WITH query is counted as read when any
+-- range table entry of the tree names it, at any level.
+CREATE OR REPLACE FUNCTION tview._read_relids(node jsonb, cte_names text[] DEFAULT NULL) RETURNS SETOF oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH names AS (
+        SELECT coalesce(cte_names, ARRAY(SELECT jsonb_path_query(node, 'lax $.** ? (@._ == "RANGETBLENTRY" && @.rtekind == 6).ctename') #>> '{}')) AS n
+    )
+    SELECT (node ->> 'relid')::oid
+    WHERE jsonb_typeof(node) = 'object' AND jsonb_typeof(node -> 'relid') = 'number'
+    UNION ALL
+    SELECT tview._read_relids(tview._view_query((node ->> 'relid')::oid))
+    WHERE jsonb_typeof(node) = 'object' AND node ->> '_' = 'RANGETBLENTRY' AND node ->> 'relkind' = 'v'
+    UNION ALL
+    SELECT tview._read_relids(v, names.n)
+    FROM names, jsonb_each(CASE WHEN jsonb_typeof(node) = 'object' THEN node ELSE '{}' END) e(k, v)
+    WHERE jsonb_typeof(v) IN ('object', 'array') AND k <> 'cteList'
+    UNION ALL
+    SELECT tview._read_relids(c -> 'ctequery', names.n)
+    FROM names, jsonb_array_elements(CASE WHEN jsonb_typeof(node) = 'object' THEN tview._list(node -> 'cteList') ELSE '[]' END) c
+    WHERE c ->> 'ctename' = ANY (names.n)
+    UNION ALL
+    SELECT tview._read_relids(v, names.n)
+    FROM names, jsonb_array_elements(CASE WHEN jsonb_typeof(node) = 'array' THEN node ELSE '[]' END) a(v)
+    WHERE jsonb_typeof(v) IN ('object', 'array')
+$$;
+
 -- The rules: one row per relation read, with its lineage and keys query.
 -- A keys query selects TVIEW keys from %1$s, the changed rows of that relation.
 CREATE OR REPLACE FUNCTION tview._lineage_rules(view_oid oid, analysis jsonb)
@@ -98,13 +216,13 @@ DECLARE
     prev     text;
     sql      text;
     rule     text;
-    last_att int;
     rel      record;
     occ_sqls text[];
     occ_rules text[];
     occ_roles jsonb;
     unproven boolean;
     is_tview boolean;
+    unread   oid[] := ARRAY(SELECT DISTINCT tview._read_relids(tview._view_query(view_oid)));
 BEGIN
     occ_rel := ARRAY(SELECT (o ->> 'relid')::oid FROM jsonb_array_elements(analysis -> 'occ') o);
     IF root IS NOT NULL AND jsonb_typeof(root) = 'array' THEN
@@ -128,6 +246,15 @@ BEGIN
         occ_rules := '{}';
         occ_roles := '[]';
         unproven := NOT (rel.relid = ANY (occ_rel));   -- read somewhere the walk did not reach
+        IF unproven AND rel.relid <> ALL (unread) THEN
+            -- read in WITH queries nothing reads only, never run: no change of it changes T
+            source_oid := rel.relid;
+            lineage := 'none';
+            key_sql := 'SELECT NULL::bigint FROM %1$s x WHERE false';
+            roles := jsonb_build_array(jsonb_build_object('rule', 'none', 'reason', 'read only in a WITH query nothing reads'));
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         is_tview := EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = rel.relid);
         FOR occ IN SELECT o - 1 FROM generate_subscripts(occ_rel, 1) o WHERE occ_rel[o] = rel.relid LOOP
             IF NOT paths ? occ::text THEN
@@ -142,8 +269,9 @@ BEGIN
                 rule := 'root';
                 sql := format('SELECT x.%s FROM %%1$s x', tview._pct(quote_ident(tview._colname(rel.relid, root_att))));
             ELSE
-                -- the changed rows' column used by the first hop must be in the row image
-                IF is_tview AND tview._colname(rel.relid, (hops -> 0 ->> 1)::int) = 'data' THEN
+                -- the changed rows' columns used by the first hop must be in the row image
+                IF is_tview AND EXISTS (SELECT 1 FROM jsonb_array_elements(tview._side_atts(hops -> 0 -> 1)) a
+                                        WHERE tview._colname(rel.relid, a::int) = 'data') THEN
                     unproven := true;
                     occ_roles := occ_roles || jsonb_build_object('rule', 'full', 'reason', 'linked through data');
                     CONTINUE;
@@ -152,17 +280,13 @@ BEGIN
                 prev := 'x';
                 FOR i IN 0 .. n - 2 LOOP
                     hop := hops -> i;
-                    sql := sql || format(' JOIN %s j%s ON j%s.%s%s%s.%s',
-                        tview._pct(tview._qname(occ_rel[(hop ->> 2)::int + 1])), i, i,
-                        tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 2)::int + 1], (hop ->> 3)::int))),
-                        tview._eq_sql(occ_rel[(hop ->> 2)::int + 1], (hop ->> 3)::int,
-                                      occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int),
-                        prev, tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int))));
+                    sql := sql || format(' JOIN %s j%s ON ', tview._pct(tview._qname(occ_rel[(hop ->> 2)::int + 1])), i)
+                        || tview._hop_cond(hop, occ_rel[(hop ->> 0)::int + 1], prev, occ_rel[(hop ->> 2)::int + 1], 'j' || i);
                     prev := 'j' || i;
                 END LOOP;
                 hop := hops -> (n - 1);
-                last_att := (hop ->> 3)::int;
-                IF last_att = root_att THEN
+                IF jsonb_array_length(hop) = 4 AND (hop ->> 3)::int = root_att THEN
+                    -- a plain column equal to the key: its values are the keys
                     sql := format('SELECT %s.%s ', prev,
                                   tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int)))) || sql;
                     rule := CASE WHEN n = 1 THEN 'child' ELSE 'path' END;
@@ -170,11 +294,8 @@ BEGIN
                     -- the root's own table, not the TVIEW's copy of the column: a root row that
                     -- the definition dropped (e.g. an inner join without a match) has no TVIEW row
                     sql := format('SELECT r.%s ', tview._pct(quote_ident(tview._colname(occ_rel[root_occ + 1], root_att)))) || sql
-                        || format(' JOIN %s r ON r.%s%s%s.%s', tview._pct(tview._qname(occ_rel[root_occ + 1])),
-                                  tview._pct(quote_ident(tview._colname(occ_rel[root_occ + 1], last_att))),
-                                  tview._eq_sql(occ_rel[root_occ + 1], last_att,
-                                                occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int), prev,
-                                  tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int))));
+                        || format(' JOIN %s r ON ', tview._pct(tview._qname(occ_rel[root_occ + 1])))
+                        || tview._hop_cond(hop, occ_rel[(hop ->> 0)::int + 1], prev, occ_rel[root_occ + 1], 'r');
                     rule := CASE WHEN n = 1 THEN 'fk' ELSE 'path' END;
                 END IF;
             END IF;
