@@ -164,33 +164,47 @@ AS $$
     SELECT relid, relkind FROM reads WHERE relkind <> 'v'
 $$;
 
--- The relations a query tree reads, through views, leaving out the WITH queries no part of
--- the tree names (PostgreSQL never runs those). A WITH query is counted as read when any
--- range table entry of the tree names it, at any level.
-CREATE OR REPLACE FUNCTION tview._read_relids(node jsonb, cte_names text[] DEFAULT NULL) RETURNS SETOF oid
+-- The names of the WITH queries some range table entry of a tree reads, at any level.
+CREATE OR REPLACE FUNCTION tview._ctes_named(tree jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(DISTINCT n), '[]')
+    FROM jsonb_path_query(tree, 'lax $.** ? (@._ == "RANGETBLENTRY" && @.rtekind == 6).ctename') n
+$$;
+
+
+-- The relations a view reads, through views, leaving out the WITH queries no part of a tree
+-- names (PostgreSQL never runs those). A WITH query is counted as read when any range table
+-- entry of the tree names it, at any level.
+CREATE OR REPLACE FUNCTION tview._read_relids(view_oid oid) RETURNS SETOF oid
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH names AS (
-        SELECT coalesce(cte_names, ARRAY(SELECT jsonb_path_query(node, 'lax $.** ? (@._ == "RANGETBLENTRY" && @.rtekind == 6).ctename') #>> '{}')) AS n
-    )
-    SELECT (node ->> 'relid')::oid
+    -- a walk of the trees, each view once (before PostgreSQL 16 a view's tree names the view
+    -- itself, as its OLD and NEW entries)
+    WITH RECURSIVE walk(node, ctes, seen) AS (
+        SELECT q, tview._ctes_named(q), ARRAY[view_oid] FROM tview._view_query(view_oid) q
+        UNION ALL
+        SELECT c.node, c.ctes, c.seen
+        FROM walk w, LATERAL (
+            SELECT v, w.ctes, w.seen FROM jsonb_array_elements(CASE WHEN jsonb_typeof(w.node) = 'array' THEN w.node END) v
+            WHERE jsonb_typeof(v) IN ('object', 'array')
+            UNION ALL
+            SELECT v, w.ctes, w.seen FROM jsonb_each(CASE WHEN jsonb_typeof(w.node) = 'object' THEN w.node END) e(k, v)
+            WHERE jsonb_typeof(v) IN ('object', 'array') AND k <> 'cteList'
+            UNION ALL
+            SELECT q -> 'ctequery', w.ctes, w.seen
+            FROM jsonb_array_elements(CASE WHEN jsonb_typeof(w.node) = 'object' THEN tview._list(w.node -> 'cteList') END) q
+            WHERE w.ctes ? (q ->> 'ctename')
+            UNION ALL
+            SELECT v.q, tview._ctes_named(v.q), w.seen || v.relid
+            FROM (SELECT (w.node ->> 'relid')::oid AS relid, tview._view_query((w.node ->> 'relid')::oid) AS q
+                  WHERE jsonb_typeof(w.node) = 'object' AND w.node ->> '_' = 'RANGETBLENTRY'
+                    AND w.node ->> 'relkind' = 'v' AND (w.node ->> 'relid')::oid <> ALL (w.seen)) v
+        ) c(node, ctes, seen))
+    SELECT (node ->> 'relid')::oid FROM walk
     WHERE jsonb_typeof(node) = 'object' AND jsonb_typeof(node -> 'relid') = 'number'
-    UNION ALL
-    SELECT tview._read_relids(tview._view_query((node ->> 'relid')::oid))
-    WHERE jsonb_typeof(node) = 'object' AND node ->> '_' = 'RANGETBLENTRY' AND node ->> 'relkind' = 'v'
-    UNION ALL
-    SELECT tview._read_relids(v, names.n)
-    FROM names, jsonb_each(CASE WHEN jsonb_typeof(node) = 'object' THEN node ELSE '{}' END) e(k, v)
-    WHERE jsonb_typeof(v) IN ('object', 'array') AND k <> 'cteList'
-    UNION ALL
-    SELECT tview._read_relids(c -> 'ctequery', names.n)
-    FROM names, jsonb_array_elements(CASE WHEN jsonb_typeof(node) = 'object' THEN tview._list(node -> 'cteList') ELSE '[]' END) c
-    WHERE c ->> 'ctename' = ANY (names.n)
-    UNION ALL
-    SELECT tview._read_relids(v, names.n)
-    FROM names, jsonb_array_elements(CASE WHEN jsonb_typeof(node) = 'array' THEN node ELSE '[]' END) a(v)
-    WHERE jsonb_typeof(v) IN ('object', 'array')
 $$;
 
 -- The rules: one row per relation read, with its lineage and keys query.
@@ -222,7 +236,7 @@ DECLARE
     occ_roles jsonb;
     unproven boolean;
     is_tview boolean;
-    unread   oid[] := ARRAY(SELECT DISTINCT tview._read_relids(tview._view_query(view_oid)));
+    unread   oid[] := ARRAY(SELECT DISTINCT tview._read_relids(view_oid));
 BEGIN
     occ_rel := ARRAY(SELECT (o ->> 'relid')::oid FROM jsonb_array_elements(analysis -> 'occ') o);
     IF root IS NOT NULL AND jsonb_typeof(root) = 'array' THEN
