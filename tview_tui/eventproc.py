@@ -33,6 +33,7 @@ SEND_INTERVAL = 0.2     # seconds between updates (the tail reads the app's buff
 SEND_MAX = 500          # newest items per update; older ones are counted as not sent
 GAPS_MAX = 100          # gaps kept for one update (they come one per reconnect)
 STOP_TIMEOUT = 2.0      # seconds the child gets to unregister and end before it is killed
+NICE = 5                # the child's lower scheduling priority: the app's own process runs first
 
 
 @dataclass
@@ -137,6 +138,7 @@ def serve(target: Target, pipe: Connection, parent: int, seq: int) -> None:
     """The child process: stream, count and send until the app is gone or asks it to end.
     Items are numbered from ``seq`` + 1 (the app's numbers go on across a new process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)        # ctrl+c is the app's to handle
+    os.nice(NICE)                                       # on a busy machine, key presses come first
     devnull = os.open(os.devnull, os.O_WRONLY)          # nothing may write over the app's screen
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
