@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -444,3 +449,36 @@ async def test_snapshots_of_the_new_views(demo_db, dsn, view, size, request):
         if not request.config.getoption("--update-snapshots"):
             pytest.fail(f"snapshot {expected.name} was missing and has been written; run again")
     assert text == expected.read_text()
+
+
+def test_event_stream_process_ends_when_the_app_is_killed(demo_db):
+    """The app's event stream runs in a child process, which does not outlive a killed app."""
+    def alive(pid: int) -> bool:
+        try:
+            return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+
+    app = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from tview_tui.connection import Target\n"
+         "from tview_tui.eventproc import EventProcess\n"
+         "stream = EventProcess(Target(sys.argv[1]))\n"
+         "while stream.receive(1.0) is None or not stream.connected:\n"
+         "    pass\n"
+         "print(stream.process.pid, flush=True)\n"
+         "time.sleep(60)\n", demo_db],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert app.stdout is not None
+        child = int(app.stdout.readline())
+        assert alive(child)                                    # listening
+        app.send_signal(signal.SIGKILL)
+        app.wait(10)
+        deadline = time.monotonic() + 10
+        while alive(child):
+            assert time.monotonic() < deadline, "the event stream process outlived the app"
+            time.sleep(0.1)
+    finally:
+        app.kill()
+        app.wait()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from .connection import Target, TviewError, connect_async, in_recovery_async
 CHANNEL = "tview_events"
 PROTOCOL_VERSION = 1
 EVENT_BUFFER = 5000   # recent events a consumer keeps in memory (the app's tail and detail screens)
+SPARK_POINTS = 60     # refresh times of a TVIEW a summary carries (the tail's sparklines)
 
 
 class MalformedEvent(ValueError):
@@ -183,11 +185,7 @@ class TviewStats:
 
     def percentile(self, q: float) -> float | None:
         """q-th percentile (0..100) of recent refresh times, in milliseconds."""
-        if not self.recent_us:
-            return None
-        ordered = sorted(self.recent_us)
-        index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-        return ordered[index] / 1000.0
+        return _percentile(sorted(self.recent_us), q)
 
     def max_ms(self) -> float | None:
         return max(self.recent_us) / 1000.0 if self.recent_us else None
@@ -195,6 +193,33 @@ class TviewStats:
     def per_minute(self, now: float | None = None) -> float:
         """Events in the last 60 seconds (all of them, not only those in the timing window)."""
         return self.rate.per_minute(now)
+
+    def summary(self, now: float | None = None) -> TviewSummary:
+        """The figures the screens show, taken now (one sort for both percentiles)."""
+        ordered = sorted(self.recent_us)
+        return TviewSummary(count=self.count, last=self.last, p50=_percentile(ordered, 50),
+                            p95=_percentile(ordered, 95), per_minute=self.per_minute(now),
+                            recent_us=tuple(itertools.islice(reversed(self.recent_us), SPARK_POINTS))[::-1])
+
+
+def _percentile(ordered: list[int], q: float) -> float | None:
+    """q-th percentile (0..100) of sorted microseconds, in milliseconds."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))] / 1000.0
+
+
+@dataclass(frozen=True)
+class TviewSummary:
+    """One TVIEW's statistics as the screens show them: a small copy of :class:`TviewStats`,
+    sent from the process that counts the events to the app."""
+
+    count: int
+    last: Event | None
+    p50: float | None              # milliseconds, over the timing window
+    p95: float | None
+    per_minute: float              # events in the last 60 seconds when taken
+    recent_us: tuple[int, ...]     # the newest SPARK_POINTS refresh times, oldest first
 
 
 class StatsBook:

@@ -1,4 +1,4 @@
-"""The Textual app: owns the connection, the refresh loop and the event stream.
+"""The Textual app: owns the connection, the refresh loop and the event stream (in a process of its own).
 
 Screens never touch the database: they ask the app, which runs the work in a worker and
 keeps the results (the TVIEW list, rolling statistics, a bounded buffer of recent events)
@@ -7,9 +7,7 @@ for the screens to read.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import sys
 import threading
 import time
 from collections import deque
@@ -23,7 +21,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from .. import catalog, diagnostics, events, installer, trace
+from .. import catalog, diagnostics, eventproc, events, installer, trace
 from ..config import Config
 from ..connection import Target, TviewError, connect, in_recovery
 from ..demo import DemoWriter
@@ -39,16 +37,6 @@ from .widgets import HelpScreen, OfferDemoScreen
 EVENT_BUFFER = events.EVENT_BUFFER
 ENGINE_GONE = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction)
 HEALTH_INTERVAL = 30.0  # seconds between background health checks (the list's health column)
-# The stream thread shares the interpreter lock with the UI: a batch that took long to parse is
-# followed by a pause of STREAM_YIELD times its length, so a flood never starves key presses
-# (what the pause holds back waits in the socket, or, on the server, in the notification queue,
-# whose writers stop notifying rather than fail when it fills).
-STREAM_YIELD = 0.5
-# How long a thread may hold the interpreter lock while another waits (Python's default is
-# 5 ms): short, so a key press is not kept waiting behind the stream thread's parsing.
-SWITCH_INTERVAL = 0.0005
-
-
 class Database:
     """The app's catalog connection, used by one thread worker at a time, reopened on failure."""
 
@@ -110,10 +98,11 @@ class TviewApp(App):
         self.demo_starter = demo_starter
         self.preferred_theme = theme or self.config.theme
         self.db: Database | None = None
-        self.stats = events.StatsBook()
+        self.stats = eventproc.LiveStats()
         self.event_buffer: deque[tuple[int, events.Item]] = deque(maxlen=EVENT_BUFFER)
-        self.event_seq = 0
-        self.stream: events.EventStream | None = None
+        self.event_seq = 0          # events and gaps the stream received (numbered from 1)
+        self.events_not_sent = 0    # of those, the ones its process did not send (too many to show)
+        self.stream: eventproc.EventProcess | None = None
         self.can_write = not self.read_only
         self.standby = False                       # a hot standby: read-only, events from the log
         self.engine_status: installer.Status | None = None
@@ -249,29 +238,31 @@ class TviewApp(App):
     # -- events ------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="events")
     def stream_events(self) -> None:
-        """Consume events in a thread with its own event loop, so parsing thousands of events a
-        second never delays a key press; the UI reads the results from bounded structures."""
-        asyncio.run(self._consume_events())
-
-    async def _consume_events(self) -> None:
+        """Receive the event stream's updates from its own process (see eventproc): parsing and
+        counting thousands of events a second happen there, so they never delay a key press.
+        Applying an update takes a few bulk operations, however many events it stands for."""
         assert self.target is not None
-        self.stream = events.EventStream(self.target)
         worker = get_current_worker()
-        sys.setswitchinterval(SWITCH_INTERVAL)
-        try:
-            started = time.perf_counter()
-            async for batch in self.stream.batches():
-                if worker.is_cancelled:
-                    break
-                self.stats.add(batch)
-                first = self.event_seq + 1
-                self.event_buffer.extend(zip(itertools.count(first), batch))   # one C call, no per-item work
-                self.event_seq = first + len(batch) - 1
-                busy = time.perf_counter() - started
-                await asyncio.sleep(min(busy * STREAM_YIELD, 0.05))
-                started = time.perf_counter()
-        finally:
-            await self.stream.close()
+        while not worker.is_cancelled:
+            self.stream = stream = eventproc.EventProcess(self.target, self.event_seq)
+            try:
+                while not worker.is_cancelled:
+                    update = stream.receive(0.2)
+                    if update is not None:
+                        self._apply(update)
+            except EOFError:            # it ended unasked (it never should): start another
+                if not (stream.stopped or worker.is_cancelled):
+                    self.call_from_thread(self.notify_error, "the event stream stopped; restarting it")
+                    time.sleep(1)
+            finally:
+                stream.close()
+
+    def _apply(self, update: eventproc.Update) -> None:
+        self.event_buffer.extend(update.items)      # one C call: the buffer keeps the newest EVENT_BUFFER
+        self.stats.by_tview.update(update.stats)
+        self.stats.sources = update.sources
+        self.events_not_sent += update.not_sent
+        self.event_seq = update.seq
 
     def events_since(self, seq: int, limit: int = EVENT_BUFFER) -> list[tuple[int, events.Item]]:
         """The newest buffered items after seq, at most ``limit`` of them, oldest first (a copy

@@ -78,12 +78,12 @@ class GraphScreen(BaseScreen):
         label = Text("  " * level + ("● " if lit else "  ") + name, style="bold" if lit else "")
         if kind == "tview":
             stats = app.stats.get(name)
-            rate = f"{stats.per_minute():.0f}" if stats else "0"
-            p95 = stats.percentile(95) if stats else None
+            rate = f"{stats.per_minute:.0f}" if stats else "0"
+            p95 = stats.p95 if stats else None
             p95_text = "-" if p95 is None else f"{p95:.1f}"
         else:
             started = app.stats.sources.get(graph.short(name))
-            rate, p95_text = (f"{started.per_minute():.0f}" if started else "0"), ""
+            rate, p95_text = f"{started or 0:.0f}", ""
         reads = Text()
         for n, (source, lineage) in enumerate(graph.inputs(self.graph, name)):
             if n:

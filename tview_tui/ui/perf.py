@@ -32,9 +32,11 @@ class UiBenchResult:
     target_rate: int
     seconds: float
     produced: int
-    consumed: int
+    consumed: int                # received by the app's event stream process
+    not_sent: int                # of those, counted there but not sent to the app (too many to show)
     key_latency_ms: list[float]
-    rss_mb: list[float]          # resident memory sampled along the run
+    rss_mb: list[float]          # resident memory of the app sampled along the run
+    stream_rss_mb: list[float]   # and of its event stream process
     buffer_len: int
 
     def report(self) -> str:
@@ -43,19 +45,24 @@ class UiBenchResult:
         return "\n".join([
             f"startup to first screen with {self.tviews} TVIEWs: {self.startup_ms:.0f} ms (target < 1000 ms)",
             f"events produced {self.produced} in {self.seconds:.0f} s ({self.produced / self.seconds:.0f}/s,"
-            f" target {self.target_rate}/s); consumed by the app {self.consumed}"
-            f" ({100 * self.consumed / max(self.produced, 1):.1f}%)",
+            f" target {self.target_rate}/s); received by the app's event stream {self.consumed}"
+            f" ({100 * self.consumed / max(self.produced, 1):.1f}%), of which sent to the screens"
+            f" {self.consumed - self.not_sent} (the newest of each update)",
             f"key press handled: median {statistics.median(keys) if keys else float('nan'):.1f} ms,"
             f" p95 {p95:.1f} ms, max {max(keys) if keys else float('nan'):.1f} ms over {len(keys)} presses"
             " (target < 50 ms)",
-            f"memory (RSS): {self.rss_mb[0]:.0f} MB at start, {max(self.rss_mb):.0f} MB peak,"
-            f" {self.rss_mb[-1]:.0f} MB at the end; event buffer {self.buffer_len} items (bounded)",
+            f"memory (RSS): app {memory(self.rss_mb)}; event stream process {memory(self.stream_rss_mb)};"
+            f" event buffer {self.buffer_len} items (bounded)",
         ])
 
 
-def rss_mb() -> float:
-    """Resident set size of this process (Linux), in MB."""
-    with open("/proc/self/status") as status:
+def memory(samples: list[float]) -> str:
+    return f"{samples[0]:.0f} MB at start, {max(samples):.0f} MB peak, {samples[-1]:.0f} MB at the end"
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of a process (Linux), in MB."""
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -107,10 +114,13 @@ async def run(dsn: str, tviews: int = 200, rate: int = 50_000, seconds: float = 
             await pilot.pause(0.05)
         stop, counter = threading.Event(), [0]
         writer = threading.Thread(target=flood, args=(dsn, rate, seconds, stop, counter), daemon=True)
-        seq_before = app.event_seq
+        seq_before, not_sent_before = app.event_seq, app.events_not_sent
         writer.start()
         latencies: list[float] = []
         rss_samples: list[float] = [rss_mb()]
+        stream_pid = app.stream.process.pid
+        assert stream_pid is not None
+        stream_rss = [rss_mb(stream_pid)]
         t0 = time.monotonic()
         while writer.is_alive() and time.monotonic() - t0 < seconds + 5:
             screen = app.screen
@@ -122,14 +132,15 @@ async def run(dsn: str, tviews: int = 200, rate: int = 50_000, seconds: float = 
                 await pilot.pause(0.001)
             latencies.append((time.perf_counter() - pressed) * 1000)
             rss_samples.append(rss_mb())
+            stream_rss.append(rss_mb(stream_pid))
             await pilot.pause(0.5)
         stop.set()
         writer.join(10)
         await pilot.pause(1.0)                   # let the stream drain
-        consumed = app.event_seq - seq_before
+        consumed, not_sent = app.event_seq - seq_before, app.events_not_sent - not_sent_before
         buffer_len = len(app.event_buffer)
-    return UiBenchResult(tviews, startup_ms, rate, seconds, counter[0], consumed, latencies, rss_samples,
-                         buffer_len)
+    return UiBenchResult(tviews, startup_ms, rate, seconds, counter[0], consumed, not_sent, latencies, rss_samples,
+                         stream_rss, buffer_len)
 
 
 def main(dsn: str | None, tviews: int, rate: int, seconds: float) -> str:

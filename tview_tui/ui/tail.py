@@ -1,9 +1,10 @@
 """Live tail: recent events, with pause, follow, filter, rate and latency sparklines.
 
-Back-pressure: the event stream only appends to the app's bounded buffer; this screen
-reads it on a timer and renders at most LINES_PER_TICK rows per tick. What it cannot show
-in time, or what passed while paused beyond what the buffer holds, is counted and marked by
-a gap row in place, instead of making the screen lag behind.
+Back-pressure: the event stream's process sends the app only the newest events of each
+update (the rest are numbered but not sent), into a bounded buffer; this screen reads it on a
+timer and renders at most LINES_PER_TICK rows per tick. What it cannot show in time, what the
+stream did not send, or what passed while paused beyond what the buffer holds, is counted and
+marked by a gap row in place, instead of making the screen lag behind.
 
 Columns put what a person tails for first (time, refresh time, rows, mode, TVIEW), so a
 narrow terminal cuts the keys, not the timings; enter on an event opens its transaction's
@@ -55,6 +56,12 @@ def event_line(event: Event) -> str:
             f"[{keys}{f',+{more}' if more else ''}]")
 
 
+def gap_row(text: str) -> tuple[str, str, bool]:
+    """A marked row of the log: what was skipped or missed, selectable to read it whole."""
+    line = f"-- {text} --"
+    return line, line, True
+
+
 class TailScreen(BaseScreen):
     SCOPE = "tail"
     BINDINGS = bindings("tail")
@@ -92,8 +99,7 @@ class TailScreen(BaseScreen):
         return any(text in (part or "").lower() for part in (event.name, event.source, event.op))
 
     def _gap(self, text: str) -> None:
-        line = f"-- {text} --"
-        self.event_log.add([(line, line, True)])
+        self.event_log.add([gap_row(text)])
 
     def _tick(self) -> None:
         app = self.tapp
@@ -109,16 +115,15 @@ class TailScreen(BaseScreen):
         if not fresh:
             self._update_info()
             return
-        lost = fresh[0][0] - self.last_seq - 1
-        if lost > 0:
-            self.skipped += lost
-            self._gap(f"{lost} event(s) skipped: too fast to show")
-        self.last_seq = fresh[-1][0]
         lines: list[tuple[str, Event | str, bool]] = []
-        for _, item in fresh:
+        for seq, item in fresh:
+            lost = seq - self.last_seq - 1         # before the oldest shown, or not sent by the stream
+            self.last_seq = seq
+            if lost > 0:
+                self.skipped += lost
+                lines.append(gap_row(f"{lost} event(s) skipped: too fast to show"))
             if isinstance(item, Gap):
-                text = f"-- {item.describe()} --"
-                lines.append((text, text, True))
+                lines.append(gap_row(item.describe()))
             elif self._matches(item):
                 lines.append((event_line(item), item, False))
                 self.shown += 1
@@ -148,7 +153,7 @@ class TailScreen(BaseScreen):
             panel.mount_all([Label("no events yet: write to a table that a TVIEW reads", classes="spark-label")]
                             + [w for _ in range(SPARKLINES)
                                for w in (Label("", classes="spark-label"), Sparkline([], classes="spark"))])
-        busiest = sorted(list(self.tapp.stats.by_tview.items()), key=lambda kv: -kv[1].per_minute())[:SPARKLINES]
+        busiest = sorted(list(self.tapp.stats.by_tview.items()), key=lambda kv: -kv[1].per_minute)[:SPARKLINES]
         empty, *pairs = panel.children
         empty.display = not busiest
         for n, (label, spark) in enumerate(zip(pairs[::2], pairs[1::2], strict=True)):
@@ -156,9 +161,9 @@ class TailScreen(BaseScreen):
             if n < len(busiest):
                 name, stats = busiest[n]
                 assert isinstance(label, Label) and isinstance(spark, Sparkline)
-                label.update(f"{name}  p50 {stats.percentile(50) or 0:.1f} · p95 {stats.percentile(95) or 0:.1f}"
-                             f" ms · {stats.per_minute():.0f}/min")
-                spark.data = list(stats.recent_us)[-60:]
+                label.update(f"{name}  p50 {stats.p50 or 0:.1f} · p95 {stats.p95 or 0:.1f}"
+                             f" ms · {stats.per_minute:.0f}/min")
+                spark.data = list(stats.recent_us)
 
     # -- actions ------------------------------------------------------------------------
     def on_event_log_selected(self, message: EventLog.Selected) -> None:

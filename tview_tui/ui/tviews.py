@@ -70,9 +70,9 @@ class TviewsScreen(BaseScreen):
             "mode": info.mode,
             "lineage": info.lineage,
             "last": last,
-            "rate": f"{stats.per_minute():.0f}" if stats else "0",
-            "p50": fmt_ms(stats.percentile(50) if stats else None),
-            "p95": fmt_ms(stats.percentile(95) if stats else None),
+            "rate": f"{stats.per_minute:.0f}" if stats else "0",
+            "p50": fmt_ms(stats.p50 if stats else None),
+            "p95": fmt_ms(stats.p95 if stats else None),
             "health": self.tapp.health_of(info.table),
         }
 
@@ -82,8 +82,8 @@ class TviewsScreen(BaseScreen):
             "tview": info.table,
             "rows": -(info.rows or 0),
             "size": -info.bytes,
-            "rate": -(stats.per_minute() if stats else 0),
-            "p95": -((stats.percentile(95) or 0) if stats else 0),
+            "rate": -(stats.per_minute if stats else 0),
+            "p95": -((stats.p95 or 0) if stats else 0),
         }[self.sort_key]
 
     def _update_table(self, items: list[TviewInfo]) -> None:
