@@ -151,11 +151,40 @@ def engine_template(server_dsn: str) -> Iterator[str]:
     _drop_database(server_dsn, name)
 
 
+@pytest.fixture(scope="session")
+def _prepared_templates(server_dsn: str, engine_template: str) -> Iterator[dict]:
+    """This worker's prepared databases, built on first use: setup -> database name."""
+    built: dict = {}
+    yield built
+    for name in built.values():
+        _drop_database(server_dsn, name)
+
+
+def _template_for(request: pytest.FixtureRequest, server_dsn: str, engine_template: str) -> str:
+    """The database the test's own is copied from: the engine's, or the prepared one it asks for
+    (a fixture of its module made by engine_helpers.prepared_database)."""
+    setups = {setup for name in request.fixturenames
+              if (setup := getattr(getattr(request.module, name, None), "prepared_setup", None))}
+    if not setups:
+        return engine_template
+    assert len(setups) == 1, f"{request.node.nodeid} asks for {len(setups)} prepared databases"
+    setup = setups.pop()
+    built = request.getfixturevalue("_prepared_templates")
+    if setup not in built:
+        name = f"tview_prep_{uuid.uuid4().hex[:12]}"
+        dsn = _create_database(server_dsn, name, template=engine_template)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            setup(conn)
+        built[setup] = name
+    return built[setup]
+
+
 @pytest.fixture
-def dsn(server_dsn: str, engine_template: str) -> Iterator[str]:
-    """DSN of a new database with the engine installed."""
+def dsn(request: pytest.FixtureRequest, server_dsn: str, engine_template: str) -> Iterator[str]:
+    """DSN of a new database with the engine installed (and what a prepared_database fixture
+    the test uses set up in it)."""
     name = f"tview_test_{uuid.uuid4().hex[:12]}"
-    dsn = _create_database(server_dsn, name, template=engine_template)
+    dsn = _create_database(server_dsn, name, template=_template_for(request, server_dsn, engine_template))
     yield dsn
     _drop_database(server_dsn, name)
 

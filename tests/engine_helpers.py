@@ -1,11 +1,12 @@
 """Shared by the engine tests: what a refused engine call must leave as it was, and the check that it
-did; two concurrent writers."""
+did; two concurrent writers; fixtures for databases prepared once per worker."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 import psycopg
 import psycopg.sql
@@ -126,3 +127,17 @@ def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on"
         first.close()
         second.close()
         observer.close()
+
+
+def prepared_database(setup: Callable[[psycopg.Connection], object], *, name: str, gives: str = "db"):
+    """A fixture for a test's database after ``setup(conn)``, to assign to a module global of the
+    same ``name``. The schema and TVIEWs are built once per worker, in a database that each test
+    using the fixture then gets a copy of (a copy keeps every oid, so the engine's catalog holds
+    as it is). The fixture gives the test's ``db`` connection, or its ``dsn`` (``gives="dsn"``):
+    ``dsn`` and ``db`` are that database. ``setup`` must depend on nothing but the connection,
+    and may not ALTER DATABASE (a copy keeps no per-database settings)."""
+    @pytest.fixture(name=name)
+    def prepared(db: psycopg.Connection, dsn: str):
+        return db if gives == "db" else dsn
+    prepared.prepared_setup = setup        # type: ignore[attr-defined] - read by _template_for
+    return prepared

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, set_engine
+from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, prepared_database, set_engine
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -141,14 +141,16 @@ BLOG_TVIEWS = [
 ]
 
 
-@pytest.fixture
-def blog(db):
+def build_blog(db):
+    """The blog schema and its six TVIEWs."""
     db.execute(BLOG_SCHEMA)
     for name, definition in BLOG_TVIEWS:
         create(db, name, definition)
     assert keys(db, "post") == {1, 2, 3, 4, 5}
     assert_oracle(db)
-    return db
+
+
+blog = prepared_database(build_blog, name="blog")
 
 
 # Every write kind: each statement is followed by the oracle over all six TVIEWs.
@@ -1061,8 +1063,7 @@ def test_bulk_statements_cost_constant_engine_calls(db):  # 28
 
 # =========================================================================== keys that stop being unique
 
-@pytest.fixture
-def orders(db):
+def build_orders(db):
     """tv_order, whose key is unique only while an order has at most one line."""
     db.execute(ORDER_TABLES)
     db.execute("""
@@ -1070,7 +1071,9 @@ def orders(db):
         INSERT INTO tb_line VALUES (1, 1), (2, 2);
     """)
     create(db, "order", ORDER_BY_LINE)
-    return db
+
+
+orders = prepared_database(build_orders, name="orders")
 
 
 @pytest.mark.parametrize("statement, batch_threshold", [

@@ -25,7 +25,7 @@ from psycopg import sql
 from tview_tui import cli, demo, diagnostics, installer
 from tview_tui.diagnostics import Finding, apply_fix, exit_code, run_checks
 
-from engine_helpers import damage, set_engine
+from engine_helpers import damage, prepared_database, set_engine
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -34,11 +34,8 @@ TVIEWS = ["public.tv_company", "public.tv_user", "public.tv_comment", "public.tv
 POST_CARD = dict(demo.TVIEWS)["post_card"]
 
 
-@pytest.fixture
-def blog(db):
-    """The demo schema: five TVIEWs in four levels over four tables, one helper view."""
-    demo.setup(db)
-    return db
+# The demo schema: five TVIEWs in four levels over four tables, one helper view.
+blog = prepared_database(demo.setup, name="blog")
 
 
 def findings(conn, check: str | None = None, *, deep: bool = True, **kwargs) -> list[Finding]:

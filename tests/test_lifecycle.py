@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from engine_helpers import damage
+from engine_helpers import damage, prepared_database
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -44,11 +44,12 @@ SELECT tview.create('old_post', $$
 """
 
 
-@pytest.fixture
-def parts(db: psycopg.Connection) -> psycopg.Connection:
+def build_parts(db: psycopg.Connection) -> None:
     db.execute(PARTITIONED)
     assert_oracle(db)
-    return db
+
+
+parts = prepared_database(build_parts, name="parts")
 
 
 def titles(db: psycopg.Connection, user: int) -> list[str]:
@@ -214,11 +215,12 @@ SELECT tview.create('user', $$
 """
 
 
-@pytest.fixture
-def inherited(db: psycopg.Connection) -> psycopg.Connection:
+def build_inherited(db: psycopg.Connection) -> None:
     db.execute(INHERITED)
     assert_oracle(db)
-    return db
+
+
+inherited = prepared_database(build_inherited, name="inherited")
 
 
 @pytest.mark.parametrize("statement", [
@@ -312,10 +314,7 @@ SELECT tview.create('post', $$SELECT t.pk_post, t.fk_user, jsonb_build_object('t
 """
 
 
-@pytest.fixture
-def schemas(db: psycopg.Connection) -> psycopg.Connection:
-    db.execute(SCHEMAS)
-    return db
+schemas = prepared_database(lambda db: db.execute(SCHEMAS), name="schemas")
 
 
 def write_everywhere(db: psycopg.Connection, schema: str = "app") -> None:

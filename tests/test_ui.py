@@ -22,7 +22,7 @@ from tview_tui.ui.tail import TICK
 from tview_tui.ui.tviews import COLUMNS
 from tview_tui.ui.widgets import ConfirmScreen, HelpScreen, PromptScreen
 
-from engine_helpers import damage
+from engine_helpers import damage, prepared_database
 from oracle import assert_oracle
 
 SIZE = (150, 40)
@@ -30,10 +30,7 @@ COLUMN = {key: n for n, (key, _) in enumerate(COLUMNS)}     # the list's column 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
-@pytest.fixture
-def demo_db(db, dsn):
-    demo.setup(db)
-    return dsn
+demo_db = prepared_database(demo.setup, name="demo_db", gives="dsn")
 
 
 def make_app(dsn: str, **kwargs) -> TviewApp:

@@ -22,13 +22,9 @@ from textual.widgets import Label
 from tview_tui import demo
 from tview_tui.connection import Target
 
-from engine_helpers import damage
+from engine_helpers import damage, prepared_database
 
-
-@pytest.fixture
-def demo_db(db, dsn):
-    demo.setup(db)
-    return dsn
+demo_db = prepared_database(demo.setup, name="demo_db", gives="dsn")
 
 
 async def test_read_only_session_registers_and_tails_events(demo_db, dsn):
