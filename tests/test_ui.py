@@ -25,6 +25,8 @@ from tview_tui.ui.widgets import ConfirmScreen, HelpScreen, PromptScreen
 from engine_helpers import damage, prepared_database
 from oracle import assert_oracle
 
+pytestmark = pytest.mark.ui
+
 SIZE = (150, 40)
 COLUMN = {key: n for n, (key, _) in enumerate(COLUMNS)}     # the list's column positions
 SNAPSHOTS = Path(__file__).parent / "snapshots"

@@ -24,6 +24,8 @@ from tview_tui.connection import Target
 
 from engine_helpers import damage, prepared_database
 
+pytestmark = pytest.mark.ui
+
 demo_db = prepared_database(demo.setup, name="demo_db", gives="dsn")
 
 
