@@ -15,6 +15,9 @@
 --   missing_trigger, disabled_trigger, foreign_trigger
 --                                     the four statement triggers on every table TVIEWs read,
 --                                     its partitions, inheritance children and ancestors
+--   detach_pending                    a partition of a table TVIEWs read left "detach pending" by
+--                                     an interrupted DETACH PARTITION ... CONCURRENTLY: its parent
+--                                     leaves its rows out already, the TVIEWs still have them
 --   missing_privilege                 SELECT, TRIGGER or UPDATE the engine owner lacks on a
 --                                     table TVIEWs read (fix: the GRANT)
 --   full_lineage                      relations whose changes refresh a TVIEW whole
@@ -220,6 +223,31 @@ AS $$
     WHERE s.state <> 'ok'
     GROUP BY x.id, x.schema_name, x.name, m.relid, s.kind
     ORDER BY x.id, m.relid::regclass::text, s.kind
+$$;
+
+-- The first transaction of DETACH PARTITION ... CONCURRENTLY takes the partition out of its
+-- parent's queries; the engine follows at the end of the command (or of its FINALIZE), which
+-- an interrupted command never reaches. One row per pending partition.
+CREATE OR REPLACE FUNCTION tview._health_detach_pending()
+RETURNS TABLE (check_name text, severity text, tview text, detail text, fix text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'detach_pending', 'error',
+           string_agg(DISTINCT tview._label(x.schema_name, x.name), ', '),
+           format('%s is being detached from %s by a DETACH PARTITION ... CONCURRENTLY that did not finish: '
+                  'queries of %2$s leave its rows out already, these TVIEWs still have them',
+                  i.inhrelid::regclass, i.inhparent::regclass),
+           format('ALTER TABLE %s DETACH PARTITION %s FINALIZE  -- outside a transaction block; '
+                  'it waits for older transactions, then the TVIEWs follow', tview._qname(i.inhparent),
+                  tview._qname(i.inhrelid))
+    FROM pg_inherits i
+    CROSS JOIN LATERAL pg_partition_ancestors(i.inhparent) a(relid)
+    JOIN tview.dependencies d ON d.source_oid = a.relid AND d.source_kind = 'table'
+    JOIN tview.tviews x ON x.id = d.tview_id
+    WHERE i.inhdetachpending
+    GROUP BY i.inhparent, i.inhrelid
+    ORDER BY i.inhrelid::regclass::text
 $$;
 
 CREATE OR REPLACE FUNCTION tview._health_full_lineage()
@@ -653,7 +681,7 @@ BEGIN
             'SELECT tview.relink()';
         RETURN;
     END IF;
-    FOREACH part IN ARRAY ARRAY['catalog', 'triggers', 'privileges', 'full_lineage', 'unindexed_fk', 'notify_queue',
+    FOREACH part IN ARRAY ARRAY['catalog', 'triggers', 'detach_pending', 'privileges', 'full_lineage', 'unindexed_fk', 'notify_queue',
                                 'blocked_session', 'slow_tview', 'deferred_backlog', 'settings', 'drift'] LOOP
         BEGIN
             IF part = 'drift' THEN

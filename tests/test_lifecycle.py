@@ -138,6 +138,55 @@ def test_attach_and_detach_refresh_the_rows_they_move(parts):
     assert_oracle(parts)
 
 
+def test_detach_concurrently_and_its_finalize_refresh_the_rows_they_move(parts, dsn):
+    """DETACH CONCURRENTLY runs in two transactions of its own (no transaction block); a
+    writer in another session goes on writing into the partition before and after."""
+    with psycopg.connect(dsn, autocommit=True) as writer:
+        writer.execute("UPDATE tb_post SET title = 'before' WHERE pk_post = 5")
+        parts.execute("ALTER TABLE tb_post DETACH PARTITION tb_post_1 CONCURRENTLY")
+        assert parts.execute("SELECT count(*) FROM tv_post WHERE pk_post < 100").fetchone() == (0,)
+        assert "before" not in titles(parts, 1)
+        assert_oracle(parts)
+        writer.execute("UPDATE tb_post_1 SET title = 'outside now' WHERE pk_post = 5")
+        assert "outside now" not in titles(parts, 1)
+        assert_oracle(parts)
+        parts.execute("ALTER TABLE tb_post ATTACH PARTITION tb_post_1 FOR VALUES FROM (0) TO (100)")
+        assert "outside now" in titles(parts, 1)
+        writer.execute("INSERT INTO tb_post VALUES (95, 1, 'a', 'through the parent again')")
+        assert "through the parent again" in titles(parts, 1)
+        assert_oracle(parts)
+
+
+def test_an_interrupted_detach_concurrently_and_its_finalize(parts, dsn):
+    """The second transaction of DETACH CONCURRENTLY waits for every older snapshot; cancelled
+    there, the partition stays "detach pending" (left out of the parent already) until
+    DETACH ... FINALIZE. Until then health() reports it; FINALIZE brings the TVIEWs back to exact."""
+    with psycopg.connect(dsn) as reader:
+        reader.execute("SELECT count(*) FROM tb_post")          # an open transaction holding a snapshot
+        parts.execute("SET statement_timeout = '1s'")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            parts.execute("ALTER TABLE tb_post DETACH PARTITION tb_post_1 CONCURRENTLY")
+        parts.execute("RESET statement_timeout")
+        assert parts.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'tb_post_1'::regclass"
+                             ).fetchone() == (True,)
+        parts.execute("UPDATE tb_post_1 SET title = 'pending' WHERE pk_post = 5")
+        # the TVIEWs still hold the partition's rows, which the parent leaves out: not exact, and
+        # health() says so, with the statement that ends it
+        found = parts.execute("SELECT tview, detail, fix FROM tview.health() WHERE check_name = 'detach_pending'"
+                              ).fetchall()
+        assert len(found) == 1, found
+        readers, detail, fix = found[0]
+        assert set(readers.split(", ")) == {"public.tv_post", "public.tv_user"}
+        assert "tb_post_1" in detail and fix.startswith("ALTER TABLE public.tb_post DETACH PARTITION public.tb_post_1 "
+                                                         "FINALIZE")
+        reader.rollback()
+    parts.execute("ALTER TABLE tb_post DETACH PARTITION tb_post_1 FINALIZE")
+    assert parts.execute("SELECT count(*) FROM tv_post WHERE pk_post < 100").fetchone() == (0,)
+    assert_oracle(parts)
+    parts.execute("UPDATE tb_post_1 SET title = 'outside' WHERE pk_post = 5")
+    assert_oracle(parts)
+
+
 def test_ddl_rolled_back_leaves_the_tviews_exact(parts):
     parts.execute("BEGIN")
     parts.execute("ALTER TABLE tb_post DETACH PARTITION tb_post_2")
