@@ -274,6 +274,7 @@ async def test_snapshots_of_main_screens_from_fixed_data(demo_db, screen_key, re
     async with app.run_test(size=(120, 30)) as pilot:
         await loaded(pilot, app)
         await wait_for(pilot, lambda: app.findings is not None)
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)   # the status names it
         health = COLUMN["health"]
         await wait_for(pilot, lambda: all(r[health] != "-" for r in table_rows(app, "#tviews")))
         if screen_key == "install":
@@ -321,6 +322,7 @@ async def test_health_column_shows_findings_per_tview(demo_db, db):
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
         await wait_for(pilot, lambda: app.findings is not None)
+        await wait_for(pilot, lambda: app.stream is not None and app.stream.connected)   # the status names it
         health = COLUMN["health"]
         await wait_for(pilot, lambda: all(r[health] != "-" for r in table_rows(app, "#tviews")))   # refreshed each second
         rows = {r[0]: r[health] for r in table_rows(app, "#tviews")}
