@@ -23,7 +23,7 @@ from textual.worker import get_current_worker
 
 from .. import catalog, diagnostics, eventproc, events, installer, trace
 from ..config import Config
-from ..connection import Target, TviewError, connect, in_recovery
+from ..connection import Target, TviewError, connect, first_line, in_recovery
 from ..demo import DemoWriter
 from ..themes import load_themes
 from .commands import REGISTRY, RegistryCommands, bindings, for_screen, key_label
@@ -53,7 +53,7 @@ class Database:
                 return fn(self._conn, *args)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.close_locked()
-                raise TviewError(f"lost the connection: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+                raise TviewError(f"lost the connection: {first_line(exc)}") from None
             finally:
                 if self._conn is not None and not self._conn.closed and not self._conn.broken:
                     self._conn.rollback()
@@ -182,7 +182,7 @@ class TviewApp(App):
                     self.engine_status = self.db.run(installer.status)
                     items = []
         except (TviewError, psycopg.Error) as exc:
-            message = str(exc).splitlines()[0]
+            message = first_line(exc)
             self.call_from_thread(self._set_disconnected, message)
             return
         self.call_from_thread(self._set_loaded, items)
