@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from textual import work
 from textual.app import App, SystemCommand
+from textual.keys import format_key
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import get_current_worker
@@ -26,7 +27,7 @@ from ..config import Config
 from ..connection import Target, TviewError, connect, first_line, in_recovery
 from ..demo import DemoWriter
 from ..themes import load_themes
-from .commands import REGISTRY, RegistryCommands, bindings, for_screen, key_label
+from .commands import REGISTRY, RegistryCommands, bindings, for_screen
 from .diagnostics import DiagnosticsScreen
 from .graph import GraphScreen
 from .install import InstallScreen
@@ -297,7 +298,7 @@ class TviewApp(App):
 
     def action_help(self) -> None:
         scope = getattr(self.screen, "SCOPE", "")
-        rows = [(key_label(c.key), c.title, c.help) for c in for_screen(scope, self.read_only)]
+        rows = [(format_key(c.key), c.title, c.help) for c in for_screen(scope, self.read_only)]
         self.push_screen(HelpScreen(rows))
 
     def action_writer_rate(self, factor: float) -> None:
