@@ -199,13 +199,17 @@ class TviewApp(App):
             return                       # the list shows the connection problem already
         self.call_from_thread(setattr, self, "findings", findings)
 
-    def health_of(self, table: str) -> str:
+    def health_of(self, label: str) -> str:
         """Worst severity of the findings about one TVIEW ('ok' when none, '-' before the first check)."""
         if self.findings is None:
             return "-"
         worst = max((diagnostics.SEVERITY_RANK[f.severity] for f in self.findings
-                     if f.tview and table in f.tview.split(", ")), default=None)
+                     if f.tview and label in f.tview.split(", ")), default=None)
         return {None: "ok", 0: "info", 1: "warning", 2: "error"}[worst]
+
+    def tview_labelled(self, label: str) -> catalog.TviewInfo | None:
+        """The listed TVIEW of that label (graph nodes and findings name TVIEWs by label)."""
+        return next((info for info in self.tviews if info.label == label), None)
 
     def _show_read_only(self) -> None:
         assert self.target is not None
