@@ -3,11 +3,14 @@ real database: one identity per TVIEW, the catalog id and the server's label, fr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from tview_tui import catalog, diagnostics, graph
+from tview_tui import catalog, diagnostics, graph, trace
 from tview_tui.config import Config
 from tview_tui.connection import Target
+from tview_tui.events import Event
 from tview_tui.ui.app import TviewApp
 
 from engine_helpers import damage
@@ -66,3 +69,8 @@ async def test_health_and_dependencies_of_those_tviews_show_in_the_app(odd, dsn)
         assert app.health_of('"order".tv_line') == "error"
         assert app.health_of('"Shop".tv_item') == "ok"
         assert app.tview_labelled('"order".tv_line').name == "line"
+        written = Event(ts=datetime.now(UTC), pid=1, xid="7", schema="order", tview="tv_line", source="tb_line",
+                        op="UPDATE", depth=0, mode="recompute", rows=1, upserted=1, patched=0, deleted=0, us=90,
+                        keys=(2,), keys_more=0)
+        app.light_trace(trace.build([written]))               # the graph lights it by its label
+        assert '"order".tv_line' in app.last_trace_nodes

@@ -207,6 +207,12 @@ class TviewApp(App):
                      if f.tview and label in f.tview.split(", ")), default=None)
         return {None: "ok", 0: "info", 1: "warning", 2: "error"}[worst]
 
+    def light_trace(self, found: trace.Trace) -> None:
+        """Light the trace opened last in the graph, whose nodes are named as the graph names them:
+        TVIEWs by label (events name them by schema and table), written tables as events do."""
+        labels = {info.event_name: info.label for info in self.tviews}
+        self.last_trace_nodes = {labels.get(name, name) for name in found.nodes()}
+
     def tview_labelled(self, label: str) -> catalog.TviewInfo | None:
         """The listed TVIEW of that label (graph nodes and findings name TVIEWs by label)."""
         return next((info for info in self.tviews if info.label == label), None)

@@ -144,7 +144,7 @@ class DetailScreen(BaseScreen):
         chosen = self.shown_events[event.cursor_row]
         found = trace.of_transaction(self.tapp.buffered_events(), chosen.xid, chosen.pid) or trace.build([chosen])
         assert found is not None
-        self.tapp.last_trace_nodes = found.nodes()
+        self.tapp.light_trace(found)
         self.app.push_screen(TextScreen("Cascade trace (the slowest step is marked)", trace_text(found)))
 
     def action_explain(self, analyze: bool) -> None:
