@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass
 
 from .workloads import Arm, Plan
 
-# -- reporting -------------------------------------------------------------------------------
 
 def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}" if value < 100 else f"{value:.1f}"
