@@ -9,14 +9,13 @@ import re
 
 import pytest
 
-from tview_tui import bench
+from tview_tui import cli
+from tview_tui.tools import bench
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    """Build the bench parser the way the CLI will: add_parser on a subparsers object."""
-    parser = argparse.ArgumentParser(prog="tview-tui")
-    bench.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["bench", *argv])
+    """The bench's arguments as the CLI parses them."""
+    return cli.build_parser().parse_args(["bench", *argv])
 
 
 def section(output: str, workload: str) -> str:
@@ -34,7 +33,7 @@ def medians(table: str) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_quick_bench_on_an_embedded_server_runs_every_default_workload(capsys):
-    code = bench.run(parse("--quick", "--repeat", "2"))
+    code = cli.main(["bench", "--quick", "--repeat", "2"])
     out = capsys.readouterr().out
     assert code == 0, out
     for workload in bench.DEFAULT_WORKLOADS:
@@ -57,8 +56,8 @@ def test_quick_bench_on_an_embedded_server_runs_every_default_workload(capsys):
 def test_patch_arm_is_measured_or_reported_as_not_implemented(capsys, server_dsn, tmp_path):
     """Never a number for an arm the engine cannot run; a number with mode 'patch' when it can."""
     out_file = tmp_path / "bench.json"
-    code = bench.run(parse(server_dsn, "--quick", "--repeat", "2", "--workload", "medium",
-                           "--workload", "scale_m", "--json", str(out_file)))
+    code = cli.main(["bench", server_dsn, "--quick", "--repeat", "2", "--workload", "medium",
+                     "--workload", "scale_m", "--json", str(out_file)])
     out = capsys.readouterr().out
     assert code == 0, out
     result = json.loads(out_file.read_text())

@@ -22,12 +22,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tview_tui import catalog, soak
-from tview_tui.bench import bench_database
+from tview_tui import catalog, scratch
 from tview_tui.config import Config
 from tview_tui.connection import Target
 from tview_tui.embedded import TemporaryServer
 from tview_tui.events import Event, EventStream, Gap
+from tview_tui.tools import soak
 from tview_tui.ui.app import TviewApp
 
 # One worker runs them all, one after the other, on the module's server (which they stop and restart).
@@ -75,7 +75,7 @@ def server() -> Iterator[TemporaryServer]:
 def blog_dsn(server) -> Iterator[str]:
     """A database on the module's server with the soak's blog (two deferred TVIEWs) and the ledger."""
     server.start()                                     # a failed test may have left it stopped
-    with bench_database(server.dsn(), lambda _: None) as dsn:
+    with scratch.database(server.dsn(), lambda _: None) as dsn:
         with psycopg.connect(dsn) as conn:
             soak.prepare(conn)
             conn.execute(LEDGER)

@@ -6,9 +6,7 @@ own `fix` statement for the others, so a wrong suggestion fails here too.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import io
 import json
 import re
 import subprocess
@@ -22,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tview_tui import cli, demo, diagnostics, installer
+from tview_tui import demo, diagnostics, installer
 from tview_tui.diagnostics import Finding, apply_fix, exit_code, run_checks
 
 from engine_helpers import damage, prepared_database, set_engine
@@ -588,35 +586,14 @@ def test_missing_engine_is_an_error(empty_dsn):
 
 # -- the check command ----------------------------------------------------------------------
 
-def check_is_wired() -> bool:
-    """Is `check` a subcommand of the CLI that runs diagnostics.run?"""
-    try:
-        args = cli.build_parser().parse_args(["check", "x"])
-    except SystemExit:
-        return False
-    return args.command == "check" and getattr(cli, "COMMANDS", {}).get("check") is diagnostics.run
-
-
 @pytest.fixture
 def check_command(dsn) -> Callable[..., subprocess.CompletedProcess]:
-    """`tview-tui check DSN ...` in a subprocess, or, while the CLI does not list it, through add_parser."""
+    """`tview-tui check DSN ...` in a subprocess."""
     def in_subprocess(*args: str, answers: str = "") -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "tview_tui", "check", dsn, *args], input=answers,
                               capture_output=True, text=True, timeout=120)
 
-    def in_process(*args: str, answers: str = "") -> subprocess.CompletedProcess:
-        parser = argparse.ArgumentParser()
-        diagnostics.add_parser(parser.add_subparsers(dest="command"))
-        out, err = io.StringIO(), io.StringIO()
-        stdin, sys.stdin = sys.stdin, io.StringIO(answers)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = diagnostics.run(parser.parse_args(["check", dsn, *args]))
-        finally:
-            sys.stdin = stdin
-        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-
-    return in_subprocess if check_is_wired() else in_process
+    return in_subprocess
 
 
 @pytest.mark.parametrize("damage, code, last_line", [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import psycopg
@@ -11,7 +9,7 @@ import pytest
 from psycopg import sql
 
 from tview_tui import installer
-from tview_tui.connection import Target, TviewError, connect
+from tview_tui.connection import TviewError
 
 pytestmark = pytest.mark.engine
 
@@ -142,48 +140,3 @@ def test_concurrent_installers_serialise_on_the_advisory_lock(empty_dsn):
         t.join(60)
     assert not errors
     assert sorted(outcomes) == ["installed", "unchanged", "unchanged"]
-
-
-def test_connect_failure_is_one_line_error():
-    with pytest.raises(TviewError) as err:
-        connect(Target("postgresql://nobody@127.0.0.1:1/none", connect_timeout=2))
-    assert "cannot connect" in err.value.message
-
-
-def test_application_name_identifies_the_tool(empty_dsn):
-    with connect(Target(empty_dsn)) as conn:
-        name = conn.execute("SHOW application_name").fetchone()[0]
-    assert name == "tview-tui"
-
-
-def test_read_only_target_refuses_writes(empty_dsn):
-    with connect(Target(empty_dsn, read_only=True)) as conn, pytest.raises(
-            psycopg.errors.ReadOnlySqlTransaction):
-        conn.execute("CREATE TABLE t (x int)")
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tview_tui", *args],
-                          capture_output=True, text=True, timeout=120)
-
-
-def test_cli_install_status_uninstall(empty_dsn):
-    result = run_cli("status", empty_dsn, "--json")
-    assert result.returncode == 0, result.stderr
-    assert '"installed": null' in result.stdout
-    result = run_cli("install", empty_dsn)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("installed engine")
-    result = run_cli("status", empty_dsn)
-    assert "up to date" in result.stdout
-    result = run_cli("uninstall", empty_dsn, "--json")
-    assert result.returncode == 0 and '"uninstalled"' in result.stdout
-
-
-def test_cli_errors_have_no_traceback():
-    result = run_cli("status", "postgresql://nobody@127.0.0.1:1/none")
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: cannot connect")
-    assert "Traceback" not in result.stderr
-    result = run_cli("status", "this is not a dsn")
-    assert result.returncode == 2 and "Traceback" not in result.stderr

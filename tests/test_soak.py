@@ -10,7 +10,8 @@ import sys
 import psycopg
 import pytest
 
-from tview_tui import catalog, demo, soak
+from tview_tui import catalog, demo
+from tview_tui.tools import soak
 
 from engine_helpers import damage, two_writers
 from oracle import assert_oracle

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tview_tui.soak import WriteLoad
+from tview_tui.tools.soak import WriteLoad
 
 from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, set_engine, two_writers
 from oracle import assert_oracle

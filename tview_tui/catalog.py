@@ -21,9 +21,12 @@ EXACT_COUNT_MAX_BYTES = 16 * 1024 * 1024  # count rows exactly below this size, 
 
 @dataclass(frozen=True)
 class TviewInfo:
-    """One TVIEW as the list screen shows it."""
+    """One TVIEW as the list screen shows it. ``id`` is its catalog entry; ``label`` its name as
+    the server spells it (tview._label: schema.tv_name, quoted where needed), which is how
+    findings, the graph and every screen name it."""
 
     id: int
+    label: str
     schema: str
     name: str            # without tv_
     mode: str
@@ -36,14 +39,16 @@ class TviewInfo:
     full_sources: tuple[str, ...]
 
     @property
-    def table(self) -> str:
+    def event_name(self) -> str:
+        """How its events name it (:attr:`events.Event.name`): the protocol carries the schema
+        and the table apart, unquoted."""
         return f"{self.schema}.tv_{self.name}"
 
 
 @dataclass(frozen=True)
 class Dependency:
-    tview: str           # schema.tv_name reading the source
-    source: str          # schema.relation
+    tview: str           # the label of the TVIEW reading the source
+    source: str          # the relation read, schema-qualified as the server spells it
     source_kind: str     # table | tview
     lineage: str
 
@@ -76,7 +81,8 @@ class TviewDetail:
 
 @dataclass(frozen=True)
 class RefreshResult:
-    tview: str
+    tview: str                     # its label
+    event_name: str                # and how its events name it (the split's keys)
     keys: tuple[int, ...] | None   # None: whole TVIEW
     rows_written: int              # in this TVIEW and every TVIEW the cascade reached
     ms: float
@@ -86,10 +92,10 @@ class RefreshResult:
         """One line; ``split`` (rows per TVIEW, from the transaction's events) names each TVIEW's share."""
         what = "whole TVIEW" if self.keys is None else f"{len(self.keys)} key(s)"
         head = f"refreshed {self.tview} ({what}): "
-        if not split or self.tview not in split:
+        if not split or self.event_name not in split:
             return f"{head}{self.rows_written} row(s) written in {self.ms:.1f} ms, counting the TVIEWs that read it"
-        others = ", ".join(f"{name} {rows}" for name, rows in split.items() if name != self.tview)
-        return (f"{head}{split[self.tview]} row(s) written in {self.ms:.1f} ms"
+        others = ", ".join(f"{name} {rows}" for name, rows in split.items() if name != self.event_name)
+        return (f"{head}{split[self.event_name]} row(s) written in {self.ms:.1f} ms"
                 + (f"; then the TVIEWs that read it: {others}" if others else ""))
 
 
@@ -110,7 +116,7 @@ def _probe(conn: psycopg.Connection) -> None:
 
 
 LIST_QUERY = """
-SELECT t.id, t.schema_name, t.name, t.mode, t.topo_level, t.key_column,
+SELECT t.id, tview._label(t.schema_name, t.name), t.schema_name, t.name, t.mode, t.topo_level, t.key_column,
        c.reltuples::bigint, pg_total_relation_size(t.table_oid),
        coalesce(array_agg(d.source_oid::regclass::text ORDER BY d.source_oid)
                 FILTER (WHERE d.lineage = 'full'), '{}')
@@ -127,7 +133,7 @@ def list_tviews(conn: psycopg.Connection) -> list[TviewInfo]:
     with conn.transaction():
         _probe(conn)
         rows = conn.execute(LIST_QUERY).fetchall()
-        small = [(r[0], r[1], r[2]) for r in rows if r[7] <= EXACT_COUNT_MAX_BYTES]
+        small = [(r[0], r[2], r[3]) for r in rows if r[8] <= EXACT_COUNT_MAX_BYTES]
         exact: dict[int, int] = {}
         if small:
             union = sql.SQL(" UNION ALL ").join(
@@ -136,32 +142,26 @@ def list_tviews(conn: psycopg.Connection) -> list[TviewInfo]:
                 for tid, schema, name in small)
             exact = dict(conn.execute(union).fetchall())
     result = []
-    for tid, schema, name, mode, level, key, estimate, size, full in rows:
+    for tid, label, schema, name, mode, level, key, estimate, size, full in rows:
         count = exact.get(tid, estimate if estimate >= 0 else None)
         result.append(TviewInfo(
-            id=tid, schema=schema, name=name, mode=mode, topo_level=level, key_column=key,
+            id=tid, label=label, schema=schema, name=name, mode=mode, topo_level=level, key_column=key,
             rows=count, rows_exact=tid in exact, bytes=size,
             lineage=("full (" + ", ".join(full) + ")") if full else "incremental",
             full_sources=tuple(full)))
     return result
 
 
-GRAPH_QUERY = """
-SELECT format('%I.%I', t.schema_name, 'tv_' || t.name),
-       format('%I.%I', n.nspname, c.relname),
-       d.source_kind, d.lineage
-FROM tview.dependencies d
-JOIN tview.tviews t ON t.id = d.tview_id
-JOIN pg_class c ON c.oid = d.source_oid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-ORDER BY 1, 2
-"""
+GRAPH_QUERY = "SELECT tview, source, source_kind, lineage FROM tview.graph ORDER BY 1, 2"
 
 
 def dependencies(conn: psycopg.Connection) -> list[Dependency]:
-    """Every edge TVIEW -> relation it reads (the graph of the whole database)."""
+    """Every edge TVIEW -> relation it reads (the graph of the whole database), from the engine's
+    tview.graph. Its relations are spelled by regclass, which leaves out a schema on the
+    search_path: under the engine's own search_path every name is schema-qualified, as labels are."""
     with conn.transaction():
         _probe(conn)
+        conn.execute("SET LOCAL search_path = pg_catalog, pg_temp")
         return [Dependency(*row) for row in conn.execute(GRAPH_QUERY).fetchall()]
 
 
@@ -172,13 +172,13 @@ def detail(conn: psycopg.Connection, info: TviewInfo) -> TviewDetail:
         found = conn.execute(
             "SELECT definition, analysis, table_oid FROM tview.tviews WHERE id = %s", (info.id,)).fetchone()
         if found is None:
-            raise TviewError(f"TVIEW {info.table} no longer exists", sqlstate="42P01")
+            raise TviewError(f"TVIEW {info.label} no longer exists", sqlstate="42P01")
         definition, analysis, table_oid = found
         patches = [PatchPath(*r) for r in conn.execute(PATCH_QUERY, (info.id,))] if _has_patching(conn) else []
         columns = [Column(*r) for r in conn.execute(
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
             " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table_oid,))]
-    reads = [d for d in dependencies(conn) if d.tview == sql_name(info.schema, f"tv_{info.name}")]
+    reads = [d for d in dependencies(conn) if d.tview == info.label]
     return TviewDetail(info=info, definition=definition, columns=columns, reads=reads, analysis=analysis,
                        patch_paths=patches)
 
@@ -203,28 +203,19 @@ def _has_patching(conn: psycopg.Connection) -> bool:
         " AND attname = 'patch_specs' AND NOT attisdropped)"))[0]
 
 
-def sql_name(schema: str, name: str) -> str:
-    """schema.name quoted as PostgreSQL's format('%I.%I') does."""
-    def ident(part: str) -> str:
-        plain = part.isidentifier() and part == part.lower() and part.isascii()
-        return part if plain else '"' + part.replace('"', '""') + '"'
-    return f"{ident(schema)}.{ident(name)}"
-
-
 def refresh(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = None) -> RefreshResult:
     """Recompute a whole TVIEW (keys None) or some keys, cascading; timed on the client."""
-    name = sql_name(info.schema, info.name)
     started = time.perf_counter()
     try:
         with conn.transaction():
             if keys is None:
-                written = one(conn.execute("SELECT tview.refresh(%s)", (name,)))[0]
+                written = one(conn.execute("SELECT tview.refresh(%s)", (info.label,)))[0]
             else:
-                written = one(conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (name, keys)))[0]
+                written = one(conn.execute("SELECT tview.refresh(%s, %s::bigint[])", (info.label, keys)))[0]
             xid = one(conn.execute("SELECT pg_current_xact_id_if_assigned()::text"))[0]
     except psycopg.Error as exc:
-        raise error_from_db(exc, f"cannot refresh {info.table}") from None
-    return RefreshResult(info.table, tuple(keys) if keys is not None else None, int(written),
+        raise error_from_db(exc, f"cannot refresh {info.label}") from None
+    return RefreshResult(info.label, info.event_name, tuple(keys) if keys is not None else None, int(written),
                          (time.perf_counter() - started) * 1000, xid)
 
 
@@ -253,7 +244,7 @@ def find_tview(conn: psycopg.Connection, name: str) -> TviewInfo:
     if len(found) == 1:
         return found[0]
     if found:
-        raise TviewError(f"TVIEW {name} is ambiguous: {', '.join(i.table for i in found)}",
+        raise TviewError(f"TVIEW {name} is ambiguous: {', '.join(i.label for i in found)}",
                          hint="qualify it with its schema", sqlstate="42P01")
     raise TviewError(f"no TVIEW {name} in this database", sqlstate="42P01",
                      hint="tview-tui status lists how many there are; the app's list shows them")
@@ -277,8 +268,8 @@ def explain(conn: psycopg.Connection, info: TviewInfo, keys: list[int] | None = 
             plan = [r[0] for r in conn.execute(sql.SQL("EXPLAIN ({}) ").format(options) + query, (keys,))]
             text = query.as_string(conn).replace("%s::bigint[]", "ARRAY[keys]")
     except psycopg.Error as exc:
-        raise error_from_db(exc, f"cannot explain {info.table}") from None
-    return Explained(info.table, tuple(keys), analyze, text, plan)
+        raise error_from_db(exc, f"cannot explain {info.label}") from None
+    return Explained(info.label, tuple(keys), analyze, text, plan)
 
 
 def can_write(conn: psycopg.Connection) -> bool:
@@ -291,7 +282,7 @@ def can_write(conn: psycopg.Connection) -> bool:
     return row[0] is not False
 
 
-VERIFY_NAMES = "SELECT format('%I.%I', schema_name, 'tv_' || name) FROM tview.tviews ORDER BY topo_level, id"
+VERIFY_NAMES = "SELECT tview._label(schema_name, name) FROM tview.tviews ORDER BY topo_level, id"
 VERIFY = "SELECT key, problem FROM tview.verify(%s)"
 
 

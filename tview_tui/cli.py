@@ -1,7 +1,8 @@
 """The ``tview-tui`` command line: one subcommand per operation, ``--json`` for scripts.
 
-Errors meant for the user are printed as one line (plus a hint) and exit with status 2;
-no traceback is ever shown for them.
+Every subcommand is parsed here and run by :func:`main`, which prints the errors meant for
+the user as one line (plus a hint) and exits with status 2; no traceback is ever shown for
+them. The tools (bench, soak, ui-bench, screenshots) are dispatched to from here only.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from . import bench, catalog, demo, diagnostics, events, installer, soak, trace
+from . import catalog, demo, diagnostics, events, installer, trace
 from .connection import Target, TviewError, connect, error_from_db, in_recovery, one
 from .embedded import LocalServer, embedded_bin_dir
 from .keys import parse_keys
+from .tools import bench, soak
 
 EXIT_ERROR = 2
 
@@ -90,9 +94,53 @@ def build_parser() -> argparse.ArgumentParser:
         "Print the path of the config file (profiles, theme, refresh interval): TVIEW_TUI_CONFIG when"
         " set, else the user config folder; says whether it exists."))
 
-    diagnostics.add_parser(sub)
-    bench.add_parser(sub)
-    soak.add_parser(sub)
+    p = sub.add_parser(
+        "check", help="health checks: exit 0 healthy, 1 warnings, 2 errors (for monitoring)",
+        description="Run the engine's health checks and print the findings by severity. "
+                    "Exit status: 0 healthy (info only), 1 warnings, 2 errors.")
+    p.add_argument("dsn", nargs="?", default="", help="connection string (default: PG* env)")
+    p.add_argument("--json", action="store_true", help="print the findings as a JSON list")
+    p.add_argument("--deep", action="store_true", help="verify every row of every TVIEW (slower)")
+    p.add_argument("--budget-ms", type=int, default=None,
+                   help=f"time budget in ms (default {diagnostics.DEFAULT_BUDGET_MS},"
+                        f" with --deep {diagnostics.DEEP_BUDGET_MS})")
+    p.add_argument("--fix", action="store_true",
+                   help="apply the automatic fixes (refresh, repair triggers, clean the queue); asks")
+    p.add_argument("--yes", "-y", action="store_true", help="with --fix: do not ask")
+
+    p = sub.add_parser(
+        "bench", help="benchmark the engine against bare writes, hand triggers and materialized views",
+        description=(bench.__doc__ or "").split("\n\n")[0] + "\n\nArms run alternately; each run is its own"
+        " transaction, rolled back or reverted. Prints median and p90 ms, ratios and the oracle per workload.",
+    )
+    p.add_argument("dsn", nargs="?", default=None,
+                   help="server to benchmark on (a fresh database is created and dropped there;"
+                        " default: a temporary embedded PostgreSQL)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the row counts (default 1.0)")
+    p.add_argument("--repeat", type=int, default=7, help="timed runs per arm (default 7)")
+    p.add_argument("--workload", action="append", choices=bench.WORKLOADS, metavar="NAME",
+                   help=f"run only this workload (repeatable): {', '.join(bench.WORKLOADS)};"
+                        " default: all but scale_m, which runs only when named and with --scale >= 1")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (for tests): numbers mean little")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="duration of each throughput measure at scale M (default 10, 0.5 with --quick)")
+
+    p = sub.add_parser(
+        "soak", help="concurrent random writes with events on and a live tail, then the oracle over every TVIEW",
+        description=(soak.__doc__ or "").split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dsn", nargs="?", default=None,
+                   help="server to soak (a fresh database is created there and dropped after;"
+                        " default: a temporary embedded PostgreSQL)")
+    p.add_argument("--seconds", type=float, default=300.0, help="how long the writers run (default 300)")
+    p.add_argument("--writers", type=int, default=4, help="concurrent writer connections (default 4)")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines (default 5)")
+    p.add_argument("--poll", action="store_true", help="tail by polling the event log instead of LISTEN")
+    p.add_argument("--isolation", choices=sorted(soak.ISOLATION_LEVELS), default="read-committed",
+                   help="isolation level of every writer (default read-committed)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
 
     p = sub.add_parser("tail", help="live-tail cascade events (LISTEN, or --poll the event log)", description=(
         "Print cascade events as they happen, one line each (or JSON), surviving restarts. --trace groups"
@@ -199,6 +247,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     with connect(Target(args.dsn)) as conn:
         _print_status(args, installer.status(conn))
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """With --json, stdout holds only the JSON (the rest goes to stderr)."""
+    notes = sys.stderr if args.json else sys.stdout
+    with connect(Target(args.dsn)) as conn:
+        findings = diagnostics.run_checks(conn, deep=args.deep, time_budget_ms=args.budget_ms)
+        if not args.json:
+            diagnostics.print_report(findings, sys.stdout)
+        if args.fix and diagnostics.fix_findings(conn, findings, ask=not args.yes, out=notes):
+            findings = diagnostics.run_checks(conn, deep=args.deep, time_budget_ms=args.budget_ms)
+            if not args.json:
+                print("after the fixes:", file=sys.stdout)
+                diagnostics.print_report(findings, sys.stdout)
+    if args.json:
+        print(json.dumps([f.as_dict() for f in findings]))
+    return diagnostics.exit_code(findings)
 
 
 def parse_duration(text: str) -> float:
@@ -378,7 +443,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_screenshots(args: argparse.Namespace) -> int:
-    from .ui.screenshots import capture
+    from .tools.screenshots import capture
 
     session = demo.start(args.data_dir, rate=20, progress=lambda text: print(text, file=sys.stderr))
     try:
@@ -391,7 +456,7 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
 
 
 def cmd_ui_bench(args: argparse.Namespace) -> int:
-    from .ui.perf import main as ui_bench
+    from .tools.ui_bench import main as ui_bench
 
     print(ui_bench(args.dsn, args.tviews, args.rate, args.seconds))
     return 0
@@ -414,22 +479,31 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Subcommand:
+    """What runs a subcommand (returning its exit status), and how a server error it lets
+    through is introduced on its one error line."""
+
+    run: Callable[[argparse.Namespace], int]
+    failure: str = "database error"
+
+
 COMMANDS = {
-    "install": cmd_install,
-    "upgrade": cmd_install,
-    "uninstall": cmd_uninstall,
-    "status": cmd_status,
-    "check": diagnostics.run,
-    "bench": bench.run,
-    "soak": soak.run,
-    "tail": cmd_tail,
-    "open": cmd_open,
-    "demo": cmd_demo,
-    "screenshots": cmd_screenshots,
-    "ui-bench": cmd_ui_bench,
-    "server": cmd_server,
-    "explain": cmd_explain,
-    "config-path": cmd_config_path,
+    "install": Subcommand(cmd_install),
+    "upgrade": Subcommand(cmd_install),
+    "uninstall": Subcommand(cmd_uninstall),
+    "status": Subcommand(cmd_status),
+    "check": Subcommand(cmd_check),
+    "bench": Subcommand(bench.run, "benchmark failed"),
+    "soak": Subcommand(soak.run, "soak failed"),
+    "tail": Subcommand(cmd_tail),
+    "open": Subcommand(cmd_open),
+    "demo": Subcommand(cmd_demo),
+    "screenshots": Subcommand(cmd_screenshots),
+    "ui-bench": Subcommand(cmd_ui_bench),
+    "server": Subcommand(cmd_server),
+    "explain": Subcommand(cmd_explain),
+    "config-path": Subcommand(cmd_config_path),
 }
 
 
@@ -454,13 +528,14 @@ def main(argv: list[str] | None = None) -> int:
     elif argv[0] in COMMANDS and argv[0] != "open":
         _note_shadowed_profile(argv[0])
     args = parser.parse_args(argv)
+    command = COMMANDS[args.command]
     try:
-        return COMMANDS[args.command](args)
+        return command.run(args)
     except TviewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except psycopg.Error as exc:
-        print(f"error: {error_from_db(exc, 'database error')}", file=sys.stderr)
+        print(f"error: {error_from_db(exc, command.failure)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

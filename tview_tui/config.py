@@ -16,11 +16,12 @@ The file lives in the user config dir (``tview-tui config-path`` prints it) or w
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
-import tomli
 
 from .connection import Target, TviewError
 
@@ -56,14 +57,31 @@ def load(path: Path | None = None) -> Config:
     if not path.exists():
         return Config(path=path)
     try:
-        data = tomli.loads(path.read_text(encoding="utf-8"))
-    except tomli.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"{path}:{line}" if line else str(path)
-        raise TviewError(f"bad config file {where}: {getattr(exc, 'msg', exc)}") from None
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where, message = toml_problem(exc, str(path), text)
+        raise TviewError(f"bad config file {where}: {message}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TviewError(f"cannot read config file {path}: {exc}") from None
     return _parse(path, data)
+
+
+# tomllib before Python 3.14 gives the place only inside its message:
+# "... (at line 3, column 7)" or "... (at end of document)".
+_TOML_PLACE = re.compile(r"^(?P<message>.*) \(at (line (?P<line>\d+), column \d+|end of document)\)$", re.S)
+
+
+def toml_problem(exc: tomllib.TOMLDecodeError, origin: str, text: str) -> tuple[str, str]:
+    """(origin:line, what is wrong) of the TOML error of ``text``, for a one-line message that
+    names the file and the line."""
+    line, message = getattr(exc, "lineno", None), getattr(exc, "msg", None)
+    if line is None or message is None:
+        found = _TOML_PLACE.match(str(exc))
+        if found is None:
+            return origin, str(exc)
+        line, message = found["line"] or text.count("\n") + 1, found["message"]
+    return f"{origin}:{line}", message
 
 
 def _expect(path: Path, key: str, value, kinds: tuple[type, ...]):

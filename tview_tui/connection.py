@@ -76,12 +76,16 @@ def _explicit_params(dsn: str) -> dict[str, str]:
         raise TviewError(f"invalid connection string: {exc}") from None
 
 
-def connect(target: Target | str, *, autocommit: bool = False) -> psycopg.Connection:
-    """Open a connection, turning connection failures into a one-line TviewError."""
+def connect(target: Target | str, *, autocommit: bool = False, prepare: bool = True) -> psycopg.Connection:
+    """Open a connection, turning connection failures into a one-line TviewError.
+
+    prepare=False: no client-side statement preparation, so that every execution of a
+    statement runs the same way (the bench times the first runs and the later ones alike)."""
     if isinstance(target, str):
         target = Target(dsn=target)
+    options: dict[str, Any] = {} if prepare else {"prepare_threshold": None}
     try:
-        conn = psycopg.connect(target.conninfo(), autocommit=autocommit)
+        conn = psycopg.connect(target.conninfo(), autocommit=autocommit, **options)
     except psycopg.OperationalError as exc:
         raise connection_error(target, exc) from None
     if target.read_only:
@@ -129,7 +133,7 @@ def connection_error(target: Target, exc: psycopg.OperationalError) -> TviewErro
     """A failed connection as one line with its SQLSTATE: the server's (bad password 28P01, no
     such database 3D000, ...) or 08001 when no server answered."""
     return TviewError(
-        f"cannot connect to {target.describe()}: {_first_line(exc)}",
+        f"cannot connect to {target.describe()}: {first_line(exc)}",
         hint="check the DSN, PG* variables, ~/.pgpass and that the server is running",
         sqlstate=getattr(exc, "sqlstate", None) or NO_CONNECTION,
     )
@@ -145,7 +149,7 @@ def one(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
 def error_from_db(exc: psycopg.Error, context: str) -> TviewError:
     """Turn a server error into a TviewError that keeps SQLSTATE, message and hint."""
     diag = getattr(exc, "diag", None)
-    message = (diag.message_primary if diag and diag.message_primary else _first_line(exc))
+    message = (diag.message_primary if diag and diag.message_primary else first_line(exc))
     return TviewError(
         f"{context}: {message}",
         hint=diag.message_hint if diag else None,
@@ -153,6 +157,8 @@ def error_from_db(exc: psycopg.Error, context: str) -> TviewError:
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a status bar or a log: the first line of its message, or
+    its class when it has none (server errors add DETAIL and HINT lines below)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__

@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from . import installer
-from .connection import Target, connect, one
+from .connection import Target, connect, first_line, one
 from .embedded import ROOT_TOOL_DIR, LocalServer
 from .events import RateMeter, format_rate
 
@@ -112,7 +112,7 @@ def setup(conn: psycopg.Connection) -> bool:
 
 def ensure_database(admin_dsn: str, name: str = DEMO_DATABASE) -> str:
     """Create the demo database on the local server if needed; return its DSN."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    with connect(Target(admin_dsn), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -238,7 +238,7 @@ class DemoWriter:
                 self.achieved.add()
             except Exception as exc:  # noqa: BLE001 - the writer must never die; it reports instead
                 self.errors += 1
-                self.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.last_error = first_line(exc)
                 if conn is not None and conn.broken:
                     conn = None
                 self._stop.wait(1.0)
@@ -285,7 +285,7 @@ def start(data_dir: Path | None = None, rate: float = 5.0, progress=print) -> De
         progress(f"starting local PostgreSQL in {server.data_dir} ...")
     admin = server.start()
     dsn = ensure_database(admin)
-    with psycopg.connect(dsn) as conn:
+    with connect(Target(dsn)) as conn:
         outcome = installer.install(conn)
         progress(outcome.describe())
         if setup(conn):

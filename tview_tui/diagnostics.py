@@ -1,8 +1,9 @@
 """On-call diagnostics: the engine's health findings, the installed-version check, and fixes.
 
-``run_checks`` is what the app's diagnostics screen and list use; ``add_parser``/``run``
-make the ``tview-tui check`` subcommand (exit code 0 healthy or info only, 1 warnings,
-2 errors, for monitoring). Every SQL statement of the diagnostics is in this module.
+``run_checks`` is what the app's diagnostics screen and list use; ``print_report``,
+``fix_findings`` and ``exit_code`` (0 healthy or info only, 1 warnings, 2 errors, for
+monitoring) are the ``tview-tui check`` subcommand's. Every SQL statement of the
+diagnostics is in this module.
 
 Automatic fixes are built here, with the TVIEW name bound as a parameter: the ``fix`` text
 a finding carries is shown to people, never executed.
@@ -10,8 +11,6 @@ a finding carries is shown to people, never executed.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, replace
 from typing import TextIO
@@ -19,7 +18,7 @@ from typing import TextIO
 import psycopg
 
 from . import installer
-from .connection import Target, TviewError, connect, error_from_db, one
+from .connection import TviewError, error_from_db, first_line, one
 
 SEVERITY_RANK = {"error": 2, "warning": 1, "info": 0}
 SEVERITY_TITLES = {"error": "errors", "warning": "warnings", "info": "info"}
@@ -110,7 +109,7 @@ def apply_fix(conn: psycopg.Connection, finding: Finding, done: set | None = Non
 
 def _skipped(check_name: str, why: str, exc: psycopg.Error, fix: str) -> Finding:
     """An info finding for a check that could not run: why is 'privilege' or 'timeout'."""
-    message = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+    message = exc.diag.message_primary or first_line(exc)
     return Finding(check_name, "info", None, f"skipped ({why}): {message}", fix)
 
 
@@ -221,37 +220,3 @@ def fix_findings(conn: psycopg.Connection, findings: list[Finding], *, ask: bool
         except TviewError as exc:
             print(f"error: {exc}", file=out)
     return applied
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "check", help="health checks: exit 0 healthy, 1 warnings, 2 errors (for monitoring)",
-        description="Run the engine's health checks and print the findings by severity. "
-                    "Exit status: 0 healthy (info only), 1 warnings, 2 errors.")
-    parser.add_argument("dsn", nargs="?", default="", help="connection string (default: PG* env)")
-    parser.add_argument("--json", action="store_true", help="print the findings as a JSON list")
-    parser.add_argument("--deep", action="store_true", help="verify every row of every TVIEW (slower)")
-    parser.add_argument("--budget-ms", type=int, default=None,
-                        help=f"time budget in ms (default {DEFAULT_BUDGET_MS}, with --deep {DEEP_BUDGET_MS})")
-    parser.add_argument("--fix", action="store_true",
-                        help="apply the automatic fixes (refresh, repair triggers, clean the queue); asks")
-    parser.add_argument("--yes", "-y", action="store_true", help="with --fix: do not ask")
-    parser.set_defaults(handler=run)
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """The `check` subcommand; with --json, stdout holds only the JSON (the rest goes to stderr)."""
-    notes = sys.stderr if args.json else sys.stdout
-    with connect(Target(args.dsn)) as conn:
-        findings = run_checks(conn, deep=args.deep, time_budget_ms=args.budget_ms)
-        if not args.json:
-            print_report(findings, sys.stdout)
-        if args.fix and fix_findings(conn, findings, ask=not args.yes, out=notes):
-            findings = run_checks(conn, deep=args.deep, time_budget_ms=args.budget_ms)
-            if not args.json:
-                print("after the fixes:", file=sys.stdout)
-                print_report(findings, sys.stdout)
-    if args.json:
-        print(json.dumps([f.as_dict() for f in findings]))
-    return exit_code(findings)

@@ -14,15 +14,16 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from .connection import Target, TviewError, connect_async, in_recovery_async
+from .connection import Target, TviewError, connect_async, first_line, in_recovery_async
 
 CHANNEL = "tview_events"
 PROTOCOL_VERSION = 1
@@ -185,7 +186,7 @@ class TviewStats:
 
     def percentile(self, q: float) -> float | None:
         """q-th percentile (0..100) of recent refresh times, in milliseconds."""
-        return _percentile(sorted(self.recent_us), q)
+        return _ms_percentile(sorted(self.recent_us), q)
 
     def max_ms(self) -> float | None:
         return max(self.recent_us) / 1000.0 if self.recent_us else None
@@ -197,16 +198,23 @@ class TviewStats:
     def summary(self, now: float | None = None) -> TviewSummary:
         """The figures the screens show, taken now (one sort for both percentiles)."""
         ordered = sorted(self.recent_us)
-        return TviewSummary(count=self.count, last=self.last, p50=_percentile(ordered, 50),
-                            p95=_percentile(ordered, 95), per_minute=self.per_minute(now),
+        return TviewSummary(count=self.count, last=self.last, p50=_ms_percentile(ordered, 50),
+                            p95=_ms_percentile(ordered, 95), per_minute=self.per_minute(now),
                             recent_us=tuple(itertools.islice(reversed(self.recent_us), SPARK_POINTS))[::-1])
 
 
-def _percentile(ordered: list[int], q: float) -> float | None:
-    """q-th percentile (0..100) of sorted microseconds, in milliseconds."""
+def percentile(ordered: Sequence[float], q: float) -> float | None:
+    """Nearest-rank q-th percentile (0..100) of sorted values: always a value that occurred (a p95
+    over a few runs is the slowest or the one before, not a figure between them); None when empty."""
     if not ordered:
         return None
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))] / 1000.0
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _ms_percentile(ordered_us: list[int], q: float) -> float | None:
+    """q-th percentile of sorted microseconds, in milliseconds."""
+    found = percentile(ordered_us, q)
+    return None if found is None else found / 1000.0
 
 
 @dataclass(frozen=True)
@@ -427,7 +435,7 @@ class EventStream:
             except (TviewError, psycopg.Error) as exc:
                 if down_since is None:
                     down_since = datetime.now(UTC)
-                reason = str(exc).splitlines()[0]
+                reason = first_line(exc)
                 self.connected = False
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
@@ -446,7 +454,7 @@ class EventStream:
                     yield batch
             except psycopg.Error as exc:
                 down_since = down_since or datetime.now(UTC)
-                reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+                reason = first_line(exc)
                 self.connected = False
             finally:
                 await self._close_conn()

@@ -242,7 +242,7 @@ def _drop_untouched_routines(conn: psycopg.Connection, old: dict[int, str], vers
 def _regenerate_tviews(conn: psycopg.Connection) -> None:
     """Rebuild every TVIEW's generated code with the engine just installed (tview._rebuild)."""
     for tview_id, label in conn.execute(
-        "SELECT id, format('%I.%I', schema_name, 'tv_' || name) FROM tview.tviews ORDER BY topo_level, id"
+        "SELECT id, tview._label(schema_name, name) FROM tview.tviews ORDER BY topo_level, id"
     ).fetchall():
         try:
             conn.execute("SELECT tview._rebuild(t) FROM tview.tviews t WHERE t.id = %s", (tview_id,))

@@ -13,14 +13,16 @@ A bad file is reported (path and reason) and skipped; it never stops the app.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 
 import platformdirs
-import tomli
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
+
+from .config import toml_problem
 
 COLOR_FIELDS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground",
                 "background", "surface", "panel", "boost")
@@ -44,10 +46,10 @@ def user_dir() -> Path:
 
 def parse_theme(text: str, origin: str) -> Theme:
     try:
-        data = tomli.loads(text)
-    except tomli.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        raise ThemeError(f"{origin}{':' + str(line) if line else ''}: {getattr(exc, 'msg', exc)}") from None
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        where, message = toml_problem(exc, origin, text)
+        raise ThemeError(f"{where}: {message}") from None
     unknown = set(data) - ALLOWED
     if unknown:
         raise ThemeError(f"{origin}: unknown key(s) {', '.join(sorted(unknown))}")

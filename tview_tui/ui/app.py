@@ -17,16 +17,17 @@ from typing import Any
 import psycopg
 from textual import work
 from textual.app import App, SystemCommand
+from textual.keys import format_key
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from .. import catalog, diagnostics, eventproc, events, installer, trace
 from ..config import Config
-from ..connection import Target, TviewError, connect, in_recovery
+from ..connection import Target, TviewError, connect, first_line, in_recovery
 from ..demo import DemoWriter
 from ..themes import load_themes
-from .commands import REGISTRY, RegistryCommands, bindings, for_screen, key_label
+from .commands import REGISTRY, RegistryCommands, bindings, for_screen
 from .diagnostics import DiagnosticsScreen
 from .graph import GraphScreen
 from .install import InstallScreen
@@ -53,7 +54,7 @@ class Database:
                 return fn(self._conn, *args)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.close_locked()
-                raise TviewError(f"lost the connection: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+                raise TviewError(f"lost the connection: {first_line(exc)}") from None
             finally:
                 if self._conn is not None and not self._conn.closed and not self._conn.broken:
                     self._conn.rollback()
@@ -182,7 +183,7 @@ class TviewApp(App):
                     self.engine_status = self.db.run(installer.status)
                     items = []
         except (TviewError, psycopg.Error) as exc:
-            message = str(exc).splitlines()[0]
+            message = first_line(exc)
             self.call_from_thread(self._set_disconnected, message)
             return
         self.call_from_thread(self._set_loaded, items)
@@ -198,13 +199,23 @@ class TviewApp(App):
             return                       # the list shows the connection problem already
         self.call_from_thread(setattr, self, "findings", findings)
 
-    def health_of(self, table: str) -> str:
+    def health_of(self, label: str) -> str:
         """Worst severity of the findings about one TVIEW ('ok' when none, '-' before the first check)."""
         if self.findings is None:
             return "-"
         worst = max((diagnostics.SEVERITY_RANK[f.severity] for f in self.findings
-                     if f.tview and table in f.tview.split(", ")), default=None)
+                     if f.tview and label in f.tview.split(", ")), default=None)
         return {None: "ok", 0: "info", 1: "warning", 2: "error"}[worst]
+
+    def light_trace(self, found: trace.Trace) -> None:
+        """Light the trace opened last in the graph, whose nodes are named as the graph names them:
+        TVIEWs by label (events name them by schema and table), written tables as events do."""
+        labels = {info.event_name: info.label for info in self.tviews}
+        self.last_trace_nodes = {labels.get(name, name) for name in found.nodes()}
+
+    def tview_labelled(self, label: str) -> catalog.TviewInfo | None:
+        """The listed TVIEW of that label (graph nodes and findings name TVIEWs by label)."""
+        return next((info for info in self.tviews if info.label == label), None)
 
     def _show_read_only(self) -> None:
         assert self.target is not None
@@ -297,7 +308,7 @@ class TviewApp(App):
 
     def action_help(self) -> None:
         scope = getattr(self.screen, "SCOPE", "")
-        rows = [(key_label(c.key), c.title, c.help) for c in for_screen(scope, self.read_only)]
+        rows = [(format_key(c.key), c.title, c.help) for c in for_screen(scope, self.read_only)]
         self.push_screen(HelpScreen(rows))
 
     def action_writer_rate(self, factor: float) -> None:

@@ -21,7 +21,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, Label
 
 from ..catalog import RefreshResult
-from ..connection import TviewError
+from ..connection import TviewError, first_line
 from .commands import REGISTRY
 from .widgets import StatusBar
 
@@ -36,11 +36,6 @@ class DbResult(Message):
         super().__init__()
         self.callback = callback
         self.value = value
-
-
-def error_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class BaseScreen(Screen):
@@ -92,7 +87,7 @@ class BaseScreen(Screen):
             try:
                 result = db.run(fn, *args)
             except (TviewError, psycopg.Error) as exc:
-                self.post_message(DbResult(failed or app.notify_error, error_line(exc)))
+                self.post_message(DbResult(failed or app.notify_error, first_line(exc)))
                 return
             self.post_message(DbResult(done, result))
 

@@ -84,11 +84,6 @@ def for_screen(scope: str, read_only: bool) -> list[Command]:
     return [c for c in REGISTRY if c.scope in ("app", scope) and not (read_only and c.writes)]
 
 
-def key_label(key: str) -> str:
-    return {"question_mark": "?", "slash": "/", "plus": "+", "minus": "-", "space": "space",
-            "escape": "esc", "enter": "enter"}.get(key, key)
-
-
 class RegistryCommands(Provider):
     """The command palette's view of the registry."""
 

@@ -66,7 +66,7 @@ class DetailScreen(BaseScreen):
         self.shown_events: list[events.Event] = []
 
     def compose_body(self) -> Iterator[Widget]:
-        yield Label(f"[b]{self.info.table}[/b] · key {self.info.key_column} · mode {self.info.mode}"
+        yield Label(f"[b]{self.info.label}[/b] · key {self.info.key_column} · mode {self.info.mode}"
                     f" · level {self.info.topo_level} · lineage {self.info.lineage}", id="detail-title")
         with TabbedContent(id="detail-tabs"):
             with TabPane("Definition", id="tab-definition"), VerticalScroll():
@@ -117,13 +117,12 @@ class DetailScreen(BaseScreen):
                     "public id" if column.name == "id" else "")
             table.add_row(column.name, column.type, role)
         dependency_graph = graph.build(edges)
-        name = catalog.sql_name(self.info.schema, f"tv_{self.info.name}")
-        fill_tree(self.query_one("#upstream", Tree), graph.upstream(dependency_graph, name))
-        fill_tree(self.query_one("#downstream", Tree), graph.downstream(dependency_graph, name))
+        fill_tree(self.query_one("#upstream", Tree), graph.upstream(dependency_graph, self.info.label))
+        fill_tree(self.query_one("#downstream", Tree), graph.downstream(dependency_graph, self.info.label))
 
     def _show_events(self) -> None:
         table = self.query_one("#events", DataTable)
-        shown = self.tapp.recent_events(self.info.table, limit=100)
+        shown = self.tapp.recent_events(self.info.event_name, limit=100)
         if shown == self.shown_events:
             return
         selected = (self.shown_events[table.cursor_row] if 0 <= table.cursor_row < len(self.shown_events)
@@ -145,7 +144,7 @@ class DetailScreen(BaseScreen):
         chosen = self.shown_events[event.cursor_row]
         found = trace.of_transaction(self.tapp.buffered_events(), chosen.xid, chosen.pid) or trace.build([chosen])
         assert found is not None
-        self.tapp.last_trace_nodes = found.nodes()
+        self.tapp.light_trace(found)
         self.app.push_screen(TextScreen("Cascade trace (the slowest step is marked)", trace_text(found)))
 
     def action_explain(self, analyze: bool) -> None:
@@ -161,7 +160,7 @@ class DetailScreen(BaseScreen):
             self.run_db(catalog.explain, self.info, keys, analyze, done=self._explained)
 
         verb = "EXPLAIN ANALYZE (run, then rolled back)" if analyze else "EXPLAIN"
-        self.app.push_screen(PromptScreen(f"{verb} the refresh of {self.info.table} for keys"
+        self.app.push_screen(PromptScreen(f"{verb} the refresh of {self.info.label} for keys"
                                           f" ({self.info.key_column}):", "e.g. 1, 5-9 (empty: one existing key)"),
                              answered)
 
@@ -170,11 +169,11 @@ class DetailScreen(BaseScreen):
 
     def action_describe(self) -> None:
         """The last refresh of this TVIEW made here, whole: every key, rows per TVIEW, its trace."""
-        last = refresh_actions.last_refresh_text(self, self.info.table)
+        last = refresh_actions.last_refresh_text(self, self.info.label)
         if last is None:
-            self.app.notify(f"no refresh of {self.info.table} made here yet (r or k)", severity="information")
+            self.app.notify(f"no refresh of {self.info.label} made here yet (r or k)", severity="information")
             return
-        self.app.push_screen(TextScreen(f"Last refresh of {self.info.table}", last))
+        self.app.push_screen(TextScreen(f"Last refresh of {self.info.label}", last))
 
     def action_back(self) -> None:
         self.app.pop_screen()

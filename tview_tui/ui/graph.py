@@ -77,7 +77,8 @@ class GraphScreen(BaseScreen):
         level = self.levels.get(name, 0)
         label = Text("  " * level + ("● " if lit else "  ") + name, style="bold" if lit else "")
         if kind == "tview":
-            stats = app.stats.get(name)
+            info = app.tview_labelled(name)
+            stats = app.stats.get(info.event_name) if info else None
             rate = f"{stats.per_minute:.0f}" if stats else "0"
             p95 = stats.p95 if stats else None
             p95_text = "-" if p95 is None else f"{p95:.1f}"
@@ -132,7 +133,7 @@ class GraphScreen(BaseScreen):
         self.open_detail(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
 
     def open_detail(self, name: str) -> None:
-        info = next((i for i in self.tapp.tviews if catalog.sql_name(i.schema, f"tv_{i.name}") == name), None)
+        info = self.tapp.tview_labelled(name)
         if info is None:
             self.app.notify(f"{name} is a table: its detail is that of the TVIEWs that read it",
                             severity="information")

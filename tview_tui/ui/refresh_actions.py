@@ -21,10 +21,10 @@ def refresh_whole(screen: BaseScreen, info: TviewInfo | None) -> None:
 
     def answered(yes: bool | None) -> None:
         if yes:
-            app.notify(f"refreshing {info.table} ...")
+            app.notify(f"refreshing {info.label} ...")
             screen.run_db(catalog.refresh, info, None, done=lambda result: _done(screen, result))
 
-    app.push_screen(ConfirmScreen(f"Recompute [b]{info.table}[/b] whole ({rows} rows) and what reads it?"),
+    app.push_screen(ConfirmScreen(f"Recompute [b]{info.label}[/b] whole ({rows} rows) and what reads it?"),
                     answered)
 
 
@@ -47,16 +47,16 @@ def refresh_keys(screen: BaseScreen, info: TviewInfo | None) -> None:
             return
         screen.run_db(catalog.refresh, info, keys, done=lambda result: _done(screen, result))
 
-    app.push_screen(PromptScreen(f"Keys of {info.table} to recompute ({info.key_column}):", "e.g. 1, 5-9"),
+    app.push_screen(PromptScreen(f"Keys of {info.label} to recompute ({info.key_column}):", "e.g. 1, 5-9"),
                     answered)
 
 
 SPLIT_WAIT = 3.0   # seconds to wait for the refresh's events, which name each TVIEW's rows
 
 
-def last_refresh_text(screen: BaseScreen, table: str) -> Text | None:
+def last_refresh_text(screen: BaseScreen, label: str) -> Text | None:
     """The whole result of the last refresh of a TVIEW made here, with its cascade trace."""
-    found = screen.tapp.refreshes.get(table)
+    found = screen.tapp.refreshes.get(label)
     if found is None:
         return None
     result, cascade = found
@@ -81,7 +81,7 @@ def _done(screen: BaseScreen, result: catalog.RefreshResult) -> None:
         """Once the transaction's events arrived, say how many rows each TVIEW got."""
         nonlocal waited
         found = trace.of_transaction(screen.tapp.buffered_events(), xid)
-        if found is not None and result.tview in found.rows_per_tview():
+        if found is not None and result.event_name in found.rows_per_tview():
             screen.show_result(result, found.rows_per_tview())
             screen.tapp.refreshes[result.tview] = (result, found)
             return

@@ -180,7 +180,7 @@ class TailScreen(BaseScreen):
             return
         found = trace.of_transaction(self.tapp.buffered_events(), item.xid, item.pid) or trace.build([item])
         assert found is not None
-        self.tapp.last_trace_nodes = found.nodes()
+        self.tapp.light_trace(found)
         self.app.push_screen(TextScreen("Cascade trace (enter on an event; the slowest step is marked)",
                                         trace_text(found)))
 

@@ -61,10 +61,10 @@ class TviewsScreen(BaseScreen):
         return self.query_one("#tviews", DataTable)
 
     def _cells(self, info: TviewInfo) -> dict[str, str]:
-        stats = self.tapp.stats.get(info.table)
+        stats = self.tapp.stats.get(info.event_name)
         last = stats.last.ts.astimezone().strftime("%H:%M:%S") if stats and stats.last else "-"
         return {
-            "tview": info.table,
+            "tview": info.label,
             "rows": "?" if info.rows is None else (f"{info.rows:,}" if info.rows_exact else f"~{info.rows:,}"),
             "size": human_bytes(info.bytes),
             "mode": info.mode,
@@ -73,13 +73,13 @@ class TviewsScreen(BaseScreen):
             "rate": f"{stats.per_minute:.0f}" if stats else "0",
             "p50": fmt_ms(stats.p50 if stats else None),
             "p95": fmt_ms(stats.p95 if stats else None),
-            "health": self.tapp.health_of(info.table),
+            "health": self.tapp.health_of(info.label),
         }
 
     def _sort_value(self, info: TviewInfo):
-        stats = self.tapp.stats.get(info.table)
+        stats = self.tapp.stats.get(info.event_name)
         return {
-            "tview": info.table,
+            "tview": info.label,
             "rows": -(info.rows or 0),
             "size": -info.bytes,
             "rate": -(stats.per_minute if stats else 0),
@@ -90,24 +90,24 @@ class TviewsScreen(BaseScreen):
         """Update rows in place, touching only cells that changed; the cursor stays on its TVIEW."""
         table = self.table
         selected = self.selected
-        wanted = [i for i in items if self.filter_text.lower() in i.table.lower()]
+        wanted = [i for i in items if self.filter_text.lower() in i.label.lower()]
         wanted.sort(key=self._sort_value)
-        wanted_keys = [i.table for i in wanted]
+        wanted_keys = [i.label for i in wanted]
         for key in [k for k in self.rows_by_key if k not in set(wanted_keys)]:
             table.remove_row(key)
             del self.rows_by_key[key]
             del self.cells_by_key[key]
         for info in wanted:
             cells = self._cells(info)
-            shown = self.cells_by_key.get(info.table)
+            shown = self.cells_by_key.get(info.label)
             if shown is None:
-                table.add_row(*(cells[key] for key, _ in COLUMNS), key=info.table)
+                table.add_row(*(cells[key] for key, _ in COLUMNS), key=info.label)
             else:
                 for column, value in cells.items():
                     if shown[column] != value:
-                        table.update_cell(info.table, column, value, update_width=True)
-            self.rows_by_key[info.table] = info
-            self.cells_by_key[info.table] = cells
+                        table.update_cell(info.label, column, value, update_width=True)
+            self.rows_by_key[info.label] = info
+            self.cells_by_key[info.label] = cells
         current = [str(row.key.value) for row in table.ordered_rows]
         if current != wanted_keys:
             order = {key: n for n, key in enumerate(wanted_keys)}
@@ -176,14 +176,14 @@ class TviewsScreen(BaseScreen):
             return
         cells = self._cells(info)
         text = Text("\n".join(f"{label:<11}{cells[key]}" for key, label in COLUMNS))
-        last = refresh_actions.last_refresh_text(self, info.table)
+        last = refresh_actions.last_refresh_text(self, info.label)
         text.append("\n\nlast refresh made here: ")
         if last is None:
             text.append("none (r or k refreshes it)")
         else:
             text.append("\n")
             text.append_text(last)
-        self.app.push_screen(TextScreen(info.table, text))
+        self.app.push_screen(TextScreen(info.label, text))
 
     def action_cycle_sort(self) -> None:
         self.sort_key = SORTS[(SORTS.index(self.sort_key) + 1) % len(SORTS)]

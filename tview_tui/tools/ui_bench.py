@@ -13,14 +13,15 @@ import threading
 import time
 from dataclasses import dataclass
 
-import psycopg
-from psycopg.conninfo import make_conninfo
 from textual.widgets import DataTable
 
+from .. import scratch
 from ..config import Config
-from ..connection import Target, one
-from .app import TviewApp
-from .tail import TailScreen
+from ..connection import Target, connect, one
+from ..events import percentile
+from ..ui.app import TviewApp
+from ..ui.tail import TailScreen
+from .memory import memory_kb
 
 SIZE = (140, 40)
 
@@ -41,7 +42,7 @@ class UiBenchResult:
 
     def report(self) -> str:
         keys = sorted(self.key_latency_ms)
-        p95 = keys[max(0, round(0.95 * (len(keys) - 1)))] if keys else float("nan")
+        p95 = percentile(keys, 95) if keys else float("nan")
         return "\n".join([
             f"startup to first screen with {self.tviews} TVIEWs: {self.startup_ms:.0f} ms (target < 1000 ms)",
             f"events produced {self.produced} in {self.seconds:.0f} s ({self.produced / self.seconds:.0f}/s,"
@@ -61,17 +62,12 @@ def memory(samples: list[float]) -> str:
 
 
 def rss_mb(pid: int | str = "self") -> float:
-    """Resident set size of a process (Linux), in MB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return memory_kb(pid)[0] / 1024
 
 
 def create_tviews(dsn: str, count: int) -> None:
     """One small base table and `count` TVIEWs over it (the startup case)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(Target(dsn, application_name="tview-tui ui-bench"), autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS tb_item (pk_item int PRIMARY KEY, label text)")
         conn.execute("INSERT INTO tb_item SELECT g, 'item ' || g FROM generate_series(1, 100) g ON CONFLICT DO NOTHING")
         existing = one(conn.execute("SELECT count(*) FROM tview.tviews"))[0]
@@ -87,7 +83,7 @@ def flood(dsn: str, rate: int, seconds: float, stop: threading.Event, counter: l
                '%s","source":"tb_item","op":"UPDATE","depth":0,"mode":"recompute","rows":1,"upserted":1,'
                '"patched":0,"deleted":0,"us":%s,"keys":[1],"keys_more":0}')
     per_batch = max(1, rate // 100)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with connect(Target(dsn, application_name="tview-tui ui-bench flood"), autocommit=True) as conn:
         started = time.monotonic()
         sent = 0
         while not stop.is_set() and time.monotonic() - started < seconds:
@@ -144,20 +140,9 @@ async def run(dsn: str, tviews: int = 200, rate: int = 50_000, seconds: float = 
 
 
 def main(dsn: str | None, tviews: int, rate: int, seconds: float) -> str:
-    from ..embedded import TemporaryServer
-    from ..installer import install
-
-    server = None
-    try:
-        if dsn is None:
-            server = TemporaryServer()
-            admin = server.start()
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute("CREATE DATABASE tview_ui_bench")
-            dsn = make_conninfo(admin, dbname="tview_ui_bench")
-            with psycopg.connect(dsn) as conn:
-                install(conn)
+    """The `ui-bench` subcommand's report: on the given database, or on a scratch one."""
+    if dsn is not None:
         return asyncio.run(run(dsn, tviews, rate, seconds)).report()
-    finally:
-        if server is not None:
-            server.cleanup()
+    with (scratch.server(None, lambda _: None) as admin,
+          scratch.database(admin, lambda _: None, prefix="tview_ui_bench") as scratch_dsn):
+        return asyncio.run(run(scratch_dsn, tviews, rate, seconds)).report()

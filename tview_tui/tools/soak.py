@@ -27,17 +27,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import psycopg
-from psycopg import sql
+from psycopg import IsolationLevel, sql
 
-from . import catalog, demo, events
-from .connection import Target, TviewError, connect, error_from_db, one
+from .. import catalog, demo, events, scratch
+from ..connection import Target, TviewError, connect, error_from_db, one
+from .memory import memory_kb
 
 RETRYABLE = {"40001", "40P01"}       # serialization failure, deadlock: the transaction is retried
 CONFLICTS = {"23503"}                # a row a random write picked was deleted meanwhile by another writer
-ISOLATION_LEVELS = {"read-committed": "READ COMMITTED", "serializable": "SERIALIZABLE"}
+ISOLATION_LEVELS = {"read-committed": IsolationLevel.READ_COMMITTED, "serializable": IsolationLevel.SERIALIZABLE}
 MAX_ERROR_SAMPLES = 20
 # Deferred TVIEWs: comment (flushed at commit into post, which patches it in) and post_card.
 DEFERRED_TVIEWS = ("comment", "post_card")
@@ -102,6 +102,7 @@ class WriteLoad:
 
     def _open(self) -> psycopg.Connection:
         conn = connect(self.target)
+        conn.isolation_level = self.isolation          # every transaction of this writer
         for statement in self.session_sql:
             conn.execute(statement)
         conn.commit()
@@ -114,7 +115,6 @@ class WriteLoad:
             try:
                 if conn is None:
                     conn = self._open()
-                conn.execute(f"SET TRANSACTION ISOLATION LEVEL {self.isolation}")
                 if self.transaction(conn, rng):
                     conn.commit()
                     self._count("commits")
@@ -179,27 +179,6 @@ class Tail:
                 self.gaps += sum(isinstance(item, events.Gap) for item in batch)
         finally:
             await self.stream.close()
-
-
-# -- memory -------------------------------------------------------------------------------
-
-def memory_kb() -> tuple[int, int]:
-    """(resident set size, its peak so far) of this process in KiB, from /proc (Linux)."""
-    values = {}
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    values[key] = int(rest.split()[0])
-    except OSError:
-        pass
-    if len(values) < 2:                    # not Linux: the peak is all getrusage knows
-        import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = peak // 1024 if sys.platform == "darwin" else peak
-        return peak, peak
-    return values["VmRSS"], values["VmHWM"]
 
 
 # -- the soak -----------------------------------------------------------------------------
@@ -332,49 +311,19 @@ def _wait_for(condition: Callable[[], bool], timeout: float, still_moving: Calla
 
 # -- the command --------------------------------------------------------------------------
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `soak` on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "soak", help="concurrent random writes with events on and a live tail, then the oracle over every TVIEW",
-        description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("dsn", nargs="?", default=None,
-                   help="server to soak (a fresh database is created there and dropped after;"
-                        " default: a temporary embedded PostgreSQL)")
-    p.add_argument("--seconds", type=float, default=300.0, help="how long the writers run (default 300)")
-    p.add_argument("--writers", type=int, default=4, help="concurrent writer connections (default 4)")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines (default 5)")
-    p.add_argument("--poll", action="store_true", help="tail by polling the event log instead of LISTEN")
-    p.add_argument("--isolation", choices=sorted(ISOLATION_LEVELS), default="read-committed",
-                   help="isolation level of every writer (default read-committed)")
-    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
-    return p
-
-
 def run(args: argparse.Namespace) -> int:
-    """The `soak` subcommand: 0 all right, 1 drift / lost events / writer errors, 2 cannot start."""
-    from .bench import admin_dsn, bench_database
-
+    """The `soak` subcommand: 0 all right, 1 drift / lost events / writer errors."""
     def progress(text: str) -> None:
         print(f"[soak] {text}", file=sys.stderr, flush=True)
 
     if args.seconds <= 0 or args.writers < 1:
-        print("error: --seconds must be > 0 and --writers >= 1", file=sys.stderr)
-        return 2
-    try:
-        with admin_dsn(args.dsn, progress) as admin, bench_database(admin, progress) as dsn:
-            with connect(Target(dsn)) as conn:
-                prepare(conn)
-            progress(f"{args.writers} writers for {args.seconds:g} s; deferred: {', '.join(DEFERRED_TVIEWS)}")
-            result = soak(dsn, args.seconds, args.writers, interval=args.interval, poll=args.poll,
-                          isolation=args.isolation, progress=progress)
-    except TviewError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except psycopg.Error as exc:
-        print(f"error: {error_from_db(exc, 'soak failed')}", file=sys.stderr)
-        return 2
+        raise TviewError("--seconds must be > 0 and --writers >= 1")
+    with scratch.server(args.dsn, progress) as admin, scratch.database(admin, progress) as dsn:
+        with connect(Target(dsn)) as conn:
+            prepare(conn)
+        progress(f"{args.writers} writers for {args.seconds:g} s; deferred: {', '.join(DEFERRED_TVIEWS)}")
+        result = soak(dsn, args.seconds, args.writers, interval=args.interval, poll=args.poll,
+                      isolation=args.isolation, progress=progress)
     print(result.describe())
     if args.json:
         args.json.write_text(json.dumps(result.as_dict(), indent=2))

@@ -10,8 +10,8 @@ from textual.widgets import TabbedContent
 from ..config import Config
 from ..connection import Target
 from ..demo import DemoWriter
-from .app import TviewApp
-from .widgets import TextScreen
+from ..ui.app import TviewApp
+from ..ui.widgets import TextScreen
 
 SIZE = (140, 38)
 
