@@ -125,7 +125,9 @@ async def run(dsn: str, tviews: int = 200, rate: int = 50_000, seconds: float = 
             pressed = time.perf_counter()
             app.simulate_key("space")            # queued like a real key: pause/resume the tail
             while screen.paused == before:
-                await pilot.pause(0.001)
+                # a plain sleep: Pilot.pause would make every widget process a message and
+                # repaint the screen on each poll, work the app does not do for a real key
+                await asyncio.sleep(0.001)
             latencies.append((time.perf_counter() - pressed) * 1000)
             rss_samples.append(rss_mb())
             stream_rss.append(rss_mb(stream_pid))
