@@ -9,12 +9,6 @@ AS $$
     WHERE c.oid = relid
 $$;
 
--- A TVIEW's name as the server spells it: schema.tv_<name>, quoted where needed.
-CREATE OR REPLACE FUNCTION tview._label(schema_name name, name name) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT format('%I.%I', schema_name, 'tv_' || name) $$;
-
 -- Text for a format() template: every % doubled, so a name or literal holding one (a
 -- column "a%b") comes out of format() as it went in. Keys queries and refresh statements are
 -- templates (format(key_sql, relation)), so every name put in them goes through this.

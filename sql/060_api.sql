@@ -42,7 +42,7 @@ BEGIN
             USING ERRCODE = 'undefined_table',
                   HINT = 'List TVIEWs with SELECT * FROM tview.tviews; names are looked up along search_path.';
     END IF;
-    IF to_regclass(format('%I.%I', t.schema_name, 'tv_' || t.name)) IS DISTINCT FROM t.table_oid::regclass
+    IF (tview._relations_named(t.schema_name, t.name)).table_oid IS DISTINCT FROM t.table_oid
        AND tview._catalog_moved() THEN
         PERFORM tview._refuse_moved_catalog();
     END IF;
@@ -57,11 +57,9 @@ CREATE OR REPLACE FUNCTION tview._catalog_moved() RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT 1 FROM tview.tviews x
-                   WHERE to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name)) IS NOT NULL
-                     AND to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name)) IS NOT NULL
-                     AND (to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name))::oid <> x.table_oid
-                          OR to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name))::oid <> x.view_oid))
+    SELECT EXISTS (SELECT 1 FROM tview.tviews x, tview._relations_named(x.schema_name, x.name) n
+                   WHERE n.table_oid IS NOT NULL AND n.view_oid IS NOT NULL
+                     AND (n.table_oid <> x.table_oid OR n.view_oid <> x.view_oid))
 $$;
 
 -- The error of a write or an engine call that meets a catalog naming old oids.
@@ -102,11 +100,9 @@ BEGIN
     END LOOP;
     -- in two steps: a new oid may be another row's old one (table_oid and view_oid are unique)
     UPDATE tview.tviews x SET table_oid = (4294967295 - 2 * x.id)::oid, view_oid = (4294967294 - 2 * x.id)::oid;
-    UPDATE tview.tviews x
-    SET table_oid = to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name))::oid,
-        view_oid = to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name))::oid
-    WHERE to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name)) IS NOT NULL
-      AND to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name)) IS NOT NULL;
+    UPDATE tview.tviews x SET table_oid = n.table_oid, view_oid = n.view_oid
+    FROM (SELECT y.id, r.* FROM tview.tviews y, tview._relations_named(y.schema_name, y.name) r) n
+    WHERE n.id = x.id AND n.table_oid IS NOT NULL AND n.view_oid IS NOT NULL;
     GET DIAGNOSTICS moved = ROW_COUNT;
     DELETE FROM tview.dependencies;             -- derived again below, from each view
     DELETE FROM tview.members;
@@ -486,7 +482,7 @@ BEGIN
             USING ERRCODE = 'reserved_name',
                   HINT = 'Pass schema_name of an ordinary schema, or put one first on search_path.';
     END IF;
-    label := format('%I.%I', target_schema, 'tv_' || bare);
+    label := tview._label(target_schema, bare);
     PERFORM tview._require_read_committed('create', label);
 
     IF EXISTS (SELECT 1 FROM tview.tviews t WHERE t.schema_name = target_schema AND t.name = bare) THEN
@@ -494,9 +490,8 @@ BEGIN
             USING ERRCODE = 'duplicate_object',
                   HINT = format('Drop it first with tview.drop(%L), or choose another name.', bare);
     END IF;
-    IF to_regclass(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL
-       OR to_regclass(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL
-       OR to_regtype(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL    -- a table and a view
+    IF (SELECT n.table_oid IS NOT NULL OR n.view_oid IS NOT NULL FROM tview._relations_named(target_schema, bare) n)
+       OR to_regtype(label) IS NOT NULL                                           -- a table and a view
        OR to_regtype(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL THEN -- each make a type
         RAISE EXCEPTION 'cannot create TVIEW %: a relation or type named %.tv_% or %.v_% already exists',
                         label, target_schema, bare, target_schema, bare
@@ -506,12 +501,12 @@ BEGIN
     SELECT m.view_oid, m.key_col, m.definition INTO view_oid, key_col, definition
     FROM tview._make_view(target_schema, bare, p_definition, p_search_path, label) m;
 
-    EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I)', target_schema, 'tv_' || bare, target_schema, 'v_' || bare);
-    table_oid := format('%I.%I', target_schema, 'tv_' || bare)::regclass;
+    EXECUTE format('CREATE TABLE %s (LIKE %s)', label, tview._qname(view_oid));
+    table_oid := label::regclass;
     EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (%I)', tview._qname(table_oid), key_col);
     PERFORM tview._index_reference_columns(table_oid, view_oid, NULL);
     EXECUTE format('COMMENT ON TABLE %s IS %L', tview._qname(table_oid),
-                   format('TVIEW maintained by the tview engine from %I.%I; do not write to it', target_schema, 'v_' || bare));
+                   format('TVIEW maintained by the tview engine from %s; do not write to it', tview._qname(view_oid)));
 
     analysis := tview._analyze(view_oid, key_col);
     SELECT coalesce(max(t.topo_level) + 1, 0) INTO level
@@ -724,15 +719,15 @@ BEGIN
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'cannot alter TVIEW %: % reads its column %, which the new definition %', label,
-                        CASE WHEN blocker.name IS NOT NULL THEN format('TVIEW %I.%I', blocker.schema_name, 'tv_' || blocker.name)
+                        CASE WHEN blocker.name IS NOT NULL THEN 'TVIEW ' || tview._label(blocker.schema_name, blocker.name)
                              ELSE format('view %s', blocker.reader) END,
                         quote_ident(blocker.attname),
                         CASE WHEN blocker.dropped THEN 'drops'
                              ELSE format('changes from %s to %s', blocker.old_type, blocker.new_type) END
             USING ERRCODE = 'dependent_objects_still_exist',
                   HINT = CASE WHEN blocker.name IS NOT NULL
-                              THEN format('Alter %I.%I first so that it no longer reads the column, or keep the column.',
-                                          blocker.schema_name, 'tv_' || blocker.name)
+                              THEN format('Alter %s first so that it no longer reads the column, or keep the column.',
+                                          tview._label(blocker.schema_name, blocker.name))
                               ELSE 'Change that view first so that it no longer reads the column, or keep the column.' END;
     END IF;
 
@@ -806,7 +801,7 @@ DECLARE
 BEGIN
     PERFORM tview._require_engine_owner('alter TVIEW', p_name);
     t := tview._get(p_name, schemas);
-    label := format('%I.%I', t.schema_name, 'tv_' || t.name);
+    label := tview._label(t.schema_name, t.name);
     IF tview._clean_definition(p_definition) = t.definition THEN
         RAISE NOTICE 'TVIEW % already has this definition, skipping', label;
         RETURN t.table_oid;
@@ -857,7 +852,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tv text := format('%I.%I', t.schema_name, 'tv_' || t.name);
+    tv text := tview._label(t.schema_name, t.name);
     v  text := format('%I.%I', t.schema_name, 'v_' || t.name);
     tables oid[] := tview._tables_read(t.id);
     read   int[] := tview._tviews_read(t.id);
@@ -907,7 +902,7 @@ BEGIN
         END IF;
         PERFORM tview._get(p_name, schemas);   -- raises the not-found error
     END IF;
-    SELECT string_agg(format('%I.%I', x.schema_name, 'tv_' || x.name), ', ') INTO names FROM tview._dependents(t) x;
+    SELECT string_agg(tview._label(x.schema_name, x.name), ', ') INTO names FROM tview._dependents(t) x;
     IF names IS NOT NULL AND NOT p_cascade THEN
         RAISE EXCEPTION 'cannot drop TVIEW %.tv_% because other TVIEWs read it: %', t.schema_name, t.name, names
             USING ERRCODE = 'dependent_objects_still_exist',

@@ -333,7 +333,7 @@ BEGIN
         root_column = tview._colname(tview._root_relid(found_lineage), (found_lineage -> 'root' ->> 1)::int)
     WHERE x.id = t.id;
     PERFORM tview._record_dependencies(t.id, t.view_oid, found_lineage);
-    PERFORM tview._check_cycle(t.id, format('%I.%I', t.schema_name, 'tv_' || t.name));
+    PERFORM tview._check_cycle(t.id, tview._label(t.schema_name, t.name));
     UPDATE tview.tviews x
     SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
                       JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
@@ -377,7 +377,7 @@ BEGIN
         ORDER BY x.topo_level, x.id
     LOOP
         -- a helper view replaced by one the TVIEW could never equal (random(), current_user)
-        PERFORM tview._check_definition_tree(t.view_oid, format('%I.%I', t.schema_name, 'tv_' || t.name));
+        PERFORM tview._check_definition_tree(t.view_oid, tview._label(t.schema_name, t.name));
         PERFORM tview._rebuild(t);
         -- Its rows may change too: a helper view it reads was replaced (a new expression), or it
         -- reads whole rows (to_jsonb(t), t::text), which a new or changed column changes. Whole,

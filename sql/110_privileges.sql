@@ -49,8 +49,8 @@ BEGIN
         RAISE EXCEPTION 'permission denied to refresh TVIEW %.tv_%', t.schema_name, t.name
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('Refresh as the engine owner (role %I), or grant SELECT on %I.%I and INSERT, UPDATE,'
-                                ' DELETE on %I.%I.', tview._engine_owner(), t.schema_name, 'v_' || t.name,
-                                t.schema_name, 'tv_' || t.name);
+                                ' DELETE on %s.', tview._engine_owner(), t.schema_name, 'v_' || t.name,
+                                tview._label(t.schema_name, t.name));
     END IF;
 END;
 $$;
