@@ -359,6 +359,16 @@ $f$,
 END;
 $$;
 
+-- The signature of a TVIEW's generated function of one kind (refresh, patch, keys).
+CREATE OR REPLACE FUNCTION tview._generated_signature(tview_id int, kind text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('tview.%I', '_' || kind || '_' || tview_id)
+           || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean)' WHEN 'patch' THEN '(jsonb,bigint[],integer)'
+                        ELSE '(oid,jsonb,jsonb)' END
+$$;
+
 -- The qualified name of a TVIEW's generated function of one kind (refresh, patch, keys),
 -- made first when it is missing (dropped by hand: tview.health() reports it), once, by
 -- whoever comes first.
@@ -367,10 +377,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    name      text := format('tview.%I', '_' || kind || '_' || t.id);
-    signature text := name || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean)'
-                                        WHEN 'patch' THEN '(jsonb,bigint[],integer)'
-                                        ELSE '(oid,jsonb,jsonb)' END;
+    signature text := tview._generated_signature(t.id, kind);
+    name      text := split_part(signature, '(', 1);
 BEGIN
     IF to_regprocedure(signature) IS NULL THEN
         PERFORM pg_advisory_xact_lock(1953914229, -t.id);

@@ -380,31 +380,23 @@ $$;
 
 -- (Re)generate the capture code of the given tables that TVIEWs read (others are skipped)
 -- and of their families, once the TVIEWs are up to date with the partitions and children
--- that came and went. strict: as for one table (tview._install_table_capture).
-CREATE OR REPLACE FUNCTION tview._install_family_captures(relids oid[], strict boolean) RETURNS void
+-- that came and went. On the tables of strict_relids and their families (those a new TVIEW
+-- reads), a trigger the engine did not make under the engine's name is refused; elsewhere the
+-- engine's trigger takes a free name beside it (tview._install_table_capture).
+CREATE OR REPLACE FUNCTION tview._install_captures(relids oid[], strict_relids oid[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     relid oid;
+    strict_tables oid[] := tview._capture_tables(strict_relids);
 BEGIN
     PERFORM tview._sync_members();
     FOR relid IN SELECT unnest(tview._capture_tables(relids)) LOOP
-        PERFORM tview._install_table_capture(relid, strict);
+        PERFORM tview._install_table_capture(relid, relid = ANY (strict_tables));
     END LOOP;
 END;
 $$;
-
-CREATE OR REPLACE FUNCTION tview._install_captures(relids oid[]) RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tview._install_family_captures(relids, false) $$;
-
--- The same for one table TVIEWs read (tview.create: strict).
-CREATE OR REPLACE FUNCTION tview._install_capture(relid oid, strict boolean DEFAULT true) RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tview._install_family_captures(ARRAY[relid], strict) $$;
 
 -- Regenerate the capture functions of every table the given TVIEWs read (after one of them
 -- gained or lost a reader, or changed mode: which of them are refreshed directly changes).
@@ -413,7 +405,7 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d
-                                         WHERE d.tview_id = ANY (tview_ids)))
+                                         WHERE d.tview_id = ANY (tview_ids)), '{}')
 $$;
 
 -- The base tables a TVIEW reads.
@@ -449,7 +441,7 @@ DECLARE
     trg record;
     captured oid[];
 BEGIN
-    PERFORM tview._install_captures(relids);
+    PERFORM tview._install_captures(relids, '{}');
     captured := tview._capture_tables(ARRAY(SELECT d.source_oid FROM tview.dependencies d));
     FOR rel IN
         SELECT p.oid AS fn, p.proname, c.oid AS relid
@@ -495,4 +487,4 @@ COMMENT ON VIEW tview.capture IS 'Generated change capture per table TVIEWs read
 -- Installing over an older engine: re-point every engine trigger to its table's capture
 -- function now, so no trigger still runs code this version removes (the installer then
 -- drops that code and regenerates every TVIEW). Nothing to do on a new install.
-SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d));
+SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d), '{}');

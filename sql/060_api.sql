@@ -85,18 +85,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t       tview.tviews;
-    stale   record;
+    trg     record;
     moved   int;
+    stale   oid[] := '{}';
 BEGIN
     PERFORM tview._require_engine_owner('relink TVIEWs', NULL);
     IF NOT tview._catalog_moved() THEN
         RETURN 'nothing to relink: every TVIEW''s table and view are where the catalog says';
     END IF;
     -- the engine's triggers as restored call capture code made for the old oids
-    FOR stale IN SELECT g.tgname, g.tgrelid FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
-                 WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
-                   AND p.proname <> tview._capture_name(g.tgrelid) LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', stale.tgname, tview._qname(stale.tgrelid));
+    FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
+               WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
+                 AND p.proname <> tview._capture_name(g.tgrelid) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
     END LOOP;
     -- in two steps: a new oid may be another row's old one (table_oid and view_oid are unique)
     UPDATE tview.tviews x SET table_oid = (4294967295 - 2 * x.id)::oid, view_oid = (4294967294 - 2 * x.id)::oid;
@@ -110,9 +111,9 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.table_oid) THEN
             CONTINUE;                           -- its relations are gone: health() reports catalog_orphan
         END IF;
-        PERFORM tview._rebuild(t);
+        stale := stale || tview._derive(t);
     END LOOP;
-    PERFORM tview._sync_captures('{}');         -- capture code of the old oids goes
+    PERFORM tview._sync_captures(stale);        -- and the capture code of the old oids goes
     RETURN format('relinked %s TVIEW(s) by name', moved);
 END;
 $$;
@@ -444,10 +445,8 @@ DECLARE
     view_oid    oid;
     table_oid   oid;
     key_col     name;
-    analysis    jsonb;
-    specs       jsonb;
-    new_id      int;
-    level       int;
+    t           tview.tviews;
+    stale       oid[];
 BEGIN
     PERFORM tview._require_engine_owner('create TVIEW', p_name);
     PERFORM tview._check_mode(p_mode);
@@ -485,7 +484,7 @@ BEGIN
     label := tview._label(target_schema, bare);
     PERFORM tview._require_read_committed('create', label);
 
-    IF EXISTS (SELECT 1 FROM tview.tviews t WHERE t.schema_name = target_schema AND t.name = bare) THEN
+    IF EXISTS (SELECT 1 FROM tview.tviews x WHERE x.schema_name = target_schema AND x.name = bare) THEN
         RAISE EXCEPTION 'TVIEW % already exists', label
             USING ERRCODE = 'duplicate_object',
                   HINT = format('Drop it first with tview.drop(%L), or choose another name.', bare);
@@ -508,30 +507,15 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE %s IS %L', tview._qname(table_oid),
                    format('TVIEW maintained by the tview engine from %s; do not write to it', tview._qname(view_oid)));
 
-    analysis := tview._analyze(view_oid, key_col);
-    SELECT coalesce(max(t.topo_level) + 1, 0) INTO level
-    FROM tview._base_relations(view_oid) b JOIN tview.tviews t ON t.table_oid = b.relid;
-
     INSERT INTO tview.tviews (schema_name, name, table_oid, view_oid, entity, key_column, definition, mode,
-                              topo_level, root_oid, root_column, analysis, refresh_sql)
-    VALUES (target_schema, bare, table_oid, view_oid, substr(key_col, 4), key_col, definition, p_mode, level,
-            tview._root_relid(analysis), tview._colname(tview._root_relid(analysis), (analysis -> 'root' ->> 1)::int),
-            analysis ->> 'reason',
-            tview._build_refresh_sql(view_oid, table_oid, key_col))
-    RETURNING id INTO new_id;
-
-    specs := tview._patch_specs(view_oid, analysis);
-    UPDATE tview.tviews t SET patch_specs = specs, session_settings = tview._session_settings() WHERE t.id = new_id;
-
-    PERFORM tview._record_dependencies(new_id, view_oid, analysis);
-
-    PERFORM tview._check_cycle(new_id, label);
-    -- made now (they read the dependency rows), not by the first writer
-    PERFORM tview._install_generated_functions(new_id);
-    PERFORM tview._install_capture(d.source_oid) FROM tview.dependencies d
-    WHERE d.tview_id = new_id AND d.source_kind = 'table' ORDER BY d.source_oid;
-    PERFORM tview._install_captures_reading(tview._tviews_read(new_id));   -- they have a reader now
-
+                              session_settings, refresh_sql)
+    VALUES (target_schema, bare, table_oid, view_oid, substr(key_col, 4), key_col, definition, p_mode,
+            tview._session_settings(), '')   -- the refresh statement and the rest: derived next
+    RETURNING * INTO t;
+    -- the generated and capture code made now, not by the first writer; a trigger of someone
+    -- else's under the engine's name on a table it reads is refused
+    stale := tview._derive(t);
+    PERFORM tview._install_captures(stale, tview._tables_read(t.id));
     PERFORM tview._grant_engine_owner(view_oid, table_oid);
 
     BEGIN
@@ -565,15 +549,21 @@ BEGIN
 END;
 $$;
 
--- The refresh, patch and keys functions generated for one TVIEW.
+-- The refresh, patch and keys functions generated for one TVIEW, those that exist (a new
+-- TVIEW has none).
 CREATE OR REPLACE FUNCTION tview._drop_generated_functions(tview_id int) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    fn regprocedure;
 BEGIN
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[], boolean)', '_refresh_' || tview_id);
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[], integer)', '_patch_' || tview_id);
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(oid, jsonb, jsonb)', '_keys_' || tview_id);
+    FOR fn IN SELECT to_regprocedure(tview._generated_signature(tview_id, k.kind))
+              FROM unnest(ARRAY['refresh', 'patch', 'keys']) k(kind) LOOP
+        IF fn IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION %s', fn);
+        END IF;
+    END LOOP;
 END;
 $$;
 
@@ -628,8 +618,7 @@ BEGIN
 END;
 $$;
 
--- (Re)write a TVIEW's dependency rows from its analysis. The tables' capture code is
--- (re)generated by the caller: tview._install_capture, tview._sync_captures.
+-- (Re)write a TVIEW's dependency rows from its analysis (for tview._derive).
 CREATE OR REPLACE FUNCTION tview._record_dependencies(tview_id int, view_oid oid, analysis jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -665,6 +654,54 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- Derive everything the engine keeps about a TVIEW from its backing view as it is now, for
+-- create, alter, rebuild (after DDL, an upgrade) and relink: the lineage analysis, the refresh
+-- statement and patch specs (its catalog row), the dependency rows (refusing a cycle), its
+-- level, and its generated refresh, patch and keys functions. Not the capture code of the
+-- tables involved, so that a caller deriving several TVIEWs regenerates each table's once
+-- (tview._sync_captures): returns those tables, the ones it reads before and after, and
+-- those read by the TVIEWs it reads before and after (refreshed directly only while no
+-- TVIEW reads them).
+CREATE OR REPLACE FUNCTION tview._derive(t tview.tviews) RETURNS oid[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_lineage jsonb := tview._analyze(t.view_oid, t.key_column);
+    tables_before oid[] := tview._tables_read(t.id);
+    read_before   int[] := tview._tviews_read(t.id);
+BEGIN
+    UPDATE tview.tviews x
+    SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
+        patch_specs = tview._patch_specs(t.view_oid, found_lineage),
+        -- pinned at create; a TVIEW of an engine that did not pin them takes the deriving session's
+        session_settings = CASE WHEN x.session_settings = '{}' THEN tview._session_settings() ELSE x.session_settings END,
+        analysis = found_lineage ->> 'reason',
+        root_oid = tview._root_relid(found_lineage),
+        root_column = tview._colname(tview._root_relid(found_lineage), (found_lineage -> 'root' ->> 1)::int)
+    WHERE x.id = t.id;
+    PERFORM tview._record_dependencies(t.id, t.view_oid, found_lineage);
+    PERFORM tview._check_cycle(t.id, tview._label(t.schema_name, t.name));
+    UPDATE tview.tviews x
+    SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
+                      JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
+    WHERE x.id = t.id;
+    PERFORM tview._drop_generated_functions(t.id);
+    PERFORM tview._install_generated_functions(t.id);
+    RETURN tables_before || tview._tables_read(t.id)
+           || ARRAY(SELECT d.source_oid FROM tview.dependencies d
+                    WHERE d.tview_id = ANY (read_before || tview._tviews_read(t.id)));
+END;
+$$;
+
+-- Derive a TVIEW again, with the capture code of the tables involved: after a table or column
+-- it reads was renamed (the view follows renames by itself, the generated SQL does not), or
+-- by the installer after an upgrade.
+CREATE OR REPLACE FUNCTION tview._rebuild(t tview.tviews) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT tview._sync_captures(tview._derive(t)) $$;
 
 CREATE OR REPLACE FUNCTION tview.create(name text, definition text, mode text DEFAULT 'immediate',
                                         schema_name text DEFAULT NULL)
@@ -798,6 +835,7 @@ DECLARE
     replaced name;
     made     record;
     dep      tview.tviews;
+    stale    oid[];
 BEGIN
     PERFORM tview._require_engine_owner('alter TVIEW', p_name);
     t := tview._get(p_name, schemas);
@@ -827,11 +865,12 @@ BEGIN
     WHERE x.id = t.id
     RETURNING * INTO t;
     PERFORM tview._grant_engine_owner(t.view_oid, t.table_oid);
-    PERFORM tview._rebuild(t);
+    stale := tview._derive(t);
     -- its readers, in order (a level may change): the columns they read may have changed type
     FOR dep IN SELECT * FROM tview._dependents(t) x ORDER BY x.topo_level, x.id LOOP
-        PERFORM tview._rebuild(dep);
+        stale := stale || tview._derive(dep);
     END LOOP;
+    PERFORM tview._sync_captures(stale);   -- each table's capture code once
     EXECUTE format('DROP VIEW %I.%I', t.schema_name, replaced);
     PERFORM tview._cascade(tview._add_work('{}', t.id, '{}', true, 0), NULL, 'ALTER', true);
     RETURN t.table_oid;

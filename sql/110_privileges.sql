@@ -206,7 +206,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA tview FROM PUBLIC;
 
 -- The SECURITY DEFINER trigger functions: callable by nobody directly (PostgreSQL does not
 -- check EXECUTE when a trigger fires, so writers are unaffected). The generated capture
--- functions are revoked as they are made (tview._install_capture).
+-- functions are revoked as they are made (tview._install_table_capture).
 REVOKE EXECUTE ON FUNCTION tview._flush_deferred() FROM PUBLIC;
 -- The event trigger functions and what they call with the owner's rights (SECURITY DEFINER,
 -- sql/070_ddl.sql): run by the event triggers only.
