@@ -727,6 +727,13 @@ DECLARE
                              WHERE new_cols @> jsonb_build_array(jsonb_build_object('attname', o ->> 'attname')));
     added    name[] := ARRAY(SELECT n ->> 'attname' FROM jsonb_array_elements(new_cols) n
                              WHERE NOT old_cols @> jsonb_build_array(jsonb_build_object('attname', n ->> 'attname')));
+    -- the columns it has that the new definition drops (new_type NULL) or retypes
+    changed  jsonb := (SELECT coalesce(jsonb_agg(jsonb_build_object('attname', o.attname, 'attnum', o.attnum,
+                                                                    'old_type', o.type_sql, 'new_type', n.type_sql)
+                                                 ORDER BY o.attnum), '[]')
+                       FROM jsonb_to_recordset(old_cols) o(attname name, attnum int, type_sql text)
+                       LEFT JOIN jsonb_to_recordset(new_cols) n(attname name, type_sql text) ON n.attname = o.attname
+                       WHERE n.attname IS NULL OR n.type_sql <> o.type_sql);
     actions  text[];
     blocker  record;
 BEGIN
@@ -742,17 +749,15 @@ BEGIN
     END IF;
 
     -- a view (a reading TVIEW's definition, or anyone's) that reads a column which goes or changes
-    SELECT o.attname, r.ev_class::regclass AS reader, x.schema_name, x.name, n.attname IS NULL AS dropped,
-           o.type_sql AS old_type, n.type_sql AS new_type
+    SELECT c.attname, r.ev_class::regclass AS reader, x.schema_name, x.name, c.new_type IS NULL AS dropped,
+           c.old_type, c.new_type
       INTO blocker
-    FROM tview._column_types(t.table_oid) o
-    LEFT JOIN tview._column_types(new_view) n ON n.attname = o.attname
-    JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.table_oid AND d.refobjsubid = o.attnum
+    FROM jsonb_to_recordset(changed) c(attname name, attnum int, old_type text, new_type text)
+    JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.table_oid AND d.refobjsubid = c.attnum
                     AND d.classid = 'pg_rewrite'::regclass
     JOIN pg_rewrite r ON r.oid = d.objid
     LEFT JOIN tview.tviews x ON x.view_oid = r.ev_class
-    WHERE n.attname IS NULL OR n.type_sql <> o.type_sql
-    ORDER BY x.id NULLS LAST, o.attnum
+    ORDER BY x.id NULLS LAST, c.attnum
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'cannot alter TVIEW %: % reads its column %, which the new definition %', label,
@@ -769,15 +774,15 @@ BEGIN
     END IF;
 
     actions := ARRAY(
-        SELECT CASE WHEN n.attname IS NULL THEN format('DROP COLUMN %I', o.attname)
-                    ELSE format('ALTER COLUMN %1$I TYPE %2$s USING %3$s', n.attname, n.type_sql,
-                                CASE WHEN n.attname = t.key_column THEN format('%I::%s', n.attname, n.type_sql)
+        SELECT CASE WHEN c.new_type IS NULL THEN format('DROP COLUMN %I', c.attname)
+                    ELSE format('ALTER COLUMN %1$I TYPE %2$s USING %3$s', c.attname, c.new_type,
+                                CASE WHEN c.attname = t.key_column THEN format('%I::%s', c.attname, c.new_type)
                                      ELSE 'NULL' END) END
-        FROM tview._column_types(t.table_oid) o LEFT JOIN tview._column_types(new_view) n ON n.attname = o.attname
-        WHERE n.attname IS NULL OR n.type_sql <> o.type_sql
-        ORDER BY o.ord)
+        FROM jsonb_to_recordset(changed) c(attname name, attnum int, old_type text, new_type text)
+        ORDER BY c.attnum)
      || ARRAY(SELECT format('ADD COLUMN %I %s', n.attname, n.type_sql)
-              FROM tview._column_types(new_view) n WHERE n.attname = ANY (added) ORDER BY n.ord);
+              FROM jsonb_to_recordset(new_cols) n(attname name, type_sql text, ord int)
+              WHERE n.attname = ANY (added) ORDER BY n.ord);
     IF cardinality(actions) > 0 THEN
         EXECUTE format('ALTER TABLE %s %s', tview._qname(t.table_oid), array_to_string(actions, ', '));
         PERFORM tview._index_reference_columns(t.table_oid, new_view, added);
