@@ -17,6 +17,31 @@ LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT replace($1, '%', '%%') $$;
 
+-- Generated code from a template with named parts: each {name} (lower-case letters, digits
+-- and _) is replaced by parts ->> name, in one pass, so a part's own text (names, literals,
+-- other code) is never scanned for more. A part that is JSON null is empty text; a name
+-- parts does not have is an error.
+CREATE OR REPLACE FUNCTION tview._fill(template text, parts jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pieces text[] := regexp_split_to_array(template, '\{[a-z_][a-z0-9_]*\}');
+    names  text[] := ARRAY(SELECT m.m[1] FROM regexp_matches(template, '\{([a-z_][a-z0-9_]*)\}', 'g') WITH ORDINALITY m(m, i)
+                           ORDER BY m.i);
+    filled text := pieces[1];
+BEGIN
+    FOR i IN 1 .. cardinality(names) LOOP
+        IF NOT parts ? names[i] THEN
+            RAISE EXCEPTION 'template part {%} is not given', names[i]
+                USING ERRCODE = 'internal_error', HINT = 'A bug in the engine: report it with the statement that failed.';
+        END IF;
+        filled := filled || coalesce(parts ->> names[i], '') || pieces[i + 1];
+    END LOOP;
+    RETURN filled;
+END;
+$$;
+
 -- The equality between two columns, for a keys query's join: ' = ' when pg_catalog has
 -- one for their types; else the types' own '=' (an extension's, e.g. ltree), schema-qualified
 -- (generated SQL runs with search_path = pg_catalog, pg_temp). Escaped for format().
