@@ -193,17 +193,17 @@ AS $$
 $$;
 
 
--- The relations a view reads, through views, leaving out the WITH queries no part of a tree
--- names (PostgreSQL never runs those). A WITH query is counted as read when any range table
--- entry of the tree names it, at any level.
-CREATE OR REPLACE FUNCTION tview._read_relids(view_oid oid) RETURNS SETOF oid
+-- The relations a view reads (q: its query tree), through views, leaving out the WITH queries
+-- no part of a tree names (PostgreSQL never runs those). A WITH query is counted as read when
+-- any range table entry of the tree names it, at any level.
+CREATE OR REPLACE FUNCTION tview._read_relids(view_oid oid, q jsonb) RETURNS SETOF oid
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     -- a walk of the trees, each view once (before PostgreSQL 16 a view's tree names the view
     -- itself, as its OLD and NEW entries)
     WITH RECURSIVE walk(node, ctes, seen) AS (
-        SELECT q, tview._ctes_named(q), ARRAY[view_oid] FROM tview._view_query(view_oid) q
+        SELECT q, tview._ctes_named(q), ARRAY[view_oid]
         UNION ALL
         SELECT c.node, c.ctes, c.seen
         FROM walk w, LATERAL (
@@ -226,9 +226,10 @@ AS $$
     WHERE jsonb_typeof(node) = 'object' AND jsonb_typeof(node -> 'relid') = 'number'
 $$;
 
--- The rules: one row per relation read, with its lineage and keys query.
--- A keys query selects TVIEW keys from %1$s, the changed rows of that relation.
-CREATE OR REPLACE FUNCTION tview._lineage_rules(view_oid oid, analysis jsonb)
+-- The rules: one row per relation read, with its lineage and keys query (q: the view's query
+-- tree, analysis: tview._analyze's). A keys query selects TVIEW keys from %1$s, the changed
+-- rows of that relation.
+CREATE OR REPLACE FUNCTION tview._lineage_rules(view_oid oid, q jsonb, analysis jsonb)
 RETURNS TABLE (source_oid oid, lineage text, key_sql text, roles jsonb)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -255,7 +256,7 @@ DECLARE
     occ_roles jsonb;
     unproven boolean;
     is_tview boolean;
-    unread   oid[] := ARRAY(SELECT DISTINCT tview._read_relids(view_oid));
+    unread   oid[] := ARRAY(SELECT DISTINCT tview._read_relids(view_oid, q));
 BEGIN
     occ_rel := ARRAY(SELECT (o ->> 'relid')::oid FROM jsonb_array_elements(analysis -> 'occ') o);
     IF root IS NOT NULL AND jsonb_typeof(root) = 'array' THEN

@@ -306,14 +306,15 @@ $$;
 --    PostgreSQL cannot lock this way (top-level GROUP BY, DISTINCT, UNION) go without.
 -- Row locks live in the rows, so a long transaction does not fill the lock table.
 -- tview.row_locks = off skips the locking (only to measure what it costs).
-CREATE OR REPLACE FUNCTION tview._install_refresh_function(t tview.tviews) RETURNS void
+-- q: the query tree of its backing view.
+CREATE OR REPLACE FUNCTION tview._install_refresh_function(t tview.tviews, q jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tv  text := tview._qname(t.table_oid);
     k   text := quote_ident(t.key_column);
-    aliases    text[] := tview._lockable_aliases(tview._view_query(t.view_oid), t.root_oid);
+    aliases    text[] := tview._lockable_aliases(q, t.root_oid);
     read_locks text := '';
 BEGIN
     IF cardinality(aliases) > 0 THEN
@@ -388,7 +389,7 @@ BEGIN
         PERFORM pg_advisory_xact_lock(1953914229, -t.id);
         IF to_regprocedure(signature) IS NULL THEN
             CASE kind
-                WHEN 'refresh' THEN PERFORM tview._install_refresh_function(t);
+                WHEN 'refresh' THEN PERFORM tview._install_refresh_function(t, tview._view_query(t.view_oid));
                 WHEN 'patch' THEN PERFORM tview._install_patch_function(t);
                 ELSE PERFORM tview._install_keys_function(t);
             END CASE;

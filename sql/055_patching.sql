@@ -58,12 +58,11 @@ AS $$
                OR (l.relid, l.attname) = (b_rel, b_col) AND (r.relid, r.attname) = (a_rel, a_col)))
 $$;
 
-CREATE OR REPLACE FUNCTION tview._patch_specs(view_oid oid, analysis jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION tview._patch_specs(view_oid oid, q jsonb, analysis jsonb) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    q        jsonb := tview._view_query(view_oid);
     data_te  jsonb;
     args     jsonb;
     i        int;

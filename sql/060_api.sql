@@ -600,7 +600,7 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION tview._install_generated_functions(tview_id int) RETURNS void
+CREATE OR REPLACE FUNCTION tview._install_generated_functions(tview_id int, q jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -608,7 +608,7 @@ DECLARE
     t tview.tviews;
 BEGIN
     SELECT * INTO STRICT t FROM tview.tviews x WHERE x.id = tview_id;
-    PERFORM tview._install_refresh_function(t);
+    PERFORM tview._install_refresh_function(t, q);
     PERFORM tview._install_patch_function(t);
     PERFORM tview._install_keys_function(t);
     EXECUTE format('CREATE OR REPLACE TRIGGER tview_refuse_writes BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s'
@@ -619,7 +619,7 @@ END;
 $$;
 
 -- (Re)write a TVIEW's dependency rows from its analysis (for tview._derive).
-CREATE OR REPLACE FUNCTION tview._record_dependencies(tview_id int, view_oid oid, analysis jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION tview._record_dependencies(tview_id int, view_oid oid, q jsonb, analysis jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -630,7 +630,7 @@ BEGIN
            CASE WHEN EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = r.source_oid)
                 THEN 'tview' ELSE 'table' END,
            r.lineage, r.key_sql, r.roles
-    FROM tview._lineage_rules(view_oid, analysis) r;
+    FROM tview._lineage_rules(view_oid, q, analysis) r;
 END;
 $$;
 
@@ -668,27 +668,28 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    found_lineage jsonb := tview._analyze(t.view_oid, t.key_column);
+    q             jsonb := tview._view_query(t.view_oid);   -- its query tree, parsed once for all below
+    found_lineage jsonb := tview._analyze(q, t.key_column);
     tables_before oid[] := tview._tables_read(t.id);
     read_before   int[] := tview._tviews_read(t.id);
 BEGIN
     UPDATE tview.tviews x
     SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
-        patch_specs = tview._patch_specs(t.view_oid, found_lineage),
+        patch_specs = tview._patch_specs(t.view_oid, q, found_lineage),
         -- pinned at create; a TVIEW of an engine that did not pin them takes the deriving session's
         session_settings = CASE WHEN x.session_settings = '{}' THEN tview._session_settings() ELSE x.session_settings END,
         analysis = found_lineage ->> 'reason',
         root_oid = tview._root_relid(found_lineage),
         root_column = tview._colname(tview._root_relid(found_lineage), (found_lineage -> 'root' ->> 1)::int)
     WHERE x.id = t.id;
-    PERFORM tview._record_dependencies(t.id, t.view_oid, found_lineage);
+    PERFORM tview._record_dependencies(t.id, t.view_oid, q, found_lineage);
     PERFORM tview._check_cycle(t.id, tview._label(t.schema_name, t.name));
     UPDATE tview.tviews x
     SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
                       JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
     WHERE x.id = t.id;
     PERFORM tview._drop_generated_functions(t.id);
-    PERFORM tview._install_generated_functions(t.id);
+    PERFORM tview._install_generated_functions(t.id, q);
     RETURN tables_before || tview._tables_read(t.id)
            || ARRAY(SELECT d.source_oid FROM tview.dependencies d
                     WHERE d.tview_id = ANY (read_before || tview._tviews_read(t.id)));
