@@ -202,21 +202,23 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    spec   jsonb;
-    src    tview.tviews;
-    tv     text := tview._qname(t.table_oid);
-    img    text := tview._image_sql(t.table_oid);
-    k      text := quote_ident(t.key_column);
-    path   text;
+    spec    jsonb;
+    src     tview.tviews;
     dep_sql text;
-    blocks text := '';
+    parts   jsonb;
+    blocks  text := '';
 BEGIN
     FOR spec IN SELECT s FROM jsonb_array_elements(t.patch_specs) s LOOP
         SELECT * INTO src FROM tview.tviews x WHERE x.table_oid = (spec ->> 'source_oid')::oid;
         CONTINUE WHEN src.id IS NULL;
         SELECT d.key_sql INTO dep_sql FROM tview.dependencies d WHERE d.tview_id = t.id AND d.source_oid = src.table_oid;
         CONTINUE WHEN dep_sql IS NULL;     -- never routed here (see tview._cascade)
-        path := quote_literal(ARRAY(SELECT jsonb_array_elements_text(spec -> 'path'))::text);
+        -- the parts both shapes have: the TVIEW's table, the embedded TVIEW's, the path
+        parts := jsonb_build_object(
+            'table', tview._qname(t.table_oid), 'key', quote_ident(t.key_column), 'image', tview._image_sql(t.table_oid),
+            'source', tview._qname(src.table_oid), 'source_oid', src.table_oid,
+            'source_key', quote_ident(src.key_column), 'source_key_literal', quote_literal(src.key_column),
+            'path', quote_literal(ARRAY(SELECT jsonb_array_elements_text(spec -> 'path'))::text));
         IF spec ->> 'kind' = 'object' THEN
             blocks := blocks || tview._fill($b$
     FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = {source_oid} LOOP
@@ -241,10 +243,8 @@ BEGIN
             patched := patched + n;
             images := images || more;
         END LOOP;
-    END LOOP;$b$, jsonb_build_object(
-                'table', tv, 'source', tview._qname(src.table_oid), 'source_oid', src.table_oid,
-                'source_key', quote_ident(src.key_column), 'source_key_literal', quote_literal(src.key_column),
-                'key', k, 'link_column', quote_ident(spec ->> 'link_column'), 'path', path, 'image', img,
+    END LOOP;$b$, parts || jsonb_build_object(
+                'link_column', quote_ident(spec ->> 'link_column'),
                 'moved_keys', tview._keys_sql(dep_sql,
                                               format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
                                                      tview._images_relation(src.table_oid, 'entry -> ''old'''),
@@ -304,12 +304,9 @@ BEGIN
             patched := patched + n;
             images := images || more;
         END LOOP;
-    END LOOP;$b$, jsonb_build_object(
-                'table', tv, 'source', tview._qname(src.table_oid), 'source_oid', src.table_oid,
-                'source_key', quote_ident(src.key_column), 'source_key_literal', quote_literal(src.key_column),
+    END LOOP;$b$, parts || jsonb_build_object(
                 'parent_column', quote_ident(spec ->> 'parent_column'),
                 'parent_column_literal', quote_literal(spec ->> 'parent_column'),
-                'key', k, 'path', path, 'image', img,
                 'before', CASE WHEN (spec ->> 'descending')::boolean THEN '>' ELSE '<' END));
         END IF;
     END LOOP;
