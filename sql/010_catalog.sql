@@ -37,9 +37,22 @@ CREATE TABLE IF NOT EXISTS tview.dependencies (
 );
 CREATE INDEX IF NOT EXISTS dependencies_source_idx ON tview.dependencies (source_oid);
 
+-- A TVIEW's name as the server spells it: schema.tv_<name>, quoted where needed.
+CREATE OR REPLACE FUNCTION tview._label(schema_name name, name name) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('%I.%I', schema_name, 'tv_' || name) $$;
+
+-- The table and the backing view a TVIEW's names (schema.tv_<name>, schema.v_<name>) resolve
+-- to now, NULL where none: after a restore from a dump, not the oids the catalog keeps.
+CREATE OR REPLACE FUNCTION tview._relations_named(schema_name name, name name, OUT table_oid oid, OUT view_oid oid)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT to_regclass(tview._label(schema_name, name))::oid, to_regclass(format('%I.%I', schema_name, 'v_' || name))::oid $$;
+
 -- The dependency graph, readable by people and by the app.
 CREATE OR REPLACE VIEW tview.graph AS
-SELECT format('%I.%I', t.schema_name, 'tv_' || t.name) AS tview,
+SELECT tview._label(t.schema_name, t.name) AS tview,
        d.source_oid::regclass::text AS source,
        d.source_kind,
        d.lineage,

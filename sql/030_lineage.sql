@@ -454,14 +454,13 @@ BEGIN
 END;
 $$;
 
--- Analyse a TVIEW definition (its backing view) for the key column.
+-- Analyse a TVIEW definition (q: its backing view's query tree) for the key column.
 -- Returns {"occ": [...], "edges": [...], "root": [occ, attnum] | null, "reason": text | null}.
-CREATE OR REPLACE FUNCTION tview._analyze(view_oid oid, key_column name) RETURNS jsonb
+CREATE OR REPLACE FUNCTION tview._analyze(q jsonb, key_column name) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    q      jsonb := tview._view_query(view_oid);
     st     jsonb := '{"occ": [], "edges": []}';
     te     jsonb;
     root   jsonb;

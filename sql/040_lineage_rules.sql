@@ -9,12 +9,6 @@ AS $$
     WHERE c.oid = relid
 $$;
 
--- A TVIEW's name as the server spells it: schema.tv_<name>, quoted where needed.
-CREATE OR REPLACE FUNCTION tview._label(schema_name name, name name) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT format('%I.%I', schema_name, 'tv_' || name) $$;
-
 -- Text for a format() template: every % doubled, so a name or literal holding one (a
 -- column "a%b") comes out of format() as it went in. Keys queries and refresh statements are
 -- templates (format(key_sql, relation)), so every name put in them goes through this.
@@ -22,6 +16,31 @@ CREATE OR REPLACE FUNCTION tview._pct(text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT replace($1, '%', '%%') $$;
+
+-- Generated code from a template with named parts: each {name} (lower-case letters, digits
+-- and _) is replaced by parts ->> name, in one pass, so a part's own text (names, literals,
+-- other code) is never scanned for more. A part that is JSON null is empty text; a name
+-- parts does not have is an error.
+CREATE OR REPLACE FUNCTION tview._fill(template text, parts jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pieces text[] := regexp_split_to_array(template, '\{[a-z_][a-z0-9_]*\}');
+    names  text[] := ARRAY(SELECT m.m[1] FROM regexp_matches(template, '\{([a-z_][a-z0-9_]*)\}', 'g') WITH ORDINALITY m(m, i)
+                           ORDER BY m.i);
+    filled text := pieces[1];
+BEGIN
+    FOR i IN 1 .. cardinality(names) LOOP
+        IF NOT parts ? names[i] THEN
+            RAISE EXCEPTION 'template part {%} is not given', names[i]
+                USING ERRCODE = 'internal_error', HINT = 'A bug in the engine: report it with the statement that failed.';
+        END IF;
+        filled := filled || coalesce(parts ->> names[i], '') || pieces[i + 1];
+    END LOOP;
+    RETURN filled;
+END;
+$$;
 
 -- The equality between two columns, for a keys query's join: ' = ' when pg_catalog has
 -- one for their types; else the types' own '=' (an extension's, e.g. ltree), schema-qualified
@@ -174,17 +193,17 @@ AS $$
 $$;
 
 
--- The relations a view reads, through views, leaving out the WITH queries no part of a tree
--- names (PostgreSQL never runs those). A WITH query is counted as read when any range table
--- entry of the tree names it, at any level.
-CREATE OR REPLACE FUNCTION tview._read_relids(view_oid oid) RETURNS SETOF oid
+-- The relations a view reads (q: its query tree), through views, leaving out the WITH queries
+-- no part of a tree names (PostgreSQL never runs those). A WITH query is counted as read when
+-- any range table entry of the tree names it, at any level.
+CREATE OR REPLACE FUNCTION tview._read_relids(view_oid oid, q jsonb) RETURNS SETOF oid
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     -- a walk of the trees, each view once (before PostgreSQL 16 a view's tree names the view
     -- itself, as its OLD and NEW entries)
     WITH RECURSIVE walk(node, ctes, seen) AS (
-        SELECT q, tview._ctes_named(q), ARRAY[view_oid] FROM tview._view_query(view_oid) q
+        SELECT q, tview._ctes_named(q), ARRAY[view_oid]
         UNION ALL
         SELECT c.node, c.ctes, c.seen
         FROM walk w, LATERAL (
@@ -207,9 +226,10 @@ AS $$
     WHERE jsonb_typeof(node) = 'object' AND jsonb_typeof(node -> 'relid') = 'number'
 $$;
 
--- The rules: one row per relation read, with its lineage and keys query.
--- A keys query selects TVIEW keys from %1$s, the changed rows of that relation.
-CREATE OR REPLACE FUNCTION tview._lineage_rules(view_oid oid, analysis jsonb)
+-- The rules: one row per relation read, with its lineage and keys query (q: the view's query
+-- tree, analysis: tview._analyze's). A keys query selects TVIEW keys from %1$s, the changed
+-- rows of that relation.
+CREATE OR REPLACE FUNCTION tview._lineage_rules(view_oid oid, q jsonb, analysis jsonb)
 RETURNS TABLE (source_oid oid, lineage text, key_sql text, roles jsonb)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -236,7 +256,7 @@ DECLARE
     occ_roles jsonb;
     unproven boolean;
     is_tview boolean;
-    unread   oid[] := ARRAY(SELECT DISTINCT tview._read_relids(view_oid));
+    unread   oid[] := ARRAY(SELECT DISTINCT tview._read_relids(view_oid, q));
 BEGIN
     occ_rel := ARRAY(SELECT (o ->> 'relid')::oid FROM jsonb_array_elements(analysis -> 'occ') o);
     IF root IS NOT NULL AND jsonb_typeof(root) = 'array' THEN

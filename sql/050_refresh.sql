@@ -203,6 +203,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cols     text;
+    src_cols text;
     diff     text;
     sets     text;
     img_new  text;
@@ -210,6 +211,7 @@ DECLARE
     k        text := quote_ident(key_column);
 BEGIN
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum),
+           string_agg('s.' || quote_ident(a.attname), ', ' ORDER BY a.attnum),
            string_agg(
                CASE tview._compare_kind(a.atttypid, a.attcollation)   -- unequal is unequal text: text only if equal
                     WHEN 'both'
@@ -222,34 +224,35 @@ BEGIN
                FILTER (WHERE a.attname <> key_column),
            string_agg(format('%1$L, s.%1$I', a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE a.attname <> 'data'),
            string_agg(format('%1$L, c.%1$I', a.attname), ', ' ORDER BY a.attnum) FILTER (WHERE a.attname <> 'data')
-      INTO cols, diff, sets, img_new, img_old
+      INTO cols, src_cols, diff, sets, img_new, img_old
     FROM pg_attribute a
     WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped;
 
-    RETURN format($f$
-WITH src AS MATERIALIZED (SELECT %2$s FROM %3$s v %%1$s),
-cur AS MATERIALIZED (SELECT %2$s FROM %4$s v %%1$s),
+    RETURN tview._fill($f$
+WITH src AS MATERIALIZED (SELECT {cols} FROM {view} v %1$s),
+cur AS MATERIALIZED (SELECT {cols} FROM {table} v %1$s),
 d AS MATERIALIZED (
-    SELECT s.%1$s AS new_key, c.%1$s AS old_key,
-           CASE WHEN c.%1$s IS NOT NULL AND c.%1$s <> ALL ($2) THEN jsonb_build_object(%7$s) END AS old_img,
-           CASE WHEN s.%1$s IS NOT NULL THEN jsonb_build_object(%8$s) END AS new_img
-    FROM src s FULL JOIN cur c ON c.%1$s = s.%1$s
-    WHERE s.%1$s IS NULL OR c.%1$s IS NULL OR %5$s),
-del AS (DELETE FROM %4$s t USING d WHERE d.new_key IS NULL AND t.%1$s = d.old_key RETURNING t.%1$s AS k),
-ups AS (INSERT INTO %4$s AS t (%2$s)
-        SELECT %9$s FROM src s WHERE s.%1$s IN (SELECT new_key FROM d)
-        ON CONFLICT (%1$s) DO UPDATE SET %6$s
+    SELECT s.{key} AS new_key, c.{key} AS old_key,
+           CASE WHEN c.{key} IS NOT NULL AND c.{key} <> ALL ($2) THEN jsonb_build_object({old_image}) END AS old_img,
+           CASE WHEN s.{key} IS NOT NULL THEN jsonb_build_object({new_image}) END AS new_img
+    FROM src s FULL JOIN cur c ON c.{key} = s.{key}
+    WHERE s.{key} IS NULL OR c.{key} IS NULL OR {differs}),
+del AS (DELETE FROM {table} t USING d WHERE d.new_key IS NULL AND t.{key} = d.old_key RETURNING t.{key} AS k),
+ups AS (INSERT INTO {table} AS t ({cols})
+        SELECT {src_cols} FROM src s WHERE s.{key} IN (SELECT new_key FROM d)
+        ON CONFLICT ({key}) DO UPDATE SET {sets}
         RETURNING 1)
 SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del WHERE k <> ALL ($2)), i.null_keys, i.old_img, i.new_img
 FROM (SELECT count(*) FILTER (WHERE new_key IS NULL AND old_key IS NULL) AS null_keys,
              jsonb_agg(old_img) FILTER (WHERE old_img IS NOT NULL) AS old_img,
              jsonb_agg(new_img) FILTER (WHERE new_img IS NOT NULL) AS new_img
       FROM d) i
-$f$, tview._pct(k), tview._pct(cols), tview._pct(tview._qname(view_oid)), tview._pct(tview._qname(table_oid)),
-        tview._pct(coalesce(diff, 'false')), tview._pct(coalesce(sets, format('%1$s = EXCLUDED.%1$s', k))),
-        tview._pct(img_old), tview._pct(img_new),
-        tview._pct((SELECT string_agg('s.' || quote_ident(a.attname), ', ' ORDER BY a.attnum)
-                    FROM pg_attribute a WHERE a.attrelid = view_oid AND a.attnum > 0 AND NOT a.attisdropped)));
+$f$, jsonb_build_object(
+        'key', tview._pct(k), 'cols', tview._pct(cols), 'src_cols', tview._pct(src_cols),
+        'view', tview._pct(tview._qname(view_oid)), 'table', tview._pct(tview._qname(table_oid)),
+        'differs', tview._pct(coalesce(diff, 'false')),
+        'sets', tview._pct(coalesce(sets, format('%1$s = EXCLUDED.%1$s', k))),
+        'old_image', tview._pct(img_old), 'new_image', tview._pct(img_new)));
 END;
 $$;
 
@@ -303,14 +306,15 @@ $$;
 --    PostgreSQL cannot lock this way (top-level GROUP BY, DISTINCT, UNION) go without.
 -- Row locks live in the rows, so a long transaction does not fill the lock table.
 -- tview.row_locks = off skips the locking (only to measure what it costs).
-CREATE OR REPLACE FUNCTION tview._install_refresh_function(t tview.tviews) RETURNS void
+-- q: the query tree of its backing view.
+CREATE OR REPLACE FUNCTION tview._install_refresh_function(t tview.tviews, q jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tv  text := tview._qname(t.table_oid);
     k   text := quote_ident(t.key_column);
-    aliases    text[] := tview._lockable_aliases(tview._view_query(t.view_oid), t.root_oid);
+    aliases    text[] := tview._lockable_aliases(q, t.root_oid);
     read_locks text := '';
 BEGIN
     IF cardinality(aliases) > 0 THEN
@@ -324,39 +328,50 @@ BEGIN
             read_locks := '';       -- not lockable: see above
         END;
     END IF;
-    EXECUTE format($f$
-CREATE OR REPLACE FUNCTION tview.%1$I(keys bigint[], placeholders bigint[], row_locks boolean, OUT o_upserted bigint,
+    EXECUTE tview._fill($f$
+CREATE OR REPLACE FUNCTION tview.{name}(keys bigint[], placeholders bigint[], row_locks boolean, OUT o_upserted bigint,
                                      OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- plan once per session, not at every call
-%7$sAS %8$s
+{settings}AS {tag}
 #variable_conflict use_column
 DECLARE
     missing bigint[];
 BEGIN
     placeholders := '{}';
     IF row_locks THEN
-        %6$s
-        missing := ARRAY(SELECT m.m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM %2$s v WHERE v.%3$s = m.m) ORDER BY 1);
+        {read_locks}
+        missing := ARRAY(SELECT m.m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM {table} v WHERE v.{key} = m.m) ORDER BY 1);
         IF cardinality(missing) > 64 THEN
-            PERFORM pg_advisory_xact_lock(1953914229, %4$s);
+            PERFORM pg_advisory_xact_lock(1953914229, {id});
         ELSIF cardinality(missing) > 0 THEN
-            PERFORM pg_advisory_xact_lock_shared(1953914229, %4$s);
-            INSERT INTO %2$s AS v (%3$s) SELECT m FROM unnest(missing) m ORDER BY m ON CONFLICT DO NOTHING;
+            PERFORM pg_advisory_xact_lock_shared(1953914229, {id});
+            INSERT INTO {table} AS v ({key}) SELECT m FROM unnest(missing) m ORDER BY m ON CONFLICT DO NOTHING;
             placeholders := missing;
         END IF;
-        PERFORM 1 FROM %2$s v WHERE v.%3$s = ANY ($1) ORDER BY v.%3$s FOR UPDATE;
+        PERFORM 1 FROM {table} v WHERE v.{key} = ANY ($1) ORDER BY v.{key} FOR UPDATE;
     END IF;
-    %5$s
+    {refresh}
         INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
 END;
-%8$s
-$f$,
-        '_refresh_' || t.id, tv, k, t.id, format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)), read_locks,
-        tview._settings_clauses(t.session_settings),
-        tview._dollar_tag(read_locks || t.refresh_sql || tv, 'body'));   -- the definition's text may hold $body$
+{tag}
+$f$, jsonb_build_object(
+        'name', quote_ident('_refresh_' || t.id), 'id', t.id, 'table', tv, 'key', k,
+        'settings', tview._settings_clauses(t.session_settings), 'read_locks', read_locks,
+        'refresh', format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)),
+        'tag', tview._dollar_tag(read_locks || t.refresh_sql || tv, 'body')));   -- the definition's text may hold $body$
 END;
+$$;
+
+-- The signature of a TVIEW's generated function of one kind (refresh, patch, keys).
+CREATE OR REPLACE FUNCTION tview._generated_signature(tview_id int, kind text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('tview.%I', '_' || kind || '_' || tview_id)
+           || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean)' WHEN 'patch' THEN '(jsonb,bigint[],integer)'
+                        ELSE '(oid,jsonb,jsonb)' END
 $$;
 
 -- The qualified name of a TVIEW's generated function of one kind (refresh, patch, keys),
@@ -367,16 +382,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    name      text := format('tview.%I', '_' || kind || '_' || t.id);
-    signature text := name || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean)'
-                                        WHEN 'patch' THEN '(jsonb,bigint[],integer)'
-                                        ELSE '(oid,jsonb,jsonb)' END;
+    signature text := tview._generated_signature(t.id, kind);
+    name      text := split_part(signature, '(', 1);
 BEGIN
     IF to_regprocedure(signature) IS NULL THEN
         PERFORM pg_advisory_xact_lock(1953914229, -t.id);
         IF to_regprocedure(signature) IS NULL THEN
             CASE kind
-                WHEN 'refresh' THEN PERFORM tview._install_refresh_function(t);
+                WHEN 'refresh' THEN PERFORM tview._install_refresh_function(t, tview._view_query(t.view_oid));
                 WHEN 'patch' THEN PERFORM tview._install_patch_function(t);
                 ELSE PERFORM tview._install_keys_function(t);
             END CASE;
@@ -585,35 +598,38 @@ AS $$
 DECLARE
     blocks text;
 BEGIN
-    SELECT string_agg(format($b$
-    IF source = %1$s THEN%3$s
-        RETURN ARRAY(%2$s);
-    END IF;$b$, d.source_oid,
-                      tview._keys_sql(d.key_sql, tview._images_relation(d.source_oid, 'old_rows'),
-                                      tview._images_relation(d.source_oid, 'new_rows')),
-                             CASE WHEN d.source_oid = t.root_oid AND NOT coalesce(
-                                           (SELECT a.attnotnull FROM pg_attribute a
-                                            WHERE a.attrelid = d.source_oid AND a.attname = t.root_column), true)
-                                  THEN format($n$
-        IF EXISTS (SELECT 1 FROM %s x WHERE x.%I IS NULL) THEN
-            PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = %s;
-        END IF;$n$, tview._images_relation(d.source_oid, 'new_rows'), t.root_column, t.id) ELSE '' END),
+    SELECT string_agg(tview._fill($b$
+    IF source = {source} THEN{null_check}
+        RETURN ARRAY({keys});
+    END IF;$b$, jsonb_build_object(
+                          'source', d.source_oid,
+                          'keys', tview._keys_sql(d.key_sql, tview._images_relation(d.source_oid, 'old_rows'),
+                                                  tview._images_relation(d.source_oid, 'new_rows')),
+                          'null_check', CASE WHEN d.source_oid = t.root_oid AND NOT coalesce(
+                                                      (SELECT a.attnotnull FROM pg_attribute a
+                                                       WHERE a.attrelid = d.source_oid AND a.attname = t.root_column), true)
+                                             THEN tview._fill($n$
+        IF EXISTS (SELECT 1 FROM {new_rows} x WHERE x.{root_column} IS NULL) THEN
+            PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = {id};
+        END IF;$n$, jsonb_build_object('new_rows', tview._images_relation(d.source_oid, 'new_rows'),
+                                       'root_column', quote_ident(t.root_column), 'id', t.id)) ELSE '' END)),
                       '' ORDER BY d.source_oid)
     INTO blocks
     FROM tview.dependencies d
     WHERE d.tview_id = t.id AND d.key_sql IS NOT NULL AND d.source_kind = 'tview';
-    EXECUTE format($f$
-CREATE OR REPLACE FUNCTION tview.%1$I(source oid, old_rows jsonb, new_rows jsonb) RETURNS bigint[]
+    EXECUTE tview._fill($f$
+CREATE OR REPLACE FUNCTION tview.{name}(source oid, old_rows jsonb, new_rows jsonb) RETURNS bigint[]
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- lookups by the changed rows' values: plan once
-AS %4$s
-BEGIN%2$s
-    RAISE EXCEPTION 'TVIEW %3$s has no keys query for relation %%', source::regclass
+AS {tag}
+BEGIN{blocks}
+    RAISE EXCEPTION 'TVIEW {id} has no keys query for relation %', source::regclass
         USING ERRCODE = 'internal_error', HINT = 'Run SELECT * FROM tview.health() and apply its fixes.';
 END;
-%4$s
-$f$, '_keys_' || t.id, coalesce(blocks, ''), t.id, tview._dollar_tag(coalesce(blocks, ''), 'body'));
+{tag}
+$f$, jsonb_build_object('name', quote_ident('_keys_' || t.id), 'blocks', coalesce(blocks, ''), 'id', t.id,
+                        'tag', tview._dollar_tag(coalesce(blocks, ''), 'body')));
 END;
 $$;
 

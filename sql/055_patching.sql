@@ -58,12 +58,11 @@ AS $$
                OR (l.relid, l.attname) = (b_rel, b_col) AND (r.relid, r.attname) = (a_rel, a_col)))
 $$;
 
-CREATE OR REPLACE FUNCTION tview._patch_specs(view_oid oid, analysis jsonb) RETURNS jsonb
+CREATE OR REPLACE FUNCTION tview._patch_specs(view_oid oid, q jsonb, analysis jsonb) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    q        jsonb := tview._view_query(view_oid);
     data_te  jsonb;
     args     jsonb;
     i        int;
@@ -203,61 +202,64 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    spec   jsonb;
-    src    tview.tviews;
-    tv     text := tview._qname(t.table_oid);
-    img    text := tview._image_sql(t.table_oid);
-    k      text := quote_ident(t.key_column);
-    path   text;
+    spec    jsonb;
+    src     tview.tviews;
     dep_sql text;
-    blocks text := '';
+    parts   jsonb;
+    blocks  text := '';
 BEGIN
     FOR spec IN SELECT s FROM jsonb_array_elements(t.patch_specs) s LOOP
         SELECT * INTO src FROM tview.tviews x WHERE x.table_oid = (spec ->> 'source_oid')::oid;
         CONTINUE WHEN src.id IS NULL;
         SELECT d.key_sql INTO dep_sql FROM tview.dependencies d WHERE d.tview_id = t.id AND d.source_oid = src.table_oid;
         CONTINUE WHEN dep_sql IS NULL;     -- never routed here (see tview._cascade)
-        path := quote_literal(ARRAY(SELECT jsonb_array_elements_text(spec -> 'path'))::text);
+        -- the parts both shapes have: the TVIEW's table, the embedded TVIEW's, the path
+        parts := jsonb_build_object(
+            'table', tview._qname(t.table_oid), 'key', quote_ident(t.key_column), 'image', tview._image_sql(t.table_oid),
+            'source', tview._qname(src.table_oid), 'source_oid', src.table_oid,
+            'source_key', quote_ident(src.key_column), 'source_key_literal', quote_literal(src.key_column),
+            'path', quote_literal(ARRAY(SELECT jsonb_array_elements_text(spec -> 'path'))::text));
         IF spec ->> 'kind' = 'object' THEN
-            blocks := blocks || format($b$
-    FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = %3$s LOOP
+            blocks := blocks || tview._fill($b$
+    FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = {source_oid} LOOP
         -- documents updated in place are patched; inserted or deleted ones recomputed
-        kept := ARRAY(SELECT (o ->> %4$L)::bigint FROM jsonb_array_elements(entry -> 'old') o
+        kept := ARRAY(SELECT (o ->> {source_key_literal})::bigint FROM jsonb_array_elements(entry -> 'old') o
                       INTERSECT
-                      SELECT (o ->> %4$L)::bigint FROM jsonb_array_elements(entry -> 'new') o);
+                      SELECT (o ->> {source_key_literal})::bigint FROM jsonb_array_elements(entry -> 'new') o);
         IF cardinality(kept) >= batch THEN
             kept := '{}';
         END IF;
         IF jsonb_array_length(entry -> 'old') + jsonb_array_length(entry -> 'new') > 2 * cardinality(kept) THEN
-            recompute := recompute || ARRAY(%8$s);
+            recompute := recompute || ARRAY({moved_keys});
         END IF;
         FOREACH skey IN ARRAY kept LOOP
             WITH p AS (
-                UPDATE %1$s t SET data = jsonb_set(t.data, %7$s, coalesce(s.data, 'null'))
-                FROM %2$s s
-                WHERE s.%4$I = skey AND t.%6$I = skey AND t.%5$s <> ALL (exclude)
-                  AND (t.data #> %7$s)::text IS DISTINCT FROM coalesce(s.data, 'null')::text
-                RETURNING %9$s AS img)
+                UPDATE {table} t SET data = jsonb_set(t.data, {path}, coalesce(s.data, 'null'))
+                FROM {source} s
+                WHERE s.{source_key} = skey AND t.{link_column} = skey AND t.{key} <> ALL (exclude)
+                  AND (t.data #> {path})::text IS DISTINCT FROM coalesce(s.data, 'null')::text
+                RETURNING {image} AS img)
             SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM p;
             patched := patched + n;
             images := images || more;
         END LOOP;
-    END LOOP;$b$,
-                tv, tview._qname(src.table_oid), src.table_oid, src.key_column, k, spec ->> 'link_column', path,
-                tview._keys_sql(dep_sql,
-                                format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
-                                       tview._images_relation(src.table_oid, 'entry -> ''old'''), src.key_column),
-                                format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
-                                       tview._images_relation(src.table_oid, 'entry -> ''new'''), src.key_column)),
-                img);
+    END LOOP;$b$, parts || jsonb_build_object(
+                'link_column', quote_ident(spec ->> 'link_column'),
+                'moved_keys', tview._keys_sql(dep_sql,
+                                              format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
+                                                     tview._images_relation(src.table_oid, 'entry -> ''old'''),
+                                                     src.key_column),
+                                              format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
+                                                     tview._images_relation(src.table_oid, 'entry -> ''new'''),
+                                                     src.key_column))));
         ELSE
-            blocks := blocks || format($b$
-    FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = %3$s LOOP
+            blocks := blocks || tview._fill($b$
+    FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = {source_oid} LOOP
         -- one element operation per parent row: set, insert (at the ORDER BY position) or
         -- delete; a parent with several operations, or too many operations, is recomputed
-        WITH old_rows AS (SELECT (o ->> %4$L)::bigint AS sk, (o ->> %5$L)::bigint AS par
+        WITH old_rows AS (SELECT (o ->> {source_key_literal})::bigint AS sk, (o ->> {parent_column_literal})::bigint AS par
                           FROM jsonb_array_elements(entry -> 'old') o),
-             new_rows AS (SELECT (o ->> %4$L)::bigint AS sk, (o ->> %5$L)::bigint AS par
+             new_rows AS (SELECT (o ->> {source_key_literal})::bigint AS sk, (o ->> {parent_column_literal})::bigint AS par
                           FROM jsonb_array_elements(entry -> 'new') o),
              all_ops AS (
                 SELECT nw.par AS tkey, 'set' AS op, nw.sk FROM new_rows nw JOIN old_rows od USING (sk)
@@ -278,10 +280,10 @@ BEGIN
         FOR op IN SELECT * FROM jsonb_to_recordset(ops) AS o(tkey bigint, op text, skey bigint) ORDER BY tkey LOOP
             -- lock the embedding row first (in key order): what the next statements read is
             -- then current, a concurrent patch of the same array included
-            SELECT t.data #> %7$s INTO arr FROM %1$s t WHERE t.%6$s = op.tkey FOR UPDATE;
-            SELECT (SELECT count(*) FROM %2$s x WHERE x.%5$I = op.tkey AND x.%4$I <> op.skey AND x.%4$I %8$s op.skey),
-                   (SELECT count(*) FROM %2$s x WHERE x.%5$I = op.tkey),
-                   (SELECT s.data FROM %2$s s WHERE s.%4$I = op.skey)
+            SELECT t.data #> {path} INTO arr FROM {table} t WHERE t.{key} = op.tkey FOR UPDATE;
+            SELECT (SELECT count(*) FROM {source} x WHERE x.{parent_column} = op.tkey AND x.{source_key} <> op.skey AND x.{source_key} {before} op.skey),
+                   (SELECT count(*) FROM {source} x WHERE x.{parent_column} = op.tkey),
+                   (SELECT s.data FROM {source} s WHERE s.{source_key} = op.skey)
             INTO idx, n_now, sdata;
             -- the array must hold what the source held before this change, else recompute
             IF NOT coalesce(jsonb_typeof(arr) = 'array' AND jsonb_array_length(arr)
@@ -290,29 +292,30 @@ BEGIN
                 CONTINUE;
             END IF;
             WITH upd AS (
-                UPDATE %1$s t SET data = CASE op.op
-                    WHEN 'set' THEN jsonb_set(t.data, %7$s::text[] || idx::text, coalesce(sdata, 'null'))
-                    WHEN 'insert' THEN jsonb_insert(t.data, %7$s::text[] || idx::text, coalesce(sdata, 'null'))
-                    ELSE t.data #- (%7$s::text[] || idx::text) END
-                WHERE t.%6$s = op.tkey
+                UPDATE {table} t SET data = CASE op.op
+                    WHEN 'set' THEN jsonb_set(t.data, {path}::text[] || idx::text, coalesce(sdata, 'null'))
+                    WHEN 'insert' THEN jsonb_insert(t.data, {path}::text[] || idx::text, coalesce(sdata, 'null'))
+                    ELSE t.data #- ({path}::text[] || idx::text) END
+                WHERE t.{key} = op.tkey
                   AND (op.op <> 'set'
-                       OR (t.data #> (%7$s::text[] || idx::text))::text IS DISTINCT FROM coalesce(sdata, 'null')::text)
-                RETURNING %9$s AS img)
+                       OR (t.data #> ({path}::text[] || idx::text))::text IS DISTINCT FROM coalesce(sdata, 'null')::text)
+                RETURNING {image} AS img)
             SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM upd;
             patched := patched + n;
             images := images || more;
         END LOOP;
-    END LOOP;$b$,
-                tv, tview._qname(src.table_oid), src.table_oid, src.key_column, spec ->> 'parent_column', k, path,
-                CASE WHEN (spec ->> 'descending')::boolean THEN '>' ELSE '<' END, img);
+    END LOOP;$b$, parts || jsonb_build_object(
+                'parent_column', quote_ident(spec ->> 'parent_column'),
+                'parent_column_literal', quote_literal(spec ->> 'parent_column'),
+                'before', CASE WHEN (spec ->> 'descending')::boolean THEN '>' ELSE '<' END));
         END IF;
     END LOOP;
-    EXECUTE format($f$
-CREATE OR REPLACE FUNCTION tview.%1$I(patches jsonb, exclude bigint[], batch int) RETURNS jsonb
+    EXECUTE tview._fill($f$
+CREATE OR REPLACE FUNCTION tview.{name}(patches jsonb, exclude bigint[], batch int) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- every statement is a lookup by key: plan once
-AS %3$s
+AS {tag}
 #variable_conflict use_variable
 DECLARE
     entry     jsonb;
@@ -330,12 +333,13 @@ DECLARE
     more      jsonb;
     patched   bigint := 0;
     images    jsonb := '[]';
-BEGIN%2$s
+BEGIN{blocks}
     RETURN jsonb_build_object('patched', patched, 'recompute', to_jsonb(ARRAY(SELECT DISTINCT unnest(recompute))),
                               'images', images);
 END;
-%3$s
-$f$, '_patch_' || t.id, blocks, tview._dollar_tag(blocks, 'body'));
+{tag}
+$f$, jsonb_build_object('name', quote_ident('_patch_' || t.id), 'blocks', blocks,
+                        'tag', tview._dollar_tag(blocks, 'body')));
 END;
 $$;
 

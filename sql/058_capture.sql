@@ -219,9 +219,9 @@ AS $$
 DECLARE
     ev     record;
     dep    record;
+    parts  jsonb;
     blocks text := '';
     work   text;
-    keys_expr text;
     relatives oid[] := tview._relatives(relid);
 BEGIN
     FOR ev IN SELECT * FROM tview._capture_triggers() w WHERE w.event <> 'TRUNCATE' ORDER BY w.tgtype LOOP
@@ -237,63 +237,86 @@ BEGIN
             -- The key's column may be NULL: the keys come with a NULL (sorted last) when a changed row
             -- reaches a row of the key's table whose key is NULL; then a not-null violation if the definition has
             -- such a row (a keyed refresh looks rows up by key and would never see it).
-            keys_expr := CASE WHEN dep.null_check THEN 'keys'
-                              ELSE format('ARRAY(%s)', tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END;
-            work := work || CASE WHEN dep.null_check THEN format($n$
-        keys := ARRAY(%2$s);
+            parts := jsonb_build_object(
+                'id', dep.tview_id, 'refresh', quote_ident('_refresh_' || dep.tview_id),
+                'keys', CASE WHEN dep.null_check THEN 'keys'
+                             ELSE format('ARRAY(%s)', tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END,
+                'keys_with_nulls', CASE WHEN dep.null_check
+                                        THEN tview._keys_sql_with_nulls(dep.key_sql, ev.old_table, ev.new_table) END);
+            work := work || CASE WHEN dep.null_check THEN tview._fill($n$
+        keys := ARRAY({keys_with_nulls});
         IF keys[cardinality(keys)] IS NULL AND cardinality(keys) > 0 THEN
             keys := keys[1:cardinality(keys) - 1];
-            PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = %1$s;
-        END IF;$n$, dep.tview_id, tview._keys_sql_with_nulls(dep.key_sql, ev.old_table, ev.new_table)) ELSE '' END;
-            work := work || CASE
-                WHEN dep.key_sql IS NULL THEN
-                    format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', dep.tview_id)
-                WHEN dep.direct THEN format($b$
-        keys := %2$s;
+            PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = {id};
+        END IF;$n$, parts) ELSE '' END;
+            work := work || tview._fill(CASE
+                WHEN dep.key_sql IS NULL THEN $w$
+        work := tview._add_work(work, {id}, NULL, true, 0);$w$
+                WHEN dep.direct THEN $b$
+        keys := {keys};
         IF cardinality(keys) > 0 THEN
             cfg := coalesce(cfg, tview._settings());
             IF cardinality(keys) > 1 AND cardinality(keys) < tview._cfg_count(cfg, 'batch_threshold', 2) THEN
-                work := tview._add_work(work, %1$s, keys, false, 0);   -- one key at a time: the cascade's way
+                work := tview._add_work(work, {id}, keys, false, 0);   -- one key at a time: the cascade's way
             ELSE
                 started := clock_timestamp();
                 refreshed := true;
                 BEGIN
                     SELECT r.o_upserted, r.o_deleted, r.o_null_keys INTO upserted, deleted, null_keys
-                    FROM tview.%3$I(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true)) r;
+                    FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true)) r;
                 EXCEPTION
                     WHEN cardinality_violation THEN
-                        PERFORM tview._raise_cardinality(t, keys, SQLERRM) FROM tview.tviews t WHERE t.id = %1$s;
+                        PERFORM tview._raise_cardinality(t, keys, SQLERRM) FROM tview.tviews t WHERE t.id = {id};
                     WHEN undefined_function THEN   -- dropped by hand: the cascade makes it again
-                        work := tview._add_work(work, %1$s, keys, false, 0);
+                        work := tview._add_work(work, {id}, keys, false, 0);
                         refreshed := false;
                 END;
                 IF refreshed AND null_keys > 0 THEN
-                    PERFORM tview._raise_null_keys(t, null_keys) FROM tview.tviews t WHERE t.id = %1$s;
+                    PERFORM tview._raise_null_keys(t, null_keys) FROM tview.tviews t WHERE t.id = {id};
                 ELSIF refreshed THEN
-                    PERFORM tview._publish(%1$s, TG_TABLE_NAME, TG_OP, 0, false, cardinality(keys), keys,
+                    PERFORM tview._publish({id}, TG_TABLE_NAME, TG_OP, 0, false, cardinality(keys), keys,
                                            jsonb_build_object('upserted', upserted, 'deleted', deleted),
                                            (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
                 END IF;
             END IF;
-        END IF;$b$, dep.tview_id, keys_expr, '_refresh_' || dep.tview_id)
-                ELSE
-                    format(E'\n        work := tview._add_work(work, %s, %s, false, 0);', dep.tview_id, keys_expr) END;
+        END IF;$b$
+                ELSE $k$
+        work := tview._add_work(work, {id}, {keys}, false, 0);$k$ END, parts);
         END LOOP;
-        blocks := blocks || format(E'\n    %s TG_OP = %L THEN%s', CASE WHEN blocks = '' THEN 'IF' ELSE 'ELSIF' END,
-                                   ev.event, work);
+        blocks := blocks || tview._fill($e$
+    {if} TG_OP = {event} THEN{work}$e$,
+            jsonb_build_object('if', CASE WHEN blocks = '' THEN 'IF' ELSE 'ELSIF' END,
+                               'event', quote_literal(ev.event), 'work', work));
     END LOOP;
-    SELECT string_agg(format(E'\n        work := tview._add_work(work, %s, NULL, true, 0);', d.tview_id), ''
+    SELECT string_agg(tview._fill($w$
+        work := tview._add_work(work, {id}, NULL, true, 0);$w$, jsonb_build_object('id', d.tview_id)), ''
                       ORDER BY d.tview_id)
     INTO work
     FROM (SELECT DISTINCT d.tview_id FROM tview.dependencies d WHERE d.source_oid = ANY (relatives)) d;
-    RETURN format(E'\nDECLARE\n    work jsonb := ''{}'';\n    cfg jsonb;\n    keys bigint[];\n    started timestamptz;'
-                  || E'\n    upserted bigint;\n    deleted bigint;\n    null_keys bigint;\n    refreshed boolean;\nBEGIN'
-                  -- made for another table: the database was restored (new oids), the code names old ones
-                  || E'\n    IF TG_RELID OPERATOR(pg_catalog.<>) %s THEN\n        PERFORM tview._refuse_moved_catalog();\n    END IF;'
-                  || E'%s\n    ELSE%s\n    END IF;'
-                  || E'\n    IF work <> ''{}'' THEN\n        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);\n    END IF;'
-                  || E'\n    RETURN NULL;\nEND;\n',
-                  relid, blocks, coalesce(work, E'\n        NULL;'));
+    -- TG_RELID: code made for another table, in a database restored from a dump (new oids)
+    RETURN tview._fill($c$
+DECLARE
+    work jsonb := '{}';
+    cfg jsonb;
+    keys bigint[];
+    started timestamptz;
+    upserted bigint;
+    deleted bigint;
+    null_keys bigint;
+    refreshed boolean;
+BEGIN
+    IF TG_RELID OPERATOR(pg_catalog.<>) {relid} THEN
+        PERFORM tview._refuse_moved_catalog();
+    END IF;{events}
+    ELSE{truncate}
+    END IF;
+    IF work <> '{}' THEN
+        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);
+    END IF;
+    RETURN NULL;
+END;
+$c$, jsonb_build_object('relid', relid, 'events', blocks, 'truncate', coalesce(work, $n$
+        NULL;$n$)));
 END;
 $$;
 
@@ -380,31 +403,23 @@ $$;
 
 -- (Re)generate the capture code of the given tables that TVIEWs read (others are skipped)
 -- and of their families, once the TVIEWs are up to date with the partitions and children
--- that came and went. strict: as for one table (tview._install_table_capture).
-CREATE OR REPLACE FUNCTION tview._install_family_captures(relids oid[], strict boolean) RETURNS void
+-- that came and went. On the tables of strict_relids and their families (those a new TVIEW
+-- reads), a trigger the engine did not make under the engine's name is refused; elsewhere the
+-- engine's trigger takes a free name beside it (tview._install_table_capture).
+CREATE OR REPLACE FUNCTION tview._install_captures(relids oid[], strict_relids oid[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     relid oid;
+    strict_tables oid[] := tview._capture_tables(strict_relids);
 BEGIN
     PERFORM tview._sync_members();
     FOR relid IN SELECT unnest(tview._capture_tables(relids)) LOOP
-        PERFORM tview._install_table_capture(relid, strict);
+        PERFORM tview._install_table_capture(relid, relid = ANY (strict_tables));
     END LOOP;
 END;
 $$;
-
-CREATE OR REPLACE FUNCTION tview._install_captures(relids oid[]) RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tview._install_family_captures(relids, false) $$;
-
--- The same for one table TVIEWs read (tview.create: strict).
-CREATE OR REPLACE FUNCTION tview._install_capture(relid oid, strict boolean DEFAULT true) RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT tview._install_family_captures(ARRAY[relid], strict) $$;
 
 -- Regenerate the capture functions of every table the given TVIEWs read (after one of them
 -- gained or lost a reader, or changed mode: which of them are refreshed directly changes).
@@ -413,7 +428,7 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d
-                                         WHERE d.tview_id = ANY (tview_ids)))
+                                         WHERE d.tview_id = ANY (tview_ids)), '{}')
 $$;
 
 -- The base tables a TVIEW reads.
@@ -449,7 +464,7 @@ DECLARE
     trg record;
     captured oid[];
 BEGIN
-    PERFORM tview._install_captures(relids);
+    PERFORM tview._install_captures(relids, '{}');
     captured := tview._capture_tables(ARRAY(SELECT d.source_oid FROM tview.dependencies d));
     FOR rel IN
         SELECT p.oid AS fn, p.proname, c.oid AS relid
@@ -495,4 +510,4 @@ COMMENT ON VIEW tview.capture IS 'Generated change capture per table TVIEWs read
 -- Installing over an older engine: re-point every engine trigger to its table's capture
 -- function now, so no trigger still runs code this version removes (the installer then
 -- drops that code and regenerates every TVIEW). Nothing to do on a new install.
-SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d));
+SELECT tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d), '{}');

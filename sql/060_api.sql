@@ -42,7 +42,7 @@ BEGIN
             USING ERRCODE = 'undefined_table',
                   HINT = 'List TVIEWs with SELECT * FROM tview.tviews; names are looked up along search_path.';
     END IF;
-    IF to_regclass(format('%I.%I', t.schema_name, 'tv_' || t.name)) IS DISTINCT FROM t.table_oid::regclass
+    IF (tview._relations_named(t.schema_name, t.name)).table_oid IS DISTINCT FROM t.table_oid
        AND tview._catalog_moved() THEN
         PERFORM tview._refuse_moved_catalog();
     END IF;
@@ -57,11 +57,9 @@ CREATE OR REPLACE FUNCTION tview._catalog_moved() RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT 1 FROM tview.tviews x
-                   WHERE to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name)) IS NOT NULL
-                     AND to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name)) IS NOT NULL
-                     AND (to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name))::oid <> x.table_oid
-                          OR to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name))::oid <> x.view_oid))
+    SELECT EXISTS (SELECT 1 FROM tview.tviews x, tview._relations_named(x.schema_name, x.name) n
+                   WHERE n.table_oid IS NOT NULL AND n.view_oid IS NOT NULL
+                     AND (n.table_oid <> x.table_oid OR n.view_oid <> x.view_oid))
 $$;
 
 -- The error of a write or an engine call that meets a catalog naming old oids.
@@ -87,26 +85,25 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t       tview.tviews;
-    stale   record;
+    trg     record;
     moved   int;
+    stale   oid[] := '{}';
 BEGIN
     PERFORM tview._require_engine_owner('relink TVIEWs', NULL);
     IF NOT tview._catalog_moved() THEN
         RETURN 'nothing to relink: every TVIEW''s table and view are where the catalog says';
     END IF;
     -- the engine's triggers as restored call capture code made for the old oids
-    FOR stale IN SELECT g.tgname, g.tgrelid FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
-                 WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
-                   AND p.proname <> tview._capture_name(g.tgrelid) LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', stale.tgname, tview._qname(stale.tgrelid));
+    FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
+               WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
+                 AND p.proname <> tview._capture_name(g.tgrelid) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
     END LOOP;
     -- in two steps: a new oid may be another row's old one (table_oid and view_oid are unique)
     UPDATE tview.tviews x SET table_oid = (4294967295 - 2 * x.id)::oid, view_oid = (4294967294 - 2 * x.id)::oid;
-    UPDATE tview.tviews x
-    SET table_oid = to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name))::oid,
-        view_oid = to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name))::oid
-    WHERE to_regclass(format('%I.%I', x.schema_name, 'tv_' || x.name)) IS NOT NULL
-      AND to_regclass(format('%I.%I', x.schema_name, 'v_' || x.name)) IS NOT NULL;
+    UPDATE tview.tviews x SET table_oid = n.table_oid, view_oid = n.view_oid
+    FROM (SELECT y.id, r.* FROM tview.tviews y, tview._relations_named(y.schema_name, y.name) r) n
+    WHERE n.id = x.id AND n.table_oid IS NOT NULL AND n.view_oid IS NOT NULL;
     GET DIAGNOSTICS moved = ROW_COUNT;
     DELETE FROM tview.dependencies;             -- derived again below, from each view
     DELETE FROM tview.members;
@@ -114,9 +111,9 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.table_oid) THEN
             CONTINUE;                           -- its relations are gone: health() reports catalog_orphan
         END IF;
-        PERFORM tview._rebuild(t);
+        stale := stale || tview._derive(t);
     END LOOP;
-    PERFORM tview._sync_captures('{}');         -- capture code of the old oids goes
+    PERFORM tview._sync_captures(stale);        -- and the capture code of the old oids goes
     RETURN format('relinked %s TVIEW(s) by name', moved);
 END;
 $$;
@@ -448,10 +445,8 @@ DECLARE
     view_oid    oid;
     table_oid   oid;
     key_col     name;
-    analysis    jsonb;
-    specs       jsonb;
-    new_id      int;
-    level       int;
+    t           tview.tviews;
+    stale       oid[];
 BEGIN
     PERFORM tview._require_engine_owner('create TVIEW', p_name);
     PERFORM tview._check_mode(p_mode);
@@ -486,17 +481,16 @@ BEGIN
             USING ERRCODE = 'reserved_name',
                   HINT = 'Pass schema_name of an ordinary schema, or put one first on search_path.';
     END IF;
-    label := format('%I.%I', target_schema, 'tv_' || bare);
+    label := tview._label(target_schema, bare);
     PERFORM tview._require_read_committed('create', label);
 
-    IF EXISTS (SELECT 1 FROM tview.tviews t WHERE t.schema_name = target_schema AND t.name = bare) THEN
+    IF EXISTS (SELECT 1 FROM tview.tviews x WHERE x.schema_name = target_schema AND x.name = bare) THEN
         RAISE EXCEPTION 'TVIEW % already exists', label
             USING ERRCODE = 'duplicate_object',
                   HINT = format('Drop it first with tview.drop(%L), or choose another name.', bare);
     END IF;
-    IF to_regclass(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL
-       OR to_regclass(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL
-       OR to_regtype(format('%I.%I', target_schema, 'tv_' || bare)) IS NOT NULL    -- a table and a view
+    IF (SELECT n.table_oid IS NOT NULL OR n.view_oid IS NOT NULL FROM tview._relations_named(target_schema, bare) n)
+       OR to_regtype(label) IS NOT NULL                                           -- a table and a view
        OR to_regtype(format('%I.%I', target_schema, 'v_' || bare)) IS NOT NULL THEN -- each make a type
         RAISE EXCEPTION 'cannot create TVIEW %: a relation or type named %.tv_% or %.v_% already exists',
                         label, target_schema, bare, target_schema, bare
@@ -506,37 +500,22 @@ BEGIN
     SELECT m.view_oid, m.key_col, m.definition INTO view_oid, key_col, definition
     FROM tview._make_view(target_schema, bare, p_definition, p_search_path, label) m;
 
-    EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I)', target_schema, 'tv_' || bare, target_schema, 'v_' || bare);
-    table_oid := format('%I.%I', target_schema, 'tv_' || bare)::regclass;
+    EXECUTE format('CREATE TABLE %s (LIKE %s)', label, tview._qname(view_oid));
+    table_oid := label::regclass;
     EXECUTE format('ALTER TABLE %s ADD PRIMARY KEY (%I)', tview._qname(table_oid), key_col);
     PERFORM tview._index_reference_columns(table_oid, view_oid, NULL);
     EXECUTE format('COMMENT ON TABLE %s IS %L', tview._qname(table_oid),
-                   format('TVIEW maintained by the tview engine from %I.%I; do not write to it', target_schema, 'v_' || bare));
-
-    analysis := tview._analyze(view_oid, key_col);
-    SELECT coalesce(max(t.topo_level) + 1, 0) INTO level
-    FROM tview._base_relations(view_oid) b JOIN tview.tviews t ON t.table_oid = b.relid;
+                   format('TVIEW maintained by the tview engine from %s; do not write to it', tview._qname(view_oid)));
 
     INSERT INTO tview.tviews (schema_name, name, table_oid, view_oid, entity, key_column, definition, mode,
-                              topo_level, root_oid, root_column, analysis, refresh_sql)
-    VALUES (target_schema, bare, table_oid, view_oid, substr(key_col, 4), key_col, definition, p_mode, level,
-            tview._root_relid(analysis), tview._colname(tview._root_relid(analysis), (analysis -> 'root' ->> 1)::int),
-            analysis ->> 'reason',
-            tview._build_refresh_sql(view_oid, table_oid, key_col))
-    RETURNING id INTO new_id;
-
-    specs := tview._patch_specs(view_oid, analysis);
-    UPDATE tview.tviews t SET patch_specs = specs, session_settings = tview._session_settings() WHERE t.id = new_id;
-
-    PERFORM tview._record_dependencies(new_id, view_oid, analysis);
-
-    PERFORM tview._check_cycle(new_id, label);
-    -- made now (they read the dependency rows), not by the first writer
-    PERFORM tview._install_generated_functions(new_id);
-    PERFORM tview._install_capture(d.source_oid) FROM tview.dependencies d
-    WHERE d.tview_id = new_id AND d.source_kind = 'table' ORDER BY d.source_oid;
-    PERFORM tview._install_captures_reading(tview._tviews_read(new_id));   -- they have a reader now
-
+                              session_settings, refresh_sql)
+    VALUES (target_schema, bare, table_oid, view_oid, substr(key_col, 4), key_col, definition, p_mode,
+            tview._session_settings(), '')   -- the refresh statement and the rest: derived next
+    RETURNING * INTO t;
+    -- the generated and capture code made now, not by the first writer; a trigger of someone
+    -- else's under the engine's name on a table it reads is refused
+    stale := tview._derive(t);
+    PERFORM tview._install_captures(stale, tview._tables_read(t.id));
     PERFORM tview._grant_engine_owner(view_oid, table_oid);
 
     BEGIN
@@ -570,15 +549,21 @@ BEGIN
 END;
 $$;
 
--- The refresh, patch and keys functions generated for one TVIEW.
+-- The refresh, patch and keys functions generated for one TVIEW, those that exist (a new
+-- TVIEW has none).
 CREATE OR REPLACE FUNCTION tview._drop_generated_functions(tview_id int) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    fn regprocedure;
 BEGIN
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(bigint[], bigint[], boolean)', '_refresh_' || tview_id);
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(jsonb, bigint[], integer)', '_patch_' || tview_id);
-    EXECUTE format('DROP FUNCTION IF EXISTS tview.%I(oid, jsonb, jsonb)', '_keys_' || tview_id);
+    FOR fn IN SELECT to_regprocedure(tview._generated_signature(tview_id, k.kind))
+              FROM unnest(ARRAY['refresh', 'patch', 'keys']) k(kind) LOOP
+        IF fn IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION %s', fn);
+        END IF;
+    END LOOP;
 END;
 $$;
 
@@ -615,7 +600,7 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION tview._install_generated_functions(tview_id int) RETURNS void
+CREATE OR REPLACE FUNCTION tview._install_generated_functions(tview_id int, q jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -623,7 +608,7 @@ DECLARE
     t tview.tviews;
 BEGIN
     SELECT * INTO STRICT t FROM tview.tviews x WHERE x.id = tview_id;
-    PERFORM tview._install_refresh_function(t);
+    PERFORM tview._install_refresh_function(t, q);
     PERFORM tview._install_patch_function(t);
     PERFORM tview._install_keys_function(t);
     EXECUTE format('CREATE OR REPLACE TRIGGER tview_refuse_writes BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s'
@@ -633,9 +618,8 @@ BEGIN
 END;
 $$;
 
--- (Re)write a TVIEW's dependency rows from its analysis. The tables' capture code is
--- (re)generated by the caller: tview._install_capture, tview._sync_captures.
-CREATE OR REPLACE FUNCTION tview._record_dependencies(tview_id int, view_oid oid, analysis jsonb) RETURNS void
+-- (Re)write a TVIEW's dependency rows from its analysis (for tview._derive).
+CREATE OR REPLACE FUNCTION tview._record_dependencies(tview_id int, view_oid oid, q jsonb, analysis jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -646,7 +630,7 @@ BEGIN
            CASE WHEN EXISTS (SELECT 1 FROM tview.tviews t WHERE t.table_oid = r.source_oid)
                 THEN 'tview' ELSE 'table' END,
            r.lineage, r.key_sql, r.roles
-    FROM tview._lineage_rules(view_oid, analysis) r;
+    FROM tview._lineage_rules(view_oid, q, analysis) r;
 END;
 $$;
 
@@ -670,6 +654,55 @@ BEGIN
     END IF;
 END;
 $$;
+
+-- Derive everything the engine keeps about a TVIEW from its backing view as it is now, for
+-- create, alter, rebuild (after DDL, an upgrade) and relink: the lineage analysis, the refresh
+-- statement and patch specs (its catalog row), the dependency rows (refusing a cycle), its
+-- level, and its generated refresh, patch and keys functions. Not the capture code of the
+-- tables involved, so that a caller deriving several TVIEWs regenerates each table's once
+-- (tview._sync_captures): returns those tables, the ones it reads before and after, and
+-- those read by the TVIEWs it reads before and after (refreshed directly only while no
+-- TVIEW reads them).
+CREATE OR REPLACE FUNCTION tview._derive(t tview.tviews) RETURNS oid[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q             jsonb := tview._view_query(t.view_oid);   -- its query tree, parsed once for all below
+    found_lineage jsonb := tview._analyze(q, t.key_column);
+    tables_before oid[] := tview._tables_read(t.id);
+    read_before   int[] := tview._tviews_read(t.id);
+BEGIN
+    UPDATE tview.tviews x
+    SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
+        patch_specs = tview._patch_specs(t.view_oid, q, found_lineage),
+        -- pinned at create; a TVIEW of an engine that did not pin them takes the deriving session's
+        session_settings = CASE WHEN x.session_settings = '{}' THEN tview._session_settings() ELSE x.session_settings END,
+        analysis = found_lineage ->> 'reason',
+        root_oid = tview._root_relid(found_lineage),
+        root_column = tview._colname(tview._root_relid(found_lineage), (found_lineage -> 'root' ->> 1)::int)
+    WHERE x.id = t.id;
+    PERFORM tview._record_dependencies(t.id, t.view_oid, q, found_lineage);
+    PERFORM tview._check_cycle(t.id, tview._label(t.schema_name, t.name));
+    UPDATE tview.tviews x
+    SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
+                      JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
+    WHERE x.id = t.id;
+    PERFORM tview._drop_generated_functions(t.id);
+    PERFORM tview._install_generated_functions(t.id, q);
+    RETURN tables_before || tview._tables_read(t.id)
+           || ARRAY(SELECT d.source_oid FROM tview.dependencies d
+                    WHERE d.tview_id = ANY (read_before || tview._tviews_read(t.id)));
+END;
+$$;
+
+-- Derive a TVIEW again, with the capture code of the tables involved: after a table or column
+-- it reads was renamed (the view follows renames by itself, the generated SQL does not), or
+-- by the installer after an upgrade.
+CREATE OR REPLACE FUNCTION tview._rebuild(t tview.tviews) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT tview._sync_captures(tview._derive(t)) $$;
 
 CREATE OR REPLACE FUNCTION tview.create(name text, definition text, mode text DEFAULT 'immediate',
                                         schema_name text DEFAULT NULL)
@@ -695,6 +728,13 @@ DECLARE
                              WHERE new_cols @> jsonb_build_array(jsonb_build_object('attname', o ->> 'attname')));
     added    name[] := ARRAY(SELECT n ->> 'attname' FROM jsonb_array_elements(new_cols) n
                              WHERE NOT old_cols @> jsonb_build_array(jsonb_build_object('attname', n ->> 'attname')));
+    -- the columns it has that the new definition drops (new_type NULL) or retypes
+    changed  jsonb := (SELECT coalesce(jsonb_agg(jsonb_build_object('attname', o.attname, 'attnum', o.attnum,
+                                                                    'old_type', o.type_sql, 'new_type', n.type_sql)
+                                                 ORDER BY o.attnum), '[]')
+                       FROM jsonb_to_recordset(old_cols) o(attname name, attnum int, type_sql text)
+                       LEFT JOIN jsonb_to_recordset(new_cols) n(attname name, type_sql text) ON n.attname = o.attname
+                       WHERE n.attname IS NULL OR n.type_sql <> o.type_sql);
     actions  text[];
     blocker  record;
 BEGIN
@@ -710,42 +750,40 @@ BEGIN
     END IF;
 
     -- a view (a reading TVIEW's definition, or anyone's) that reads a column which goes or changes
-    SELECT o.attname, r.ev_class::regclass AS reader, x.schema_name, x.name, n.attname IS NULL AS dropped,
-           o.type_sql AS old_type, n.type_sql AS new_type
+    SELECT c.attname, r.ev_class::regclass AS reader, x.schema_name, x.name, c.new_type IS NULL AS dropped,
+           c.old_type, c.new_type
       INTO blocker
-    FROM tview._column_types(t.table_oid) o
-    LEFT JOIN tview._column_types(new_view) n ON n.attname = o.attname
-    JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.table_oid AND d.refobjsubid = o.attnum
+    FROM jsonb_to_recordset(changed) c(attname name, attnum int, old_type text, new_type text)
+    JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.table_oid AND d.refobjsubid = c.attnum
                     AND d.classid = 'pg_rewrite'::regclass
     JOIN pg_rewrite r ON r.oid = d.objid
     LEFT JOIN tview.tviews x ON x.view_oid = r.ev_class
-    WHERE n.attname IS NULL OR n.type_sql <> o.type_sql
-    ORDER BY x.id NULLS LAST, o.attnum
+    ORDER BY x.id NULLS LAST, c.attnum
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'cannot alter TVIEW %: % reads its column %, which the new definition %', label,
-                        CASE WHEN blocker.name IS NOT NULL THEN format('TVIEW %I.%I', blocker.schema_name, 'tv_' || blocker.name)
+                        CASE WHEN blocker.name IS NOT NULL THEN 'TVIEW ' || tview._label(blocker.schema_name, blocker.name)
                              ELSE format('view %s', blocker.reader) END,
                         quote_ident(blocker.attname),
                         CASE WHEN blocker.dropped THEN 'drops'
                              ELSE format('changes from %s to %s', blocker.old_type, blocker.new_type) END
             USING ERRCODE = 'dependent_objects_still_exist',
                   HINT = CASE WHEN blocker.name IS NOT NULL
-                              THEN format('Alter %I.%I first so that it no longer reads the column, or keep the column.',
-                                          blocker.schema_name, 'tv_' || blocker.name)
+                              THEN format('Alter %s first so that it no longer reads the column, or keep the column.',
+                                          tview._label(blocker.schema_name, blocker.name))
                               ELSE 'Change that view first so that it no longer reads the column, or keep the column.' END;
     END IF;
 
     actions := ARRAY(
-        SELECT CASE WHEN n.attname IS NULL THEN format('DROP COLUMN %I', o.attname)
-                    ELSE format('ALTER COLUMN %1$I TYPE %2$s USING %3$s', n.attname, n.type_sql,
-                                CASE WHEN n.attname = t.key_column THEN format('%I::%s', n.attname, n.type_sql)
+        SELECT CASE WHEN c.new_type IS NULL THEN format('DROP COLUMN %I', c.attname)
+                    ELSE format('ALTER COLUMN %1$I TYPE %2$s USING %3$s', c.attname, c.new_type,
+                                CASE WHEN c.attname = t.key_column THEN format('%I::%s', c.attname, c.new_type)
                                      ELSE 'NULL' END) END
-        FROM tview._column_types(t.table_oid) o LEFT JOIN tview._column_types(new_view) n ON n.attname = o.attname
-        WHERE n.attname IS NULL OR n.type_sql <> o.type_sql
-        ORDER BY o.ord)
+        FROM jsonb_to_recordset(changed) c(attname name, attnum int, old_type text, new_type text)
+        ORDER BY c.attnum)
      || ARRAY(SELECT format('ADD COLUMN %I %s', n.attname, n.type_sql)
-              FROM tview._column_types(new_view) n WHERE n.attname = ANY (added) ORDER BY n.ord);
+              FROM jsonb_to_recordset(new_cols) n(attname name, type_sql text, ord int)
+              WHERE n.attname = ANY (added) ORDER BY n.ord);
     IF cardinality(actions) > 0 THEN
         EXECUTE format('ALTER TABLE %s %s', tview._qname(t.table_oid), array_to_string(actions, ', '));
         PERFORM tview._index_reference_columns(t.table_oid, new_view, added);
@@ -803,10 +841,11 @@ DECLARE
     replaced name;
     made     record;
     dep      tview.tviews;
+    stale    oid[];
 BEGIN
     PERFORM tview._require_engine_owner('alter TVIEW', p_name);
     t := tview._get(p_name, schemas);
-    label := format('%I.%I', t.schema_name, 'tv_' || t.name);
+    label := tview._label(t.schema_name, t.name);
     IF tview._clean_definition(p_definition) = t.definition THEN
         RAISE NOTICE 'TVIEW % already has this definition, skipping', label;
         RETURN t.table_oid;
@@ -832,11 +871,12 @@ BEGIN
     WHERE x.id = t.id
     RETURNING * INTO t;
     PERFORM tview._grant_engine_owner(t.view_oid, t.table_oid);
-    PERFORM tview._rebuild(t);
+    stale := tview._derive(t);
     -- its readers, in order (a level may change): the columns they read may have changed type
     FOR dep IN SELECT * FROM tview._dependents(t) x ORDER BY x.topo_level, x.id LOOP
-        PERFORM tview._rebuild(dep);
+        stale := stale || tview._derive(dep);
     END LOOP;
+    PERFORM tview._sync_captures(stale);   -- each table's capture code once
     EXECUTE format('DROP VIEW %I.%I', t.schema_name, replaced);
     PERFORM tview._cascade(tview._add_work('{}', t.id, '{}', true, 0), NULL, 'ALTER', true);
     RETURN t.table_oid;
@@ -857,7 +897,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tv text := format('%I.%I', t.schema_name, 'tv_' || t.name);
+    tv text := tview._label(t.schema_name, t.name);
     v  text := format('%I.%I', t.schema_name, 'v_' || t.name);
     tables oid[] := tview._tables_read(t.id);
     read   int[] := tview._tviews_read(t.id);
@@ -907,7 +947,7 @@ BEGIN
         END IF;
         PERFORM tview._get(p_name, schemas);   -- raises the not-found error
     END IF;
-    SELECT string_agg(format('%I.%I', x.schema_name, 'tv_' || x.name), ', ') INTO names FROM tview._dependents(t) x;
+    SELECT string_agg(tview._label(x.schema_name, x.name), ', ') INTO names FROM tview._dependents(t) x;
     IF names IS NOT NULL AND NOT p_cascade THEN
         RAISE EXCEPTION 'cannot drop TVIEW %.tv_% because other TVIEWs read it: %', t.schema_name, t.name, names
             USING ERRCODE = 'dependent_objects_still_exist',

@@ -311,40 +311,6 @@ BEGIN
 END;
 $$;
 
--- Rebuild what the engine generated for a TVIEW (lineage keys queries, refresh and patch
--- functions) from its definition as it is now, e.g. after a table or column it reads was
--- renamed: the view follows renames by itself, the generated SQL does not.
-CREATE OR REPLACE FUNCTION tview._rebuild(t tview.tviews) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    found_lineage jsonb := tview._analyze(t.view_oid, t.key_column);
-    tables_before oid[] := tview._tables_read(t.id);
-    read_before   int[] := tview._tviews_read(t.id);
-BEGIN
-    UPDATE tview.tviews x
-    SET refresh_sql = tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column),
-        patch_specs = tview._patch_specs(t.view_oid, found_lineage),
-        -- pinned at create; a TVIEW of an engine that did not pin them takes the rebuilding session's
-        session_settings = CASE WHEN x.session_settings = '{}' THEN tview._session_settings() ELSE x.session_settings END,
-        analysis = found_lineage ->> 'reason',
-        root_oid = tview._root_relid(found_lineage),
-        root_column = tview._colname(tview._root_relid(found_lineage), (found_lineage -> 'root' ->> 1)::int)
-    WHERE x.id = t.id;
-    PERFORM tview._record_dependencies(t.id, t.view_oid, found_lineage);
-    PERFORM tview._check_cycle(t.id, format('%I.%I', t.schema_name, 'tv_' || t.name));
-    UPDATE tview.tviews x
-    SET topo_level = (SELECT coalesce(max(s.topo_level) + 1, 0) FROM tview.dependencies d
-                      JOIN tview.tviews s ON s.table_oid = d.source_oid WHERE d.tview_id = t.id)
-    WHERE x.id = t.id;
-    PERFORM tview._drop_generated_functions(t.id);
-    PERFORM tview._install_generated_functions(t.id);
-    PERFORM tview._sync_captures(tables_before || tview._tables_read(t.id));
-    PERFORM tview._install_captures_reading(read_before || tview._tviews_read(t.id));
-END;
-$$;
-
 -- ALTER TABLE on a relation a TVIEW reads, or CREATE OR REPLACE / ALTER VIEW of a helper
 -- view one reads: rebuild those TVIEWs (and refuse a change that closes a cycle).
 CREATE OR REPLACE FUNCTION tview._on_ddl_alter() RETURNS event_trigger
@@ -377,7 +343,7 @@ BEGIN
         ORDER BY x.topo_level, x.id
     LOOP
         -- a helper view replaced by one the TVIEW could never equal (random(), current_user)
-        PERFORM tview._check_definition_tree(t.view_oid, format('%I.%I', t.schema_name, 'tv_' || t.name));
+        PERFORM tview._check_definition_tree(t.view_oid, tview._label(t.schema_name, t.name));
         PERFORM tview._rebuild(t);
         -- Its rows may change too: a helper view it reads was replaced (a new expression), or it
         -- reads whole rows (to_jsonb(t), t::text), which a new or changed column changes. Whole,
@@ -413,6 +379,7 @@ AS $$
 DECLARE
     t       tview.tviews;
     renamed oid[];
+    stale   oid[] := '{}';
 BEGIN
     IF to_regclass('tview.tviews') IS NULL THEN
         RETURN;
@@ -429,8 +396,11 @@ BEGIN
                       WHERE c.relnamespace = ANY (renamed))
         ORDER BY x.topo_level, x.id
     LOOP
-        PERFORM tview._rebuild(t);
+        stale := stale || tview._derive(t);
     END LOOP;
+    IF stale <> '{}' THEN
+        PERFORM tview._sync_captures(stale);   -- each table's capture code once
+    END IF;
 END;
 $$;
 

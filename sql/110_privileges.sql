@@ -49,8 +49,8 @@ BEGIN
         RAISE EXCEPTION 'permission denied to refresh TVIEW %.tv_%', t.schema_name, t.name
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('Refresh as the engine owner (role %I), or grant SELECT on %I.%I and INSERT, UPDATE,'
-                                ' DELETE on %I.%I.', tview._engine_owner(), t.schema_name, 'v_' || t.name,
-                                t.schema_name, 'tv_' || t.name);
+                                ' DELETE on %s.', tview._engine_owner(), t.schema_name, 'v_' || t.name,
+                                tview._label(t.schema_name, t.name));
     END IF;
 END;
 $$;
@@ -206,7 +206,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA tview FROM PUBLIC;
 
 -- The SECURITY DEFINER trigger functions: callable by nobody directly (PostgreSQL does not
 -- check EXECUTE when a trigger fires, so writers are unaffected). The generated capture
--- functions are revoked as they are made (tview._install_capture).
+-- functions are revoked as they are made (tview._install_table_capture).
 REVOKE EXECUTE ON FUNCTION tview._flush_deferred() FROM PUBLIC;
 -- The event trigger functions and what they call with the owner's rights (SECURITY DEFINER,
 -- sql/070_ddl.sql): run by the event triggers only.

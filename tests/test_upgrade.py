@@ -33,7 +33,7 @@ OLD_RELEASES = {
     "v0.1.0": "43ae43399cbe1bd391f52dbd9ed938b3f16ecdf5",   # what the tag v0.1.0 points to
     "v0.2.0": "d1ec993",                                    # the last commit of engine 0.2.0 (shared triggers)
     "v0.3.0": "809432c",                                    # the last commit of engine 0.3.0 (before tview.alter)
-    "v0.4.0": "c2f54a3",                                    # the last commit of engine 0.4.0
+    "v0.4.0": "c2f54a3",                                    # the last commit of engine 0.4.0 (before tview._derive)
 }
 BUNDLED = installer.bundled_version()
 
