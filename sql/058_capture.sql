@@ -185,8 +185,16 @@ BEGIN
             IF dep.key_sql IS NULL OR NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = change.relid) THEN
                 work := tview._add_work(work, dep.tview_id, NULL, true, 0);
             ELSE
-                EXECUTE format('SELECT ARRAY(%s)', tview._keys_sql(dep.key_sql, NULL, 'ONLY ' || tview._qname(change.relid)))
+                -- NULL sorts last: a row that joined reaching a row whose key is NULL fails as a write would
+                EXECUTE format('SELECT ARRAY(%s)',
+                               tview._keys_sql_with_nulls(dep.key_sql, NULL, 'ONLY ' || tview._qname(change.relid)))
                 INTO keys;
+                IF cardinality(keys) > 0 AND keys[cardinality(keys)] IS NULL THEN
+                    keys := keys[1:cardinality(keys) - 1];
+                    IF change.joined THEN
+                        PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = dep.tview_id;
+                    END IF;
+                END IF;
                 work := tview._add_work(work, dep.tview_id, keys, false, 0);
             END IF;
         END LOOP;

@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from engine_helpers import damage, prepared_database
+from engine_helpers import damage, prepared_database, refused
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -185,6 +185,28 @@ def test_an_interrupted_detach_concurrently_and_its_finalize(parts, dsn):
     assert_oracle(parts)
     parts.execute("UPDATE tb_post_1 SET title = 'outside' WHERE pk_post = 5")
     assert_oracle(parts)
+
+
+def test_a_null_key_arriving_through_attach_is_refused_like_a_write(db):
+    """A TVIEW whose key comes from a nullable column: an INSERT of a NULL key fails (23502);
+    so does an ATTACH (or INHERIT) of a table holding one, and nothing changes."""
+    db.execute("""
+        CREATE TABLE tb_ev (id int NOT NULL, ref int, what text) PARTITION BY RANGE (id);
+        CREATE TABLE tb_ev_1 PARTITION OF tb_ev FOR VALUES FROM (0) TO (100);
+        INSERT INTO tb_ev VALUES (1, 1, 'a');
+        SELECT tview.create('ev', $$SELECT e.ref AS pk_ev, jsonb_build_object('what', e.what) AS data FROM tb_ev e$$);
+        CREATE TABLE tb_ev_2 (LIKE tb_ev);
+        INSERT INTO tb_ev_2 VALUES (150, NULL, 'null key'), (151, 7, 'fine');
+    """)
+    refused(db, "INSERT INTO tb_ev VALUES (2, NULL, 'b')", None, "23502", "public.tv_ev", "pk_ev")
+    refused(db, "ALTER TABLE tb_ev ATTACH PARTITION tb_ev_2 FOR VALUES FROM (100) TO (200)", None, "23502",
+            "public.tv_ev", "pk_ev")
+    assert db.execute("SELECT count(*) FROM pg_inherits WHERE inhrelid = 'tb_ev_2'::regclass").fetchone() == (0,)
+    assert_oracle(db)
+    db.execute("UPDATE tb_ev_2 SET ref = 8 WHERE ref IS NULL")
+    db.execute("ALTER TABLE tb_ev ATTACH PARTITION tb_ev_2 FOR VALUES FROM (100) TO (200)")
+    assert db.execute("SELECT array_agg(pk_ev ORDER BY pk_ev) FROM tv_ev").fetchone() == ([1, 7, 8],)
+    assert_oracle(db)
 
 
 def test_ddl_rolled_back_leaves_the_tviews_exact(parts):
