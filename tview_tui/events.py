@@ -241,11 +241,19 @@ class StatsBook:
         self.sources: dict[str, RateMeter] = {}    # written table -> cascades it started (depth-0 events)
 
     def add(self, items: Iterable[Item]) -> None:
-        for item in items:
+        by_tview, sources = self.by_tview, self.sources
+        for item in items:       # thousands a second: no object is built for a TVIEW or table already seen
             if isinstance(item, Event):
-                self.by_tview.setdefault(item.name, TviewStats()).add(item)
+                name = item.name
+                stats = by_tview.get(name)
+                if stats is None:
+                    stats = by_tview[name] = TviewStats()
+                stats.add(item)
                 if item.depth == 0 and item.source:
-                    self.sources.setdefault(item.source, RateMeter()).add()
+                    meter = sources.get(item.source)
+                    if meter is None:
+                        meter = sources[item.source] = RateMeter()
+                    meter.add()
 
     def get(self, name: str) -> TviewStats | None:
         return self.by_tview.get(name)
