@@ -226,7 +226,7 @@ class TviewApp(App):
         self.connected = True
         self.last_reload_error = None
         self.tviews = items
-        self.status = self._status_line()
+        self._show_status()
 
     def _set_disconnected(self, message: str) -> None:
         self.connected = False
@@ -256,17 +256,25 @@ class TviewApp(App):
         worker = get_current_worker()
         while not worker.is_cancelled:
             self.stream = stream = eventproc.EventProcess(self.target, self.event_seq)
+            shown_state = None
             try:
                 while not worker.is_cancelled:
                     update = stream.receive(0.2)
                     if update is not None:
                         self._apply(update)
+                        state = (stream.connected, stream.standby, stream.reconnects)
+                        if state != shown_state:        # the status line says so now, not at the next reload
+                            shown_state = state
+                            self.call_from_thread(self._show_status)
             except EOFError:            # it ended unasked (it never should): start another
                 if not (stream.stopped or worker.is_cancelled):
                     self.call_from_thread(self.notify_error, "the event stream stopped; restarting it")
                     time.sleep(1)
             finally:
                 stream.close()
+
+    def _show_status(self) -> None:
+        self.status = self._status_line()
 
     def _apply(self, update: eventproc.Update) -> None:
         self.event_buffer.extend(update.items)      # one C call: the buffer keeps the newest EVENT_BUFFER
@@ -317,7 +325,7 @@ class TviewApp(App):
             return
         self.writer.set_rate(max(0.5, self.writer.rate * factor))
         self.notify(f"demo writer asked for {events.format_rate(self.writer.rate)} writes/s")
-        self.status = self._status_line()
+        self._show_status()
 
     def on_unmount(self) -> None:
         if self.stream is not None:
