@@ -37,6 +37,36 @@ CREATE TABLE IF NOT EXISTS tview.dependencies (
 );
 CREATE INDEX IF NOT EXISTS dependencies_source_idx ON tview.dependencies (source_oid);
 
+-- Snapshot guard: rows per TVIEW, one of which (picked by the transaction id) every transaction
+-- maintaining the TVIEW updates in the capture code. A REPEATABLE READ or SERIALIZABLE writer
+-- refreshes from its transaction's snapshot, which misses rows committed after it: it
+-- share-locks the rows of every TVIEW its write can reach (tview._check_snapshot), so it gets
+-- 40001 where another transaction maintained one of them unseen, and later maintainers wait
+-- for its commit.
+CREATE TABLE IF NOT EXISTS tview.stamps (
+    tview_id integer NOT NULL REFERENCES tview.tviews(id) ON DELETE CASCADE,
+    slot     integer NOT NULL,
+    xid      xid8,                        -- the transaction that last maintained the TVIEW here
+    PRIMARY KEY (tview_id, slot)
+);
+
+-- Slots per TVIEW: two transactions maintaining a TVIEW at once wait for each other only when
+-- their ids pick the same one.
+CREATE OR REPLACE FUNCTION tview._stamp_slots() RETURNS int
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 64 $$;
+
+CREATE OR REPLACE FUNCTION tview._add_stamps(tview_ids int[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO tview.stamps (tview_id, slot)
+    SELECT i, s FROM unnest(tview_ids) i, generate_series(0, tview._stamp_slots() - 1) s
+    ON CONFLICT DO NOTHING
+$$;
+SELECT tview._add_stamps(ARRAY(SELECT id FROM tview.tviews));   -- TVIEWs of an older release
+
 -- A TVIEW's name as the server spells it: schema.tv_<name>, quoted where needed.
 CREATE OR REPLACE FUNCTION tview._label(schema_name name, name name) RETURNS text
 LANGUAGE sql IMMUTABLE

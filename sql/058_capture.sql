@@ -220,6 +220,45 @@ $$;
 -- TVIEW reads and that is refreshed immediately is refreshed right here, by a static call of
 -- its generated refresh function (one layer instead of the cascade's four); the capture
 -- functions are regenerated when any of that changes (tview._install_captures_reading).
+-- The TVIEWs whose rows a refresh of the given ones can read or write: those reading them,
+-- transitively, and everything those read, transitively.
+CREATE OR REPLACE FUNCTION tview._snapshot_scope(tview_ids int[]) RETURNS int[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE downstream(id) AS (
+        SELECT unnest(tview_ids)
+        UNION
+        SELECT d.tview_id FROM downstream w JOIN tview.tviews t ON t.id = w.id
+                                            JOIN tview.dependencies d ON d.source_oid = t.table_oid
+    ), upstream(id) AS (
+        SELECT id FROM downstream
+        UNION
+        SELECT x.id FROM upstream w JOIN tview.dependencies d ON d.tview_id = w.id
+                                    JOIN tview.tviews x ON x.table_oid = d.source_oid
+    )
+    SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM upstream
+$$;
+
+-- A REPEATABLE READ or SERIALIZABLE transaction refreshes from its snapshot: it must not
+-- miss what another transaction wrote to what these TVIEWs read. Share-locking their stamps
+-- waits for the maintainers still running and fails with 40001 where one committed unseen
+-- (the row's newer version); the locks then make later maintainers wait for this commit.
+CREATE OR REPLACE FUNCTION tview._check_snapshot(tview_ids int[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM FROM tview.stamps s WHERE s.tview_id = ANY (tview._snapshot_scope(tview_ids))
+    ORDER BY s.tview_id, s.slot FOR SHARE;
+EXCEPTION WHEN serialization_failure THEN
+    RAISE EXCEPTION 'could not serialize access: a TVIEW this write refreshes was maintained by a transaction this transaction''s snapshot does not see'
+        USING ERRCODE = 'serialization_failure',
+              DETAIL = current_setting('transaction_isolation') || ' refreshes TVIEWs from the snapshot taken at the transaction''s first statement.',
+              HINT = 'Retry the transaction, as for any serialization failure; under READ COMMITTED the engine waits instead.';
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION tview._capture_body(relid oid) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -231,6 +270,7 @@ DECLARE
     blocks text := '';
     work   text;
     relatives oid[] := tview._relatives(relid);
+    readers text;
 BEGIN
     FOR ev IN SELECT * FROM tview._capture_triggers() w WHERE w.event <> 'TRUNCATE' ORDER BY w.tgtype LOOP
         work := '';
@@ -298,8 +338,9 @@ BEGIN
     END LOOP;
     SELECT string_agg(tview._fill($w$
         work := tview._add_work(work, {id}, NULL, true, 0);$w$, jsonb_build_object('id', d.tview_id)), ''
-                      ORDER BY d.tview_id)
-    INTO work
+                      ORDER BY d.tview_id),
+           array_agg(d.tview_id ORDER BY d.tview_id)::text
+    INTO work, readers
     FROM (SELECT DISTINCT d.tview_id FROM tview.dependencies d WHERE d.source_oid = ANY (relatives)) d;
     -- TG_RELID: code made for another table, in a database restored from a dump (new oids)
     RETURN tview._fill($c$
@@ -315,7 +356,7 @@ DECLARE
 BEGIN
     IF TG_RELID OPERATOR(pg_catalog.<>) {relid} THEN
         PERFORM tview._refuse_moved_catalog();
-    END IF;{events}
+    END IF;{stamp}{events}
     ELSE{truncate}
     END IF;
     IF work <> '{}' THEN
@@ -324,7 +365,13 @@ BEGIN
     RETURN NULL;
 END;
 $c$, jsonb_build_object('relid', relid, 'events', blocks, 'truncate', coalesce(work, $n$
-        NULL;$n$)));
+        NULL;$n$), 'stamp', CASE WHEN readers IS NOT NULL THEN tview._fill($s$
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+        PERFORM tview._check_snapshot({readers});
+    END IF;
+    UPDATE tview.stamps SET xid = pg_current_xact_id()      -- this transaction's mark (tview.stamps)
+    WHERE tview_id = ANY ({readers}) AND slot = pg_current_xact_id()::text::bigint % {slots};$s$,
+            jsonb_build_object('readers', quote_literal(readers), 'slots', tview._stamp_slots())) END));
 END;
 $$;
 

@@ -512,6 +512,7 @@ BEGIN
     VALUES (target_schema, bare, table_oid, view_oid, substr(key_col, 4), key_col, definition, p_mode,
             tview._session_settings(), '')   -- the refresh statement and the rest: derived next
     RETURNING * INTO t;
+    PERFORM tview._add_stamps(ARRAY[t.id]);
     -- the generated and capture code made now, not by the first writer; a trigger of someone
     -- else's under the engine's name on a table it reads is refused
     stale := tview._derive(t);

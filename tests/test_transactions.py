@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 import time
 
 import psycopg
@@ -275,14 +276,18 @@ def test_the_write_skew_happens_without_row_locks(db, dsn, first_sql, second_sql
     assert db.execute("SELECT data->>'author' FROM tv_note WHERE pk_note = 2").fetchone()[0] == "ann"
 
 
-def test_serializable_writers_get_a_serialization_failure_instead_of_the_write_skew(db, dsn):
+@pytest.mark.parametrize("renamer_level, writer_level", [
+    ("serializable", "serializable"), ("repeatable read", "read committed"), ("serializable", "read committed"),
+    ("repeatable read", "repeatable read")])
+def test_a_writer_whose_snapshot_misses_a_row_gets_a_serialization_failure(db, dsn, renamer_level, writer_level):
     """The renaming transaction's snapshot predates the new note: it cannot refresh what it cannot
-    see (REPEATABLE READ keeps the old name, docs/engine.md Known limits); SERIALIZABLE refuses it."""
+    see, whatever the level of the transaction that wrote the note; it fails with 40001 and its
+    retry renames the note too."""
     db.execute(AUTHORS)
     renamer, writer = psycopg.connect(dsn), psycopg.connect(dsn, autocommit=True)
     try:
-        writer.execute("SET default_transaction_isolation = 'serializable'")
-        renamer.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        writer.execute(f"SET default_transaction_isolation = '{writer_level}'")
+        renamer.execute(f"SET TRANSACTION ISOLATION LEVEL {renamer_level}")
         renamer.execute("SELECT count(*) FROM tb_note")          # its snapshot, before the new note
         writer.execute(NEW_NOTE)
         with pytest.raises(errors.SerializationFailure):
@@ -296,6 +301,60 @@ def test_serializable_writers_get_a_serialization_failure_instead_of_the_write_s
         writer.close()
     assert db.execute("SELECT data->>'author' FROM tv_note WHERE pk_note = 2").fetchone()[0] == "ann renamed"
     assert_oracle(db)
+
+
+def test_a_read_committed_writer_waits_for_a_repeatable_read_writer_and_sees_its_commit(db, dsn):
+    """The other order: the REPEATABLE READ renamer wrote first; the note's writer waits for its
+    commit before refreshing, so the note carries the new name."""
+    db.execute(AUTHORS)
+    renamer, writer = psycopg.connect(dsn), psycopg.connect(dsn, autocommit=True)
+    observer = psycopg.connect(dsn, autocommit=True)
+    try:
+        renamer.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        renamer.execute(RENAME)
+        failures: list[BaseException] = []
+
+        def write_note() -> None:
+            try:
+                writer.execute(NEW_NOTE)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        worker = threading.Thread(target=write_note)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not observer.execute("SELECT %s = ANY(pg_blocking_pids(%s))",
+                                   (renamer.info.backend_pid, writer.info.backend_pid)).fetchone()[0]:
+            assert worker.is_alive(), "the note's writer did not wait for the renamer"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        renamer.commit()
+        worker.join(30)
+        assert not failures, failures
+    finally:
+        renamer.close()
+        writer.close()
+        observer.close()
+    assert db.execute("SELECT data->>'author' FROM tv_note WHERE pk_note = 2").fetchone()[0] == "ann renamed"
+    assert_oracle(db)
+
+
+def test_the_serialization_failure_says_why_and_what_to_do(db, dsn):
+    db.execute(AUTHORS)
+    renamer, writer = psycopg.connect(dsn), psycopg.connect(dsn, autocommit=True)
+    try:
+        renamer.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        renamer.execute("SELECT 1")
+        writer.execute(NEW_NOTE)
+        with pytest.raises(errors.SerializationFailure) as failure:
+            renamer.execute(RENAME)
+        diag = failure.value.diag
+        assert "TVIEW" in diag.message_primary and "snapshot" in diag.message_primary
+        assert diag.message_detail.startswith("repeatable read")
+        assert "Retry" in diag.message_hint
+    finally:
+        renamer.close()
+        writer.close()
 
 
 def test_new_parent_and_its_child_from_two_transactions(db, dsn):

@@ -34,6 +34,7 @@ OLD_RELEASES = {
     "v0.2.0": "d1ec993",                                    # the last commit of engine 0.2.0 (shared triggers)
     "v0.3.0": "809432c",                                    # the last commit of engine 0.3.0 (before tview.alter)
     "v0.4.0": "c2f54a3",                                    # the last commit of engine 0.4.0 (before tview._derive)
+    "v0.5.0": "1e714d7",                                    # the last commit of engine 0.5.0 (before the snapshot guard)
 }
 BUNDLED = installer.bundled_version()
 

@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=5.0, help="seconds between progress lines (default 5)")
     p.add_argument("--poll", action="store_true", help="tail by polling the event log instead of LISTEN")
     p.add_argument("--isolation", choices=sorted(soak.ISOLATION_LEVELS), default="read-committed",
-                   help="isolation level of every writer (default read-committed)")
+                   help="isolation level of every writer, or mixed: the writers spread over the three"
+                        " (default read-committed)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE")
 
     p = sub.add_parser("tail", help="live-tail cascade events (LISTEN, or --poll the event log)", description=(

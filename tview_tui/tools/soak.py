@@ -2,9 +2,8 @@
 
 Writers run random transactions on the demo blog (inserts, updates and deletes at every
 level, company renames that cascade through four levels, savepoints rolled back or released,
-whole transactions rolled back), all under READ COMMITTED or all under SERIALIZABLE
-(--isolation: the engine is exact under either, not under REPEATABLE READ nor a mix, see
-docs/engine.md, Known limits), retrying serialization failures and deadlocks. Two TVIEWs
+whole transactions rolled back), all under one isolation level or the writers spread over the
+three (--isolation mixed), retrying serialization failures and deadlocks. Two TVIEWs
 (comment, post_card) are deferred, so commit-time flushes run too. Meanwhile an EventStream
 tails the events in its own thread and event loop, keeping rolling statistics and a bounded
 buffer as the app does.
@@ -37,7 +36,13 @@ from .memory import memory_kb
 
 RETRYABLE = {"40001", "40P01"}       # serialization failure, deadlock: the transaction is retried
 CONFLICTS = {"23503"}                # a row a random write picked was deleted meanwhile by another writer
-ISOLATION_LEVELS = {"read-committed": IsolationLevel.READ_COMMITTED, "serializable": IsolationLevel.SERIALIZABLE}
+# The isolation level of each writer, round robin.
+ISOLATION_LEVELS = {
+    "read-committed": (IsolationLevel.READ_COMMITTED,),
+    "repeatable-read": (IsolationLevel.REPEATABLE_READ,),
+    "serializable": (IsolationLevel.SERIALIZABLE,),
+    "mixed": (IsolationLevel.READ_COMMITTED, IsolationLevel.REPEATABLE_READ, IsolationLevel.SERIALIZABLE),
+}
 MAX_ERROR_SAMPLES = 20
 # Deferred TVIEWs: comment (flushed at commit into post, which patches it in) and post_card.
 DEFERRED_TVIEWS = ("comment", "post_card")
@@ -64,7 +69,7 @@ class LoadStats:
 
 class WriteLoad:
     """``writers`` threads, each on its own connection, running ``transaction(conn, rng)`` in a
-    loop until :meth:`stop`; it returns whether to commit, all at one isolation level.
+    loop until :meth:`stop`; it returns whether to commit, at the writer's isolation level.
     Lost connections are counted and reopened (with a short pause), so the load rides out
     server restarts."""
 
@@ -77,7 +82,7 @@ class WriteLoad:
         self.transaction = transaction
         self.session_sql = tuple(session_sql)
         self.seed = random.randrange(1 << 30) if seed is None else seed
-        self.isolation = ISOLATION_LEVELS[isolation]
+        self.levels = ISOLATION_LEVELS[isolation]
         self.stats = LoadStats()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -100,9 +105,9 @@ class WriteLoad:
             if detail and len(self.stats.error_samples) < MAX_ERROR_SAMPLES:
                 self.stats.error_samples.append(detail)
 
-    def _open(self) -> psycopg.Connection:
+    def _open(self, index: int) -> psycopg.Connection:
         conn = connect(self.target)
-        conn.isolation_level = self.isolation          # every transaction of this writer
+        conn.isolation_level = self.levels[index % len(self.levels)]   # every transaction of this writer
         for statement in self.session_sql:
             conn.execute(statement)
         conn.commit()
@@ -114,7 +119,7 @@ class WriteLoad:
         while not self._stop.is_set():
             try:
                 if conn is None:
-                    conn = self._open()
+                    conn = self._open(index)
                 if self.transaction(conn, rng):
                     conn.commit()
                     self._count("commits")
