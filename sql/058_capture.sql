@@ -268,11 +268,18 @@ DECLARE
     dep    record;
     parts  jsonb;
     blocks text := '';
+    row_blocks text := '';
     work   text;
     relatives oid[] := tview._relatives(relid);
     readers text;
 BEGIN
-    FOR ev IN SELECT * FROM tview._capture_triggers() w WHERE w.event <> 'TRUNCATE' ORDER BY w.tgtype LOOP
+    -- each event twice: for the statement triggers, over the transition tables, and for the row
+    -- trigger of a subscribed table (replicated rows), over the row's OLD and NEW, its keys queued
+    FOR ev IN SELECT w.event, w.tgtype, r.replicated,
+                     CASE WHEN NOT r.replicated THEN w.old_table WHEN w.old_table IS NOT NULL THEN '(SELECT OLD.*)' END AS old_table,
+                     CASE WHEN NOT r.replicated THEN w.new_table WHEN w.new_table IS NOT NULL THEN '(SELECT NEW.*)' END AS new_table
+              FROM tview._capture_triggers() w, (VALUES (false), (true)) r(replicated)
+              WHERE w.event <> 'TRUNCATE' ORDER BY r.replicated, w.tgtype LOOP
         work := '';
         FOR dep IN SELECT d.tview_id, d.key_sql,
                           x.mode = 'immediate' AND x.topo_level = 0
@@ -297,7 +304,10 @@ BEGIN
             keys := keys[1:cardinality(keys) - 1];
             PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = {id};
         END IF;$n$, parts) ELSE '' END;
+            parts := parts || jsonb_build_object('queued', CASE WHEN dep.key_sql IS NULL THEN 'NULL' ELSE parts ->> 'keys' END);
             work := work || tview._fill(CASE
+                WHEN ev.replicated THEN $q$
+        PERFORM tview._enqueue({id}, {queued});$q$
                 WHEN dep.key_sql IS NULL THEN $w$
         work := tview._add_work(work, {id}, NULL, true, 0);$w$
                 WHEN dep.direct THEN $b$
@@ -331,10 +341,14 @@ BEGIN
                 ELSE $k$
         work := tview._add_work(work, {id}, {keys}, false, 0);$k$ END, parts);
         END LOOP;
-        blocks := blocks || tview._fill($e$
-    {if} TG_OP = {event} THEN{work}$e$,
-            jsonb_build_object('if', CASE WHEN blocks = '' THEN 'IF' ELSE 'ELSIF' END,
-                               'event', quote_literal(ev.event), 'work', work));
+        parts := jsonb_build_object('event', quote_literal(ev.event), 'work', work);
+        IF ev.replicated THEN
+            row_blocks := row_blocks || tview._fill($e$
+        {if} TG_OP = {event} THEN{work}$e$, parts || jsonb_build_object('if', CASE WHEN row_blocks = '' THEN 'IF' ELSE 'ELSIF' END));
+        ELSE
+            blocks := blocks || tview._fill($e$
+    {if} TG_OP = {event} THEN{work}$e$, parts || jsonb_build_object('if', CASE WHEN blocks = '' THEN 'IF' ELSE 'ELSIF' END));
+        END IF;
     END LOOP;
     SELECT string_agg(tview._fill($w$
         work := tview._add_work(work, {id}, NULL, true, 0);$w$, jsonb_build_object('id', d.tview_id)), ''
@@ -356,7 +370,11 @@ DECLARE
 BEGIN
     IF TG_RELID OPERATOR(pg_catalog.<>) {relid} THEN
         PERFORM tview._refuse_moved_catalog();
-    END IF;{stamp}{events}
+    END IF;{stamp}
+    IF TG_LEVEL = 'ROW' THEN   -- a replicated row: a subscription's apply worker fires row triggers only{row_events}
+        END IF;
+        RETURN NULL;
+    END IF;{events}
     ELSE{truncate}
     END IF;
     IF work <> '{}' THEN
@@ -364,13 +382,14 @@ BEGIN
     END IF;
     RETURN NULL;
 END;
-$c$, jsonb_build_object('relid', relid, 'events', blocks, 'truncate', coalesce(work, $n$
+$c$, jsonb_build_object('relid', relid, 'events', blocks, 'row_events', row_blocks, 'truncate', coalesce(work, $n$
         NULL;$n$), 'stamp', CASE WHEN readers IS NOT NULL THEN tview._fill($s$
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
         PERFORM tview._check_snapshot({readers});
     END IF;
     UPDATE tview.stamps SET xid = pg_current_xact_id()      -- this transaction's mark (tview.stamps)
-    WHERE tview_id = ANY ({readers}) AND slot = pg_current_xact_id()::text::bigint % {slots};$s$,
+    WHERE tview_id = ANY ({readers}) AND slot = pg_current_xact_id()::text::bigint % {slots}
+      AND xid IS DISTINCT FROM pg_current_xact_id();$s$,
             jsonb_build_object('readers', quote_literal(readers), 'slots', tview._stamp_slots())) END));
 END;
 $$;
@@ -453,6 +472,59 @@ BEGIN
                                  || coalesce(' NEW TABLE AS ' || trg.new_table, '') END,
                        fn);
     END LOOP;
+    IF tview._subscribed(relid) THEN
+        PERFORM tview._follow_replication(relid, fn);
+    END IF;
+END;
+$$;
+
+-- Is the table (or an ancestor: rows are applied into partitions) in a subscription of this
+-- database? The apply worker of a subscription runs with session_replication_role = replica and
+-- fires row triggers (enabled REPLICA or ALWAYS) only, never the engine's statement triggers.
+CREATE OR REPLACE FUNCTION tview._subscribed(relid oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT EXISTS (SELECT 1 FROM pg_subscription_rel s WHERE s.srrelid = ANY (tview._relatives(relid))) $$;
+
+-- Does the table follow replicated rows (it has the row trigger, or it is partitioned)?
+CREATE OR REPLACE FUNCTION tview._follows_replication(relid oid) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = relid)
+        OR EXISTS (SELECT 1 FROM pg_trigger g
+                   WHERE g.tgrelid = relid AND g.tgfoid = to_regprocedure(format('tview.%I()', tview._capture_name(relid)))
+                     AND g.tgtype = 29 AND g.tgenabled IN ('R', 'A'))   -- AFTER INSERT OR UPDATE OR DELETE, each row
+$$;
+
+-- Replicated rows reach the TVIEWs: a row trigger fired in replica sessions only queues each
+-- row's keys for the commit-time flush (which fires there too), and the TRUNCATE trigger fires
+-- always. A partitioned table gets no row trigger: rows land in its partitions, which have theirs.
+-- Only what is not so already is altered (an ALTER TABLE brings the engine's DDL hook back here).
+CREATE OR REPLACE FUNCTION tview._follow_replication(relid oid, fn name) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    truncate_trigger record;
+BEGIN
+    IF NOT tview._follows_replication(relid) THEN
+        -- a trigger of someone else's under that name stays as it is (health() reports the table)
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = 'tview_replicated') THEN
+            EXECUTE format('CREATE TRIGGER tview_replicated AFTER INSERT OR UPDATE OR DELETE ON %s'
+                           ' FOR EACH ROW EXECUTE FUNCTION tview.%I()', tview._qname(relid), fn);
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = 'tview_replicated'
+                   AND g.tgfoid = to_regprocedure(format('tview.%I()', fn))) THEN
+            EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER tview_replicated', tview._qname(relid));
+        END IF;
+    END IF;
+    SELECT g.tgname, g.tgenabled INTO truncate_trigger FROM pg_trigger g
+    WHERE g.tgrelid = relid AND g.tgfoid = to_regprocedure(format('tview.%I()', fn)) AND g.tgtype = 32
+    ORDER BY g.tgname = 'tview_after_truncate' DESC LIMIT 1;
+    IF FOUND AND truncate_trigger.tgenabled <> 'A' THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tview._qname(relid), truncate_trigger.tgname);
+    END IF;
 END;
 $$;
 

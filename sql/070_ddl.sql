@@ -404,6 +404,21 @@ BEGIN
 END;
 $$;
 
+-- CREATE or ALTER SUBSCRIPTION (tables added by REFRESH PUBLICATION): the tables TVIEWs read
+-- that are now subscribed get the row trigger that follows replicated rows.
+CREATE OR REPLACE FUNCTION tview._on_ddl_subscription() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('tview.tviews') IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM tview._install_captures(ARRAY(SELECT d.source_oid FROM tview.dependencies d
+                                         WHERE d.source_kind = 'table' AND tview._subscribed(d.source_oid)), '{}');
+END;
+$$;
+
 -- Does view_oid read relid, directly or through other views?
 CREATE OR REPLACE FUNCTION tview._reads_view(view_oid oid, relid oid) RETURNS boolean
 LANGUAGE sql STABLE
@@ -441,6 +456,11 @@ BEGIN
         CREATE EVENT TRIGGER tview_ddl_schema ON ddl_command_end
             WHEN TAG IN ('ALTER SCHEMA')
             EXECUTE FUNCTION tview._on_ddl_schema();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_subscription') THEN
+        CREATE EVENT TRIGGER tview_ddl_subscription ON ddl_command_end
+            WHEN TAG IN ('CREATE SUBSCRIPTION', 'ALTER SUBSCRIPTION')
+            EXECUTE FUNCTION tview._on_ddl_subscription();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'tview_ddl_members') THEN
         CREATE EVENT TRIGGER tview_ddl_members ON ddl_command_end

@@ -71,6 +71,8 @@ BEGIN
     END IF;
 END;
 $$;
+-- also in replica sessions: a subscription's apply worker queues replicated rows' keys
+ALTER TABLE tview.pending ENABLE ALWAYS TRIGGER tview_flush_at_commit;
 
 CREATE OR REPLACE FUNCTION tview._set_mode(p_name text, p_mode text, schemas name[]) RETURNS void
 LANGUAGE plpgsql

@@ -15,6 +15,8 @@
 --   missing_trigger, disabled_trigger, foreign_trigger
 --                                     the four statement triggers on every table TVIEWs read,
 --                                     its partitions, inheritance children and ancestors
+--   unfollowed_replication            a subscribed table TVIEWs read without the engine's row
+--                                     trigger (replicated rows fire no statement trigger)
 --   detach_pending                    a partition of a table TVIEWs read left "detach pending" by
 --                                     an interrupted DETACH PARTITION ... CONCURRENTLY: its parent
 --                                     leaves its rows out already, the TVIEWs still have them
@@ -90,6 +92,11 @@ BEGIN
             -- made beside any trigger that holds the engine's name (never dropped: it is not ours)
             PERFORM tview._install_table_capture(rel, false);
             recreated := recreated + bad;
+            tables := tables || tview._qname(rel);
+        END IF;
+        IF bad = 0 AND tview._subscribed(rel) AND NOT tview._follows_replication(rel) THEN
+            PERFORM tview._install_table_capture(rel, false);
+            recreated := recreated + 1;
             tables := tables || tview._qname(rel);
         END IF;
         FOR st IN SELECT * FROM tview._trigger_state(rel) s WHERE s.state IN ('disabled', 'replica') LOOP
@@ -223,6 +230,24 @@ AS $$
     WHERE s.state <> 'ok'
     GROUP BY x.id, x.schema_name, x.name, m.relid, s.kind
     ORDER BY x.id, m.relid::regclass::text, s.kind
+$$;
+
+-- A subscribed table without the row trigger that follows replicated rows (a subscription made
+-- while the engine had no event triggers, or the trigger dropped).
+CREATE OR REPLACE FUNCTION tview._health_replication()
+RETURNS TABLE (check_name text, severity text, tview text, detail text, fix text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'unfollowed_replication', 'error', tview._label(x.schema_name, x.name),
+           format('%s receives rows from a subscription, whose apply worker fires no statement trigger, and it has no '
+                  'engine row trigger: replicated changes do not reach this TVIEW', m.relid::regclass),
+           format('SELECT tview.repair_triggers(%1$L); SELECT tview.refresh(%1$L)', tview._label(x.schema_name, x.name))
+    FROM tview.tviews x
+    JOIN tview.dependencies d ON d.tview_id = x.id AND d.source_kind = 'table'
+    CROSS JOIN LATERAL unnest(tview._capture_tables(ARRAY[d.source_oid])) m(relid)
+    WHERE tview._subscribed(m.relid) AND NOT tview._follows_replication(m.relid)
+    ORDER BY x.id, m.relid::regclass::text
 $$;
 
 -- The first transaction of DETACH PARTITION ... CONCURRENTLY takes the partition out of its
@@ -681,7 +706,7 @@ BEGIN
             'SELECT tview.relink()';
         RETURN;
     END IF;
-    FOREACH part IN ARRAY ARRAY['catalog', 'triggers', 'detach_pending', 'privileges', 'full_lineage', 'unindexed_fk', 'notify_queue',
+    FOREACH part IN ARRAY ARRAY['catalog', 'triggers', 'replication', 'detach_pending', 'privileges', 'full_lineage', 'unindexed_fk', 'notify_queue',
                                 'blocked_session', 'slow_tview', 'deferred_backlog', 'settings', 'drift'] LOOP
         BEGIN
             IF part = 'drift' THEN

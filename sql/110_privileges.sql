@@ -216,5 +216,6 @@ REVOKE EXECUTE ON FUNCTION tview._on_ddl_alter() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tview._on_sql_drop() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tview._on_ddl_members() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tview._on_ddl_schema() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION tview._on_ddl_subscription() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tview._convert_created_tables(text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION tview._check_created_name(text, name[]) FROM PUBLIC;

@@ -4,13 +4,18 @@ did; two concurrent writers; fixtures for databases prepared once per worker."""
 from __future__ import annotations
 
 import contextlib
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import psycopg.sql
 import pytest
+
+from tview_tui.embedded import embedded_bin_dir
 
 # Schemas of the server itself, and the per-session temporary ones (gone with the session).
 _NOT_OURS = """n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
@@ -141,3 +146,15 @@ def prepared_database(setup: Callable[[psycopg.Connection], object], *, name: st
         return db if gives == "db" else dsn
     prepared.prepared_setup = setup        # type: ignore[attr-defined] - read by _template_for
     return prepared
+
+
+def server_tools(conn: psycopg.Connection) -> Path:
+    """The bin directory of the server's major version (its pg_dump, pg_restore, initdb, postgres)."""
+    major = conn.info.server_version // 10000
+    for candidate in (embedded_bin_dir(), Path(f"/usr/lib/postgresql/{major}/bin")):
+        pg_dump = candidate / "pg_dump"
+        if pg_dump.exists():
+            version = subprocess.run([str(pg_dump), "--version"], capture_output=True, text=True).stdout
+            if re.search(rf"\b{major}\.\d+", version):
+                return candidate
+    pytest.skip(f"no pg_dump of PostgreSQL {major} here")

@@ -348,7 +348,7 @@ def test_engine_objects_are_owned_by_the_owner_and_pinned(setup: Setup):
     assert {name: public for name, public in definers.items() if name not in captures} == {
         "_flush_deferred": False, "listen": True, "unlisten": True,
         "_on_ddl_end": False, "_on_ddl_start": False, "_on_ddl_alter": False, "_on_sql_drop": False,
-        "_on_ddl_members": False, "_on_ddl_schema": False,
+        "_on_ddl_members": False, "_on_ddl_schema": False, "_on_ddl_subscription": False,
         "_convert_created_tables": False, "_check_created_name": False}
     # Unpinned: public wrappers (one qualified call each), what probes the caller's definition, and the two
     # event trigger wrappers that pass the session's search_path on (one qualified call each).

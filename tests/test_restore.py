@@ -4,7 +4,6 @@ write reaches its TVIEWs again."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -13,8 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tview_tui.embedded import embedded_bin_dir
-
+from engine_helpers import server_tools
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -31,18 +29,6 @@ SELECT tview.create('post_count', $$SELECT u.pk_user, jsonb_build_object('posts'
                         (SELECT count(*) FROM tb_post p WHERE p.fk_user = u.pk_user)) AS data FROM tb_user u$$,
                     'deferred');
 """
-
-
-def server_tools(conn: psycopg.Connection) -> Path:
-    """The bin directory of pg_dump and pg_restore of the server's major version."""
-    major = conn.info.server_version // 10000
-    for candidate in (embedded_bin_dir(), Path(f"/usr/lib/postgresql/{major}/bin")):
-        pg_dump = candidate / "pg_dump"
-        if pg_dump.exists():
-            version = subprocess.run([str(pg_dump), "--version"], capture_output=True, text=True).stdout
-            if re.search(rf"\b{major}\.\d+", version):
-                return candidate
-    pytest.skip(f"no pg_dump of PostgreSQL {major} here")
 
 
 def tool(bin_dir: Path, name: str, *args: str) -> None:

@@ -1,0 +1,174 @@
+"""Logical replication (SPEC section 3, Lifecycle): a subscription's apply worker fires row triggers
+only (in replica sessions), never the engine's statement triggers. TVIEWs over subscribed tables
+follow the applied rows anyway, health() reports a subscribed table they do not follow, and tv_*
+tables can be published like any table.
+
+One cluster of the server's version with wal_level = logical, three databases: the publisher, the
+subscriber with the engine, and a mirror subscribing to the subscriber's TVIEW.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from tview_tui import installer
+from tview_tui.embedded import TemporaryServer
+
+from engine_helpers import server_tools
+from oracle import assert_oracle
+
+pytestmark = pytest.mark.slow
+
+TABLES = """
+CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int NOT NULL, title text NOT NULL);
+"""
+ROWS = """
+INSERT INTO tb_user SELECT g, 'user ' || g FROM generate_series(1, 5) g;
+INSERT INTO tb_post SELECT g, 1 + g % 5, 'post ' || g FROM generate_series(1, 20) g;
+"""
+TVIEWS = """
+SELECT tview.create('user', $$SELECT u.pk_user, jsonb_build_object('name', u.name) AS data FROM tb_user u$$);
+SELECT tview.create('post', $$SELECT p.pk_post, p.fk_user, jsonb_build_object('title', p.title, 'author', u.data)
+                             AS data FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user$$);
+SELECT tview.create('post_count', $$SELECT u.pk_user, jsonb_build_object('posts',
+                        (SELECT count(*) FROM tb_post p WHERE p.fk_user = u.pk_user)) AS data FROM tb_user u$$,
+                    'deferred');
+"""
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not reached in {timeout:g} s"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def cluster(server_dsn: str) -> Iterator[str]:
+    """A cluster of the server under test's version that can publish (wal_level = logical)."""
+    with psycopg.connect(server_dsn) as conn:
+        bin_dir = server_tools(conn)
+    server = TemporaryServer(bin_dir=bin_dir)
+    try:
+        admin = server.start()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET wal_level = logical")
+        server.stop()
+        server.start()
+        yield admin
+    finally:
+        server.cleanup()
+
+
+def database(admin: str, setup: str = "", engine: bool = False) -> str:
+    name = f"tview_repl_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(admin, dbname=name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if engine:
+            installer.install(conn)
+        if setup:
+            conn.execute(setup)
+    return dsn
+
+
+def subscribe(publisher: str, subscriber: str, publication: str) -> str:
+    """A subscription in subscriber to publication; its slot made beforehand, as one cluster needs."""
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(publisher, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, slot_name = {})")
+                     .format(sql.Identifier(name), sql.Literal(publisher), sql.Identifier(publication),
+                             sql.Literal(name)))
+    return name
+
+
+def rows(dsn: str, query: str) -> list[tuple]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(query).fetchall()
+
+
+def caught_up(publisher: str, subscriber: str) -> bool:
+    query = "SELECT (SELECT array_agg(u ORDER BY pk_user) FROM tb_user u), (SELECT array_agg(p ORDER BY pk_post) FROM tb_post p)"
+    return rows(publisher, query) == rows(subscriber, query)
+
+
+def findings(dsn: str) -> list[tuple]:
+    return rows(dsn, "SELECT check_name, tview, detail, fix FROM tview.health() WHERE check_name = 'unfollowed_replication'")
+
+
+def test_tviews_follow_the_rows_a_subscription_applies_and_can_be_published(cluster):
+    publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
+    subscriber = database(cluster, TABLES + TVIEWS, engine=True)
+    subscribe(publisher, subscriber, "blog")
+    wait_until(lambda: caught_up(publisher, subscriber), "the initial copy")
+    with psycopg.connect(publisher, autocommit=True) as conn:
+        conn.execute("UPDATE tb_user SET name = 'renamed' WHERE pk_user = 1")
+        conn.execute("INSERT INTO tb_post VALUES (21, 1, 'new'), (22, 2, 'newer')")
+        conn.execute("UPDATE tb_post SET fk_user = 3 WHERE pk_post = 5")
+        conn.execute("DELETE FROM tb_post WHERE pk_post IN (6, 7)")
+        with conn.transaction():                       # one applied transaction, several statements
+            conn.execute("UPDATE tb_user SET name = name || '!' WHERE pk_user > 3")
+            conn.execute("INSERT INTO tb_user VALUES (6, 'user 6')")
+            conn.execute("INSERT INTO tb_post VALUES (23, 6, 'by six')")
+    wait_until(lambda: caught_up(publisher, subscriber), "the writes replicated")
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        assert conn.execute("SELECT data->'author'->>'name' FROM tv_post WHERE pk_post = 21").fetchone() == ("renamed",)
+        assert conn.execute("SELECT data->>'posts' FROM tv_post_count WHERE pk_user = 6").fetchone() == ("1",)
+        assert conn.execute("SELECT count(*) FROM tview.queue").fetchone() == (0,)
+        assert_oracle(conn)
+        assert findings(subscriber) == []
+
+    # the subscriber's TVIEW published on to a mirror, where it is a plain table
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        conn.execute("CREATE PUBLICATION posts FOR TABLE tv_post")
+    mirror = database(cluster, "CREATE TABLE tv_post (pk_post bigint PRIMARY KEY, fk_user bigint, data jsonb)")
+    subscribe(subscriber, mirror, "posts")
+    query = "SELECT pk_post, data FROM tv_post ORDER BY pk_post"
+    wait_until(lambda: rows(mirror, query) == rows(subscriber, query), "the TVIEW's rows on the mirror")
+    with psycopg.connect(publisher, autocommit=True) as conn:
+        conn.execute("UPDATE tb_user SET name = 'twice renamed' WHERE pk_user = 1")
+        conn.execute("TRUNCATE tb_post")
+    wait_until(lambda: caught_up(publisher, subscriber), "the rename and TRUNCATE replicated")
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM tv_post").fetchone() == (0,)
+        assert_oracle(conn)
+    wait_until(lambda: rows(mirror, query) == [], "the emptied TVIEW on the mirror")
+
+
+def test_health_reports_a_subscribed_table_the_tviews_do_not_follow(cluster):
+    publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
+    subscriber = database(cluster, TABLES + TVIEWS, engine=True)
+    subscribe(publisher, subscriber, "blog")
+    wait_until(lambda: caught_up(publisher, subscriber), "the initial copy")
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER tview_replicated ON tb_post")
+    found = findings(subscriber)
+    assert [(f[0], f[1]) for f in found] == [("unfollowed_replication", "public.tv_post"),
+                                              ("unfollowed_replication", "public.tv_post_count")]
+    assert "tb_post receives rows from a subscription" in found[0][2]
+    with psycopg.connect(publisher, autocommit=True) as conn:
+        conn.execute("INSERT INTO tb_post VALUES (30, 2, 'missed')")
+    wait_until(lambda: caught_up(publisher, subscriber), "the insert replicated")
+    assert rows(subscriber, "SELECT count(*) FROM tv_post WHERE pk_post = 30") == [(0,)]   # not followed: stale
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        for statement in dict.fromkeys(f[3] for f in found):     # the fixes as given
+            conn.execute(statement)
+        assert findings(subscriber) == []
+        assert_oracle(conn)
+    with psycopg.connect(publisher, autocommit=True) as conn:
+        conn.execute("INSERT INTO tb_post VALUES (31, 2, 'followed')")
+    wait_until(lambda: caught_up(publisher, subscriber), "the next insert replicated")
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM tv_post WHERE pk_post = 31").fetchone() == (1,)
+        assert_oracle(conn)
