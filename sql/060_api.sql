@@ -85,7 +85,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t       tview.tviews;
-    trg     record;
     moved   int;
     stale   oid[] := '{}';
 BEGIN
@@ -93,12 +92,7 @@ BEGIN
     IF NOT tview._catalog_moved() THEN
         RETURN 'nothing to relink: every TVIEW''s table and view are where the catalog says';
     END IF;
-    -- the engine's triggers as restored call capture code made for the old oids
-    FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
-               WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
-                 AND p.proname <> tview._capture_name(g.tgrelid) LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
-    END LOOP;
+    PERFORM tview._drop_restored_capture_triggers();
     -- in two steps: a new oid may be another row's old one (table_oid and view_oid are unique)
     UPDATE tview.tviews x SET table_oid = (4294967295 - 2 * x.id)::oid, view_oid = (4294967294 - 2 * x.id)::oid;
     UPDATE tview.tviews x SET table_oid = n.table_oid, view_oid = n.view_oid
@@ -119,6 +113,100 @@ END;
 $$;
 COMMENT ON FUNCTION tview.relink() IS
     'After a restore from a dump: find every TVIEW again by name and regenerate what refers to relations by oid';
+
+-- The engine's triggers as a restore made them call capture code made for the old oids (a
+-- function of another table's, or none when the engine's schema was not restored with them).
+CREATE OR REPLACE FUNCTION tview._drop_restored_capture_triggers() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg record;
+BEGIN
+    FOR trg IN SELECT g.tgname, g.tgrelid FROM pg_trigger g JOIN pg_proc p ON p.oid = g.tgfoid
+               WHERE p.pronamespace = 'tview'::regnamespace AND p.proname ~ '^_capture_[0-9]+$'
+                 AND p.proname <> tview._capture_name(g.tgrelid) LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tview._qname(trg.tgrelid));
+    END LOOP;
+END;
+$$;
+
+-- TVIEWs restored without the engine's catalog: a dump of their schema only (pg_dump -n), or
+-- pg_restore -n of one schema, into a database with the engine. Their tables and views came
+-- back, rows and all; the engine's triggers on the tables they read did not (they call capture
+-- code the dump did not carry). Each tv_<name>/v_<name> pair the engine made (its table's
+-- comment says so) that the catalog does not know is registered again from its view, in
+-- dependency order, its code derived, and then recomputed, writing only the rows that differ
+-- (the base tables may have moved on since the dump). Mode and pinned session settings are not
+-- in the dump: adopted TVIEWs are immediate, with the adopting session's settings.
+CREATE OR REPLACE FUNCTION tview.adopt() RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pair    record;
+    t       tview.tviews;
+    stale   oid[] := '{}';
+    work    jsonb := '{}';
+    found_one boolean;
+    written bigint := 0;
+BEGIN
+    PERFORM tview._require_engine_owner('adopt restored TVIEWs', NULL);
+    PERFORM tview._drop_restored_capture_triggers();
+    LOOP
+        found_one := false;
+        FOR pair IN SELECT * FROM tview._restored_pairs() r
+                    -- the TVIEWs it reads first
+                    WHERE NOT EXISTS (SELECT 1 FROM tview._restored_pairs() o
+                                      WHERE o.table_oid <> r.table_oid
+                                        AND EXISTS (SELECT 1 FROM tview._base_relations(r.view_oid) b
+                                                    WHERE b.relid = o.table_oid))
+                    ORDER BY r.schema_name, r.name LOOP
+            INSERT INTO tview.tviews (schema_name, name, table_oid, view_oid, entity, key_column, definition, mode,
+                                      session_settings, refresh_sql)
+            VALUES (pair.schema_name, pair.name, pair.table_oid, pair.view_oid, substr(pair.key_column, 4),
+                    pair.key_column, pair.definition, 'immediate', tview._session_settings(), '')
+            RETURNING * INTO t;
+            PERFORM tview._add_stamps(ARRAY[t.id]);
+            stale := stale || tview._derive(t);
+            PERFORM tview._grant_engine_owner(t.view_oid, t.table_oid);
+            work := tview._add_work(work, t.id, '{}', true, 0);
+            found_one := true;
+        END LOOP;
+        EXIT WHEN NOT found_one;
+    END LOOP;
+    IF work = '{}' THEN
+        RETURN 'nothing to adopt: the catalog knows every TVIEW the engine made';
+    END IF;
+    PERFORM tview._sync_captures(stale);
+    written := tview._cascade(work, NULL, 'ADOPT', true);
+    RETURN format('adopted %s TVIEW(s): %s', (SELECT count(*) FROM jsonb_object_keys(work)),
+                  (SELECT string_agg(tview._label(x.schema_name, x.name), ', ' ORDER BY x.topo_level, x.id)
+                   FROM tview.tviews x WHERE work ? x.id::text))
+           || format('; %s row(s) brought up to date', written);
+END;
+$$;
+COMMENT ON FUNCTION tview.adopt() IS
+    'After restoring one schema without the engine''s catalog: register its TVIEWs again from their views and bring them up to date';
+
+-- tv_<name>/v_<name> pairs the engine made (by the table's comment) that the catalog does not
+-- know, with the table's key column and the view's query.
+CREATE OR REPLACE FUNCTION tview._restored_pairs()
+RETURNS TABLE (schema_name name, name name, table_oid oid, view_oid oid, key_column name, definition text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.nspname, substr(c.relname, 4)::name, c.oid, v.oid, a.attname,
+           rtrim(btrim(pg_get_viewdef(v.oid)), ';')
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_class v ON v.relnamespace = c.relnamespace AND v.relname = 'v_' || substr(c.relname, 4) AND v.relkind = 'v'
+    JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+    WHERE c.relkind = 'r' AND c.relname LIKE 'tv\_%' AND a.attname LIKE 'pk\_%'
+      AND obj_description(c.oid, 'pg_class') LIKE 'TVIEW maintained by the tview engine%'
+      AND NOT EXISTS (SELECT 1 FROM tview.tviews x WHERE x.table_oid = c.oid)
+$$;
 
 -- Check that a definition is exactly one query, without running any of it: a cursor can
 -- only be opened over a single statement, and opening one does not execute it.

@@ -10,6 +10,8 @@
 -- Checks, cheap ones first, drift last (it is the one that can take time):
 --   catalog_moved                     the catalog's oids are not the database's (a restore):
 --                                     the only finding until tview.relink() ran
+--   restored_tview                    a TVIEW's table and view restored without the catalog
+--                                     (a dump of one schema): fix tview.adopt()
 --   catalog_orphan, untracked_tview   catalog entry without its table/view; tv_/v_ pair
 --                                     (or engine-made tv_ table) the catalog does not know
 --   missing_trigger, disabled_trigger, foreign_trigger
@@ -185,6 +187,12 @@ AS $$
     LEFT JOIN pg_class v ON v.oid = x.view_oid
     WHERE tab.oid IS NULL OR v.oid IS NULL
     UNION ALL
+    SELECT 'restored_tview', 'error', tview._label(r.schema_name, r.name),
+           format('%s and its view were restored without the engine''s catalog (a dump of their schema alone?): '
+                  'nothing keeps it current', tview._label(r.schema_name, r.name)),
+           'SELECT tview.adopt()'
+    FROM tview._restored_pairs() r
+    UNION ALL
     SELECT 'untracked_tview', 'warning', format('%I.%I', n.nspname, c.relname),
            format('%s looks like a TVIEW (%s) but the catalog does not know it: nothing keeps it current',
                   format('%I.%I', n.nspname, c.relname),
@@ -200,6 +208,7 @@ AS $$
       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tview') AND n.nspname NOT LIKE 'pg\_%'
       AND (v.oid IS NOT NULL OR obj_description(c.oid, 'pg_class') LIKE 'TVIEW maintained by the tview engine%')
       AND NOT EXISTS (SELECT 1 FROM tview.tviews x WHERE x.table_oid = c.oid)
+      AND NOT EXISTS (SELECT 1 FROM tview._restored_pairs() r WHERE r.table_oid = c.oid)
     ORDER BY 1, 3
 $$;
 

@@ -282,20 +282,35 @@ def test_catalog_entry_without_its_table(blog):
     assert_oracle(blog)
 
 
-@pytest.mark.parametrize("damage, how", [
-    ("DELETE FROM tview.tviews WHERE name = 'post_card'", "with its view public.v_post_card"),
-    ("DELETE FROM tview.tviews WHERE name = 'post_card'; DROP VIEW v_post_card", "made by the engine"),
-], ids=["tv-and-v-pair", "engine-comment"])
-def test_tview_table_the_catalog_does_not_know(blog, damage, how):
-    """A tv_ table nothing maintains any more is found; re-creating the TVIEW brings it back."""
-    blog.execute(damage)
+def test_tview_table_and_view_the_catalog_does_not_know_are_adopted(blog):
+    """An engine-made tv_/v_ pair without its catalog entry (what a restore of its schema alone
+    leaves) is an error, fixed by tview.adopt, which registers it again from its view."""
+    blog.execute("DELETE FROM tview.tviews WHERE name = 'post_card'")
+    blog.execute("UPDATE tb_post SET title = 'while nothing maintained it' WHERE pk_post = 2")
+    found = findings(blog)
+    assert found == [Finding(
+        "restored_tview", "error", "public.tv_post_card",
+        "public.tv_post_card and its view were restored without the engine's catalog (a dump of their schema"
+        " alone?): nothing keeps it current", "SELECT tview.adopt()")]
+    assert blog.execute(found[0].fix).fetchone()[0] == (
+        "adopted 1 TVIEW(s): public.tv_post_card; 1 row(s) brought up to date")
+    assert findings(blog) == []
+    blog.execute("UPDATE tb_post SET title = 'maintained again' WHERE pk_post = 3")
+    assert_oracle(blog)
+
+
+def test_tview_table_the_catalog_does_not_know(blog):
+    """A tv_ table nothing maintains any more, without its view, is found; re-creating the TVIEW
+    brings it back."""
+    blog.execute("DELETE FROM tview.tviews WHERE name = 'post_card'; DROP VIEW v_post_card")
     found = findings(blog)
     assert found == [Finding(
         "untracked_tview", "warning", "public.tv_post_card",
-        f"public.tv_post_card looks like a TVIEW ({how}) but the catalog does not know it: nothing keeps it current",
+        "public.tv_post_card looks like a TVIEW (made by the engine) but the catalog does not know it: nothing keeps"
+        " it current",
         "if it should be a TVIEW: drop it (and its view) and create it again with tview.create('post_card',"
         " <definition>); else rename it")]
-    blog.execute("DROP TABLE tv_post_card; DROP VIEW IF EXISTS v_post_card")
+    blog.execute("DROP TABLE tv_post_card")
     blog.execute("SELECT tview.create('post_card', %s)", (POST_CARD,))
     assert findings(blog) == []
     blog.execute("UPDATE tb_post SET title = 'maintained again' WHERE pk_post = 2")

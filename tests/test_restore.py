@@ -1,6 +1,6 @@
 """pg_dump and pg_restore (the server's own, of its major version) of a database with TVIEWs: the
-restored database says loudly that it must be relinked, `check --fix` relinks it, and then every
-write reaches its TVIEWs again."""
+restored database says loudly that it must be relinked (or, for one schema restored alone, that
+its TVIEWs must be adopted), `check --fix` does it, and then every write reaches its TVIEWs again."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tview_tui import installer
 
 from engine_helpers import server_tools
 from oracle import assert_oracle
@@ -101,3 +103,55 @@ def test_a_plain_dump_through_psql_is_relinked_too(blog, dsn, empty_dsn, tmp_pat
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert_relinked_and_followed(empty_dsn)
+
+
+SHOP = """
+CREATE SCHEMA shop;
+CREATE TABLE shop.tb_customer (pk_customer int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE shop.tb_order (pk_order int PRIMARY KEY, fk_customer int NOT NULL REFERENCES shop.tb_customer, total int);
+INSERT INTO shop.tb_customer SELECT g, 'customer ' || g FROM generate_series(1, 4) g;
+INSERT INTO shop.tb_order SELECT g, 1 + g % 4, 10 * g FROM generate_series(1, 10) g;
+SET search_path = shop;
+SELECT tview.create('customer', $$SELECT c.pk_customer, jsonb_build_object('name', c.name) AS data
+                                  FROM shop.tb_customer c$$);
+SELECT tview.create('order', $$SELECT o.pk_order, o.fk_customer,
+                                      jsonb_build_object('total', o.total, 'customer', c.data) AS data
+                               FROM shop.tb_order o JOIN shop.tv_customer c ON c.pk_customer = o.fk_customer$$);
+RESET search_path;
+"""
+
+
+def test_one_schema_restored_into_another_database_is_adopted_by_check_fix(blog, dsn, other_empty_dsn, tmp_path):
+    """pg_dump -n of one schema carries its TVIEWs' tables and views, not the engine's catalog nor
+    the capture code its triggers call: those triggers fail to restore, the restored TVIEWs are
+    reported, and check --fix adopts them, bringing them up to date (customer 1 and its 2 orders,
+    renamed after the restore)."""
+    blog.execute(SHOP)
+    tools = server_tools(blog)
+    dump = tmp_path / "shop.dump"
+    tool(tools, "pg_dump", "-Fc", "-n", "shop", "-f", str(dump), "-d", dsn)
+    with psycopg.connect(other_empty_dsn, autocommit=True) as conn:
+        installer.install(conn)
+    restore = subprocess.run([str(tools / "pg_restore"), "-d", other_empty_dsn, str(dump)],
+                             capture_output=True, text=True, timeout=120)
+    failed = [line for line in restore.stderr.splitlines() if "ERROR:" in line]
+    assert failed and all("function tview._capture_" in line and "does not exist" in line for line in failed), \
+        restore.stderr
+    with psycopg.connect(other_empty_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE shop.tb_customer SET name = 'renamed before adoption' WHERE pk_customer = 1")
+        findings = conn.execute("SELECT check_name, tview, fix FROM tview.health() WHERE severity = 'error'").fetchall()
+    assert sorted(findings) == [("restored_tview", "shop.tv_customer", "SELECT tview.adopt()"),
+                                ("restored_tview", "shop.tv_order", "SELECT tview.adopt()")]
+    check = subprocess.run([sys.executable, "-m", "tview_tui", "check", other_empty_dsn, "--fix", "--yes"],
+                           capture_output=True, text=True, timeout=120)
+    assert "adopted 2 TVIEW(s): shop.tv_customer, shop.tv_order; 3 row(s) brought up to date" in check.stdout, \
+        check.stdout + check.stderr
+    with psycopg.connect(other_empty_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM tview.health() WHERE severity = 'error'").fetchone()[0] == 0
+        assert conn.execute("SELECT tview.adopt()").fetchone()[0].startswith("nothing to adopt")
+        assert_oracle(conn)
+        conn.execute("UPDATE shop.tb_customer SET name = 'renamed after' WHERE pk_customer = 2")
+        conn.execute("INSERT INTO shop.tb_order VALUES (11, 2, 110)")
+        assert conn.execute("SELECT data->'customer'->>'name' FROM shop.tv_order WHERE pk_order = 11"
+                            ).fetchone() == ("renamed after",)
+        assert_oracle(conn)

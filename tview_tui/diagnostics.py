@@ -37,8 +37,10 @@ REFRESH = "SELECT tview.refresh(%s)"
 REPAIR_TRIGGERS = "SELECT tview.repair_triggers(%s)"
 CLEAN_QUEUE = "SELECT tview.clean_queue()"
 RELINK = "SELECT tview.relink()"
+ADOPT = "SELECT tview.adopt()"
 FIX_STEPS = {
     "catalog_moved": (RELINK,),     # a restored database: find the TVIEWs again by name
+    "restored_tview": (ADOPT,),     # one schema restored without the catalog: register its TVIEWs again
     # writes made while a trigger was missing or off never reached the TVIEW: refresh it too
     "missing_trigger": (REPAIR_TRIGGERS, REFRESH),
     "foreign_trigger": (REPAIR_TRIGGERS, REFRESH),
