@@ -46,9 +46,12 @@ def test_quick_bench_on_an_embedded_server_runs_every_default_workload(capsys):
     assert "== scale_m" not in out                       # only when asked for
     assert "per-key" in medians(section(out, "large_cascade"))
     assert "REFRESH MATERIALIZED VIEW" in medians(section(out, "full_refresh"))
+    assert {"hand trigger leaf", "engine leaf", "bare leaf", "composed recompute parent"} <= set(
+        medians(section(out, "versus_hand")))
     assert "oracle: 0 rows differ" in out
     for target in ("large cascade: per-key / set-based", "bulk insert with TVIEWs / bare",
-                   "REFRESH MATERIALIZED VIEW / engine single-row", "medium cascade: TVIEW recompute / TVIEW patch"):
+                   "REFRESH MATERIALIZED VIEW / engine single-row", "medium cascade: TVIEW recompute / TVIEW patch",
+                   "default scale leaf: engine / hand trigger", "default scale parent: composed with patching / hand trigger"):
         assert re.search(rf"^  {re.escape(target)} = (\d+\.\d+x|n/a: not implemented)", out, re.M), target
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ...events import percentile
 
 WORKLOADS = ["medium", "single_row", "large_cascade", "bulk", "full_refresh", "locking", "events", "alter",
-             "scale_m"]
+             "versus_hand", "scale_m"]
 DEFAULT_WORKLOADS = [w for w in WORKLOADS if w != "scale_m"]   # scale_m takes minutes: only on request
 CLIENT_COUNTS = (1, 2, 4)
 NOT_IMPLEMENTED = "not implemented (the engine has no smart patching yet: no tview.patching)"
@@ -69,12 +69,14 @@ FULL_SIZES = {
     "blog": Sizes(100, 1_000, 5_000),                  # the prior art's medium cascade
     "large": Sizes(100, 2_000, 5_000, big_posts=1_000),
     "refresh": Sizes(10_000, 100_000, 200_000),
+    "versus_hand": Sizes(1_000, 10_000, 100_000),
     "scale_m": Sizes(10_000, 100_000, 1_000_000),
 }
 QUICK_SIZES = {
     "blog": Sizes(10, 40, 120),
     "large": Sizes(10, 60, 120, big_posts=30),
     "refresh": Sizes(20, 200, 400),
+    "versus_hand": Sizes(20, 200, 1_000),
     "scale_m": Sizes(20, 200, 1_000),
 }
 BULK_ROWS = {"full": 10_000, "quick": 200}
@@ -409,34 +411,54 @@ def plan_events(opts: Options) -> Plan:
                      " and revert afterwards (untimed)")
 
 
-def plan_scale_m(opts: Options) -> Plan:
-    sizes = opts.sizes("scale_m")
-    leaf, parent = edit_comment(sizes.comment), rename_user(sizes.poster)
+def versus_hand_arms(sizes: Sizes, opts: Options) -> list[Arm]:
+    """A leaf edit and a parent rename: bare (no trigger fires), the hand trigger, the engine with
+    the hand trigger's own definition, and the composed TVIEWs, patching and recomputing."""
     schemas = {"hand trigger": ("m_hand", {}), "engine": ("m_flat", {}),
                "composed patch": ("m_composed", {"tview.patching": "on"}),
-               "composed recompute": ("m_composed", {"tview.patching": "off"})}
+               "composed recompute": ("m_composed", {"tview.patching": "off"}),
+               "bare": ("m_hand", {"session_replication_role": "replica"})}   # no ordinary trigger fires
     arms = []
-    for op_name, op in (("leaf", leaf), ("parent", parent)):
+    for op_name, op in (("leaf", edit_comment(sizes.comment)), ("parent", rename_user(sizes.poster))):
         for arm_name, (schema, settings) in schemas.items():
             arm = Arm(f"{arm_name} {op_name}", schema, (op,), settings,
                       vs=None if arm_name == "hand trigger" else f"hand trigger {op_name}")
             arms.append(patch_arm(arm, opts) if arm_name == "composed patch" else arm)
+    return arms
+
+
+VERSUS_HAND_BUILDS = {"m_hand": "hand", "m_flat": "flat", "m_composed": "composed"}
+
+
+def versus_hand_note(sizes: Sizes) -> str:
+    return (f"leaf = one comment body; parent = rename user {sizes.poster} ({sizes.posts_per_poster} posts);"
+            " hand trigger and engine share one definition; composed = TVIEWs user, comment, post;"
+            " bare = the same write with no trigger firing")
+
+
+def plan_versus_hand(opts: Options) -> Plan:
+    sizes = opts.sizes("versus_hand")
+    return Plan("versus_hand", "versus a hand trigger: leaf update, parent rename", sizes, VERSUS_HAND_BUILDS,
+                versus_hand_arms(sizes, opts), note=versus_hand_note(sizes), check_in_arms=False)
+
+
+def plan_scale_m(opts: Options) -> Plan:
+    sizes = opts.sizes("scale_m")
+
     def clients(n: int) -> str:
         return f"{n} client{'s' if n > 1 else ''}"
     # NOTIFY takes a database-wide lock until commit: notifying writers commit one at a time.
     # With tview.notify = auto they notify only while a listener is registered (none here).
-    schemas["engine, events off"] = ("m_flat", {"tview.notify": "off"})
-    schemas["engine, notify auto"] = ("m_flat", {"tview.notify": "auto"})
-    names = ("hand trigger", "engine", "engine, events off", "engine, notify auto", "composed patch")
-    throughput = [Throughput(f"{name}, {clients(n)}", schemas[name][0], n, schemas[name][1],
+    schemas = {"hand trigger": ("m_hand", {}), "engine": ("m_flat", {}),
+               "engine, events off": ("m_flat", {"tview.notify": "off"}),
+               "engine, notify auto": ("m_flat", {"tview.notify": "auto"}),
+               "composed patch": ("m_composed", {"tview.patching": "on"})}
+    throughput = [Throughput(f"{name}, {clients(n)}", schema, n, settings,
                              vs=None if name == "hand trigger" else f"hand trigger, {clients(n)}")
-                  for n in CLIENT_COUNTS for name in names
+                  for n in CLIENT_COUNTS for name, (schema, settings) in schemas.items()
                   if name != "composed patch" or opts.patching]
     return Plan("scale_m", "scale M: leaf update, parent rename, concurrent leaf updates", sizes,
-                {"m_hand": "hand", "m_flat": "flat", "m_composed": "composed"}, arms,
-                note=f"leaf = one comment body; parent = rename user {sizes.poster}"
-                     f" ({sizes.posts_per_poster} posts); hand trigger and engine"
-                     " share one definition; composed = TVIEWs user, comment, post",
+                VERSUS_HAND_BUILDS, versus_hand_arms(sizes, opts), note=versus_hand_note(sizes),
                 throughput=throughput, check_in_arms=False)
 
 
@@ -458,5 +480,5 @@ def plan_alter(opts: Options) -> Plan:
 PLANS: dict[str, Callable[[Options], Plan]] = {
     "medium": plan_medium, "single_row": plan_single_row, "large_cascade": plan_large_cascade,
     "bulk": plan_bulk, "full_refresh": plan_full_refresh, "locking": plan_locking, "events": plan_events,
-    "alter": plan_alter, "scale_m": plan_scale_m,
+    "alter": plan_alter, "versus_hand": plan_versus_hand, "scale_m": plan_scale_m,
 }
