@@ -158,3 +158,15 @@ def server_tools(conn: psycopg.Connection) -> Path:
             if re.search(rf"\b{major}\.\d+", version):
                 return candidate
     pytest.skip(f"no pg_dump of PostgreSQL {major} here")
+
+
+# Users and their posts, as three TVIEWs: a post embeds its author's document; post_count
+# (deferred) counts each user's posts. The tables are the caller's.
+USER_POST_TVIEWS = """
+SELECT tview.create('user', $$SELECT u.pk_user, jsonb_build_object('name', u.name) AS data FROM tb_user u$$);
+SELECT tview.create('post', $$SELECT p.pk_post, p.fk_user, jsonb_build_object('title', p.title, 'author', u.data)
+                             AS data FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user$$);
+SELECT tview.create('post_count', $$SELECT u.pk_user, jsonb_build_object('posts',
+                        (SELECT count(*) FROM tb_post p WHERE p.fk_user = u.pk_user)) AS data FROM tb_user u$$,
+                    'deferred');
+"""

@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 from tview_tui import installer
 from tview_tui.embedded import TemporaryServer
 
-from engine_helpers import server_tools
+from engine_helpers import USER_POST_TVIEWS, server_tools
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.slow
@@ -33,14 +33,6 @@ CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int NOT NULL, title text 
 ROWS = """
 INSERT INTO tb_user SELECT g, 'user ' || g FROM generate_series(1, 5) g;
 INSERT INTO tb_post SELECT g, 1 + g % 5, 'post ' || g FROM generate_series(1, 20) g;
-"""
-TVIEWS = """
-SELECT tview.create('user', $$SELECT u.pk_user, jsonb_build_object('name', u.name) AS data FROM tb_user u$$);
-SELECT tview.create('post', $$SELECT p.pk_post, p.fk_user, jsonb_build_object('title', p.title, 'author', u.data)
-                             AS data FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user$$);
-SELECT tview.create('post_count', $$SELECT u.pk_user, jsonb_build_object('posts',
-                        (SELECT count(*) FROM tb_post p WHERE p.fk_user = u.pk_user)) AS data FROM tb_user u$$,
-                    'deferred');
 """
 
 
@@ -103,15 +95,23 @@ def caught_up(publisher: str, subscriber: str) -> bool:
     return rows(publisher, query) == rows(subscriber, query)
 
 
+@pytest.fixture
+def replicated(cluster) -> tuple[str, str]:
+    """A publisher of the blog's tables and a subscriber with the engine and TVIEWs over them,
+    after the initial copy: their DSNs."""
+    publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
+    subscriber = database(cluster, TABLES + USER_POST_TVIEWS, engine=True)
+    subscribe(publisher, subscriber, "blog")
+    wait_until(lambda: caught_up(publisher, subscriber), "the initial copy")
+    return publisher, subscriber
+
+
 def findings(dsn: str) -> list[tuple]:
     return rows(dsn, "SELECT check_name, tview, detail, fix FROM tview.health() WHERE check_name = 'unfollowed_replication'")
 
 
-def test_tviews_follow_the_rows_a_subscription_applies_and_can_be_published(cluster):
-    publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
-    subscriber = database(cluster, TABLES + TVIEWS, engine=True)
-    subscribe(publisher, subscriber, "blog")
-    wait_until(lambda: caught_up(publisher, subscriber), "the initial copy")
+def test_tviews_follow_the_rows_a_subscription_applies_and_can_be_published(cluster, replicated):
+    publisher, subscriber = replicated
     with psycopg.connect(publisher, autocommit=True) as conn:
         conn.execute("UPDATE tb_user SET name = 'renamed' WHERE pk_user = 1")
         conn.execute("INSERT INTO tb_post VALUES (21, 1, 'new'), (22, 2, 'newer')")
@@ -146,11 +146,8 @@ def test_tviews_follow_the_rows_a_subscription_applies_and_can_be_published(clus
     wait_until(lambda: rows(mirror, query) == [], "the emptied TVIEW on the mirror")
 
 
-def test_health_reports_a_subscribed_table_the_tviews_do_not_follow(cluster):
-    publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
-    subscriber = database(cluster, TABLES + TVIEWS, engine=True)
-    subscribe(publisher, subscriber, "blog")
-    wait_until(lambda: caught_up(publisher, subscriber), "the initial copy")
+def test_health_reports_a_subscribed_table_the_tviews_do_not_follow(replicated):
+    publisher, subscriber = replicated
     with psycopg.connect(subscriber, autocommit=True) as conn:
         conn.execute("DROP TRIGGER tview_replicated ON tb_post")
     found = findings(subscriber)

@@ -14,7 +14,7 @@ import pytest
 
 from tview_tui import installer
 
-from engine_helpers import server_tools
+from engine_helpers import USER_POST_TVIEWS, server_tools
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -24,13 +24,7 @@ CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text);
 CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int REFERENCES tb_user, title text);
 INSERT INTO tb_user SELECT g, 'user ' || g FROM generate_series(1, 5) g;
 INSERT INTO tb_post SELECT g, 1 + g % 5, 'post ' || g FROM generate_series(1, 12) g;
-SELECT tview.create('user', $$SELECT u.pk_user, jsonb_build_object('name', u.name) AS data FROM tb_user u$$);
-SELECT tview.create('post', $$SELECT p.pk_post, p.fk_user, jsonb_build_object('title', p.title, 'author', u.data)
-                             AS data FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user$$);
-SELECT tview.create('post_count', $$SELECT u.pk_user, jsonb_build_object('posts',
-                        (SELECT count(*) FROM tb_post p WHERE p.fk_user = u.pk_user)) AS data FROM tb_user u$$,
-                    'deferred');
-"""
+""" + USER_POST_TVIEWS
 
 
 def tool(bin_dir: Path, name: str, *args: str) -> None:
