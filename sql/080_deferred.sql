@@ -47,6 +47,13 @@ DECLARE
     work jsonb := '{}';
     item record;
 BEGIN
+    -- Replica sessions (a subscription's workers, several at once while tables are first
+    -- copied) write without the foreign key checks that order writers elsewhere: their flushes
+    -- take turns, so that each computes after the commits of those before it, never from a
+    -- state that lacks another's rows (a post copied while its author was being copied).
+    IF current_setting('session_replication_role') = 'replica' THEN
+        PERFORM pg_advisory_xact_lock(1953914229, 0);
+    END IF;
     FOR item IN
         WITH drained AS (DELETE FROM tview.queue q WHERE q.txid = me RETURNING q.tview_id, q.key)
         SELECT tview_id, bool_or(key IS NULL) AS whole, array_agg(key) FILTER (WHERE key IS NOT NULL) AS keys

@@ -342,7 +342,8 @@ $$;
 -- Waits of at least tview.lock_wait_ms for: a lock on a TVIEW table (a full refresh holds it
 -- EXCLUSIVE; a queue of waiters for one row wait on its tuple lock); the engine's advisory
 -- locks (pg_advisory_xact_lock(1953914229, id) for new keys, (1953914229, -id) while it
--- creates a TVIEW's generated functions); a row of a TVIEW locked by
+-- creates a TVIEW's generated functions; (1953914229, 0), replica sessions' flushes taking
+-- turns, names no TVIEW and is left out); a row of a TVIEW locked by
 -- another transaction (the waiter holds the row's tuple lock and waits for that
 -- transaction); another transaction that writes the same TVIEW, without a tuple lock (a key
 -- both insert, or an engine function both create).

@@ -169,3 +169,27 @@ def test_health_reports_a_subscribed_table_the_tviews_do_not_follow(replicated):
     with psycopg.connect(subscriber, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM tv_post WHERE pk_post = 31").fetchone() == (1,)
         assert_oracle(conn)
+
+
+def test_rows_applied_into_a_partitioned_subscriber_table_reach_the_tviews(cluster):
+    """The worker routes each row into its partition, whose own row trigger follows it."""
+    publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
+    partitioned = """
+    CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text NOT NULL);
+    CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int NOT NULL, title text NOT NULL) PARTITION BY HASH (pk_post);
+    CREATE TABLE tb_post_0 PARTITION OF tb_post FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+    CREATE TABLE tb_post_1 PARTITION OF tb_post FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+    """
+    subscriber = database(cluster, partitioned + USER_POST_TVIEWS, engine=True)
+    subscribe(publisher, subscriber, "blog")
+    wait_until(lambda: caught_up(publisher, subscriber), "the initial copy")
+    with psycopg.connect(publisher, autocommit=True) as conn:
+        conn.execute("UPDATE tb_post SET fk_user = 2, title = 'moved' WHERE pk_post IN (1, 2)")
+        conn.execute("DELETE FROM tb_post WHERE pk_post = 3")
+        conn.execute("INSERT INTO tb_post VALUES (40, 4, 'forty'), (41, 4, 'forty-one')")
+        conn.execute("UPDATE tb_user SET name = 'renamed' WHERE pk_user = 4")
+    wait_until(lambda: caught_up(publisher, subscriber), "the writes replicated")
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        assert conn.execute("SELECT data->'author'->>'name' FROM tv_post WHERE pk_post = 41").fetchone() == ("renamed",)
+        assert_oracle(conn)
+        assert findings(subscriber) == []
