@@ -21,7 +21,9 @@
 --   missing_privilege                 SELECT, TRIGGER or UPDATE the engine owner lacks on a
 --                                     table TVIEWs read (fix: the GRANT)
 --   full_lineage                      relations whose changes refresh a TVIEW whole
---   unindexed_fk                      fk_* columns of relations TVIEWs read, without an index
+--   unindexed_fk                      fk_* columns of relations TVIEWs read, without an index;
+--                                     expressions keys are looked up by (an equality on an
+--                                     expression, a key that is one), without an index on them
 --   notify_queue                      pg_notification_queue_usage() above tview.notify_queue_pct
 --   blocked_session                   sessions waiting longer than tview.lock_wait_ms for a
 --                                     lock on a TVIEW (its table, a row, the engine's key lock)
