@@ -168,8 +168,8 @@ BEGIN
                 RETURN jsonb_build_object(
                     'occ', found -> 0, 'atts', jsonb_build_array(found -> 1),
                     'vars', jsonb_build_array(jsonb_build_array((expr ->> 'varlevelsup')::int, (expr ->> 'varno')::int)),
-                    'sql', '%1$s.' || tview._pct(quote_ident(tview._colname((occs -> (found ->> 0)::int ->> 'relid')::oid,
-                                                                            (found ->> 1)::int))));
+                    'sql', tview._column_template(tview._colname((occs -> (found ->> 0)::int ->> 'relid')::oid,
+                                                                 (found ->> 1)::int)));
             END IF;
             RETURN tview._alias_expr_side(expr, stack, occs);
         WHEN 'CONST' THEN

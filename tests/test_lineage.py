@@ -155,6 +155,22 @@ def test_an_equality_or_a_key_on_a_tview_document_stays_full(db):
     assert graph(db, "keyed_by_data") == {"tv_json_field_cast": "full"}
 
 
+def test_a_key_computed_from_a_tview_s_columns_follows_its_changed_rows(db):
+    """Changed TVIEW rows reach readers with every column but data: a key computed from those is
+    `root`, evaluated over them, and NULL where they make it NULL."""
+    db.execute(TABLES)
+    db.execute("SELECT tview.create('base', 'SELECT b.pk_b, b.i AS n, to_jsonb(b.flag) AS data FROM tb_b b')")
+    db.execute("SELECT tview.create('reader', 'SELECT t.n::bigint * 10 AS pk_y, t.data FROM tv_base t')")
+    assert graph(db, "reader") == {"tv_base": "root"}
+    db.execute("INSERT INTO tb_b VALUES (1, 1, true), (2, 2, false); UPDATE tb_b SET i = 3 WHERE pk_b = 2")
+    assert db.execute("SELECT pk_y, data FROM tv_reader ORDER BY 1").fetchall() == [(10, True), (30, False)]
+    with pytest.raises(psycopg.errors.NotNullViolation) as failed:
+        db.execute("UPDATE tb_b SET i = NULL WHERE pk_b = 1")
+    assert failed.value.diag.message_primary == "TVIEW public.tv_reader has 1 row(s) with a NULL key pk_y"
+    db.execute("DELETE FROM tb_b WHERE pk_b = 2")
+    assert_oracle(db)
+
+
 @pytest.mark.parametrize("mode", ["immediate", "deferred"])
 def test_a_cast_key_is_null_where_its_column_is_and_coalesce_never(db, mode):
     """A key that is an expression is NULL where the expression is: a write giving a row such a key
