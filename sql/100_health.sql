@@ -287,11 +287,13 @@ $$;
 
 -- Columns fk_* without an index, and expressions keys are looked up by without an index of
 -- their own: those of equalities keys queries join on, and a key that is an expression (a
--- keyed refresh finds its rows by it).
+-- keyed refresh finds its rows by it). Without JIT: the row estimates of the jsonb functions
+-- (100 each) make the plan look big enough to compile, which takes seconds.
 CREATE OR REPLACE FUNCTION tview._health_unindexed_fk()
 RETURNS TABLE (check_name text, severity text, tview text, detail text, fix text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT 'unindexed_fk', 'warning', r.readers,
            format('%s.%I has no index: keys that follow it scan the table', r.source_oid::regclass, a.attname),
