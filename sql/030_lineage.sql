@@ -369,8 +369,8 @@ END;
 $$;
 
 -- Walk one query level. Adds occurrences and edges to st; st->'out' is this query's output
--- map (per output column: [occurrence, attnum] when transparent, else null), st->'rtes' its
--- range table entries as _resolve reads them.
+-- map (per output column: [occurrence, attnum] when transparent, else null); at the top level,
+-- st->'rtes' its range table entries as _resolve reads them.
 CREATE OR REPLACE FUNCTION tview._walk_query(q jsonb, outer_stack jsonb, st jsonb) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -479,7 +479,8 @@ BEGIN
             outmap := outmap || jsonb_build_array('null'::jsonb);
         END IF;
     END LOOP;
-    RETURN st || jsonb_build_object('out', outmap, 'rtes', rtes);
+    RETURN st || jsonb_build_object('out', outmap)
+              || CASE WHEN outer_stack = '[]' THEN jsonb_build_object('rtes', rtes) ELSE '{}' END;
 END;
 $$;
 
