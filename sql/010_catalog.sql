@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS tview.tviews (
     patching     boolean NOT NULL DEFAULT true,
     topo_level   integer NOT NULL DEFAULT 0, -- 0: reads no TVIEW; else 1 + max over TVIEWs read
     root_oid     oid,                        -- relation the key comes from (NULL: not provable)
-    root_column  name,
+    root_column  name,                       -- the key's column there (NULL: not provable, or an expression)
     analysis     text,                       -- why lineage is full for everything, if it is
     refresh_sql  text NOT NULL,              -- generated set-based refresh statement
     owner_name   name NOT NULL DEFAULT current_user,
@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS tview.tviews (
     UNIQUE (schema_name, name)
 );
 COMMENT ON TABLE tview.tviews IS 'One row per TVIEW (tv_<name> maintained from v_<name>)';
+-- The key over a row of root_oid (%1$s its alias, escaped for format()): root_column, or an
+-- expression of its columns (root_column NULL).
+ALTER TABLE tview.tviews ADD COLUMN IF NOT EXISTS root_key text;
 
 -- One row per (TVIEW, relation it reads). lineage says how a change of that relation is
 -- turned into TVIEW keys: root (the key itself), child (the relation carries the key as an

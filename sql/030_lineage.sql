@@ -113,6 +113,31 @@ AS $$
                                        WHEN 'RELABELTYPE' THEN 'resulttype' WHEN 'COERCEVIAIO' THEN 'resulttype' END)::oid
 $$;
 
+-- A Var naming an expression of a join alias or of GROUP BY (PostgreSQL 18 groups through a
+-- range table entry of its own) as that expression (_expr_side), its Vars relative to the Var's
+-- own level; NULL for anything else.
+CREATE OR REPLACE FUNCTION tview._alias_expr_side(var jsonb, stack jsonb, occs jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    up    int := (var ->> 'varlevelsup')::int;
+    level int := jsonb_array_length(stack) - 1 - up;
+    rte   jsonb := stack -> level -> 'rtes' -> ((var ->> 'varno')::int - 1);
+    side  jsonb;
+BEGIN
+    IF level < 0 OR rte ->> 'k' IS DISTINCT FROM 'alias' OR (var ->> 'varattno')::int <= 0 THEN
+        RETURN NULL;
+    END IF;
+    side := tview._expr_side(rte -> 'exprs' -> ((var ->> 'varattno')::int - 1),
+                             (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(stack) WITH ORDINALITY s(e, i)
+                              WHERE i <= level + 1),
+                             occs);
+    RETURN side || jsonb_build_object('vars', (SELECT coalesce(jsonb_agg(jsonb_build_array((v ->> 0)::int + up, v -> 1)), '[]')
+                                               FROM jsonb_array_elements(side -> 'vars') v));
+END;
+$$;
+
 -- An expression over the columns of one relation read (one occurrence), written as SQL over
 -- any row alias: {"occ": n, "atts": [attnums read], "vars": [[varlevelsup, varno], ...],
 -- "sql": template with %1$s for the alias}. Only what evaluates the same anywhere: columns,
@@ -139,11 +164,14 @@ BEGIN
     CASE kind
         WHEN 'VAR' THEN
             found := tview._resolve(expr, stack);
-            RETURN CASE WHEN found IS NOT NULL THEN jsonb_build_object(
-                'occ', found -> 0, 'atts', jsonb_build_array(found -> 1),
-                'vars', jsonb_build_array(jsonb_build_array((expr ->> 'varlevelsup')::int, (expr ->> 'varno')::int)),
-                'sql', '%1$s.' || tview._pct(quote_ident(tview._colname((occs -> (found ->> 0)::int ->> 'relid')::oid,
-                                                                        (found ->> 1)::int)))) END;
+            IF found IS NOT NULL THEN
+                RETURN jsonb_build_object(
+                    'occ', found -> 0, 'atts', jsonb_build_array(found -> 1),
+                    'vars', jsonb_build_array(jsonb_build_array((expr ->> 'varlevelsup')::int, (expr ->> 'varno')::int)),
+                    'sql', tview._column_template(tview._colname((occs -> (found ->> 0)::int ->> 'relid')::oid,
+                                                                 (found ->> 1)::int)));
+            END IF;
+            RETURN tview._alias_expr_side(expr, stack, occs);
         WHEN 'CONST' THEN
             RETURN res || jsonb_build_object('sql', tview._pct(tview._const_sql(expr)));   -- NULL: not writable
         WHEN 'RELABELTYPE', 'COERCEVIAIO' THEN
@@ -341,7 +369,8 @@ END;
 $$;
 
 -- Walk one query level. Adds occurrences and edges to st; st->'out' is this query's output
--- map (per output column: [occurrence, attnum] when transparent, else null).
+-- map (per output column: [occurrence, attnum] when transparent, else null); at the top level,
+-- st->'rtes' its range table entries as _resolve reads them.
 CREATE OR REPLACE FUNCTION tview._walk_query(q jsonb, outer_stack jsonb, st jsonb) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -450,12 +479,15 @@ BEGIN
             outmap := outmap || jsonb_build_array('null'::jsonb);
         END IF;
     END LOOP;
-    RETURN jsonb_set(st, '{out}', outmap);
+    RETURN st || jsonb_build_object('out', outmap)
+              || CASE WHEN outer_stack = '[]' THEN jsonb_build_object('rtes', rtes) ELSE '{}' END;
 END;
 $$;
 
 -- Analyse a TVIEW definition (q: its backing view's query tree) for the key column.
--- Returns {"occ": [...], "edges": [...], "root": [occ, attnum] | null, "reason": text | null}.
+-- Returns {"occ": [...], "edges": [...], "root": [occ, attnum | expression] | null,
+-- "reason": text | null}: the key is a column of the root occurrence or an expression of its
+-- columns (_expr_side's {"sql", "atts"}), evaluated over changed rows as it is over the view's.
 CREATE OR REPLACE FUNCTION tview._analyze(q jsonb, key_column name) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -465,11 +497,10 @@ DECLARE
     te     jsonb;
     root   jsonb;
     reason text;
-    stack  jsonb;
+    side   jsonb;
 BEGIN
     st := tview._walk_query(q, '[]', st);
     SELECT e INTO te FROM jsonb_array_elements(q -> 'targetList') e WHERE e ->> 'resname' = key_column LIMIT 1;
-    stack := jsonb_build_array(jsonb_build_object('rtes', '[]'));
     IF coalesce((q ->> 'hasWindowFuncs')::boolean, false) THEN
         reason := 'window functions in the top level';
     ELSIF NOT (tview._absent(q -> 'limitCount') AND tview._absent(q -> 'limitOffset')) THEN
@@ -488,11 +519,16 @@ BEGIN
             SELECT count(*)::int FROM jsonb_array_elements(q -> 'targetList') e
             WHERE (e ->> 'resno')::int < (te ->> 'resno')::int AND NOT (e ->> 'resjunk')::boolean);
         IF root IS NULL OR jsonb_typeof(root) <> 'array' THEN
-            root := NULL;
-            reason := format('the key %s is not a plain column of a table', key_column);
+            side := tview._expr_side(te -> 'expr', jsonb_build_array(jsonb_build_object('rtes', st -> 'rtes')), st -> 'occ');
+            root := CASE WHEN side ->> 'occ' IS NOT NULL AND side ->> 'sql' IS NOT NULL
+                         THEN jsonb_build_array(side -> 'occ', side - 'occ' - 'vars') END;
+        END IF;
+        IF root IS NULL THEN
+            reason := format('the key %s is neither a column of a table nor an expression of one table''s columns '
+                             'that evaluates the same in any session', key_column);
         END IF;
     END IF;
-    RETURN st - '_rt' || jsonb_build_object('root', root, 'reason', reason);
+    RETURN st - '_rt' - 'rtes' || jsonb_build_object('root', root, 'reason', reason);
 END;
 $$;
 

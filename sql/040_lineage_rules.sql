@@ -119,14 +119,27 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT CASE WHEN jsonb_typeof(side) = 'number' THEN jsonb_build_array(side) ELSE side -> 'atts' END $$;
 
+-- A column as a template over a row alias (%1$s), escaped for format().
+CREATE OR REPLACE FUNCTION tview._column_template(col name) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT '%1$s.' || tview._pct(quote_ident(col)) $$;
+
+-- One end of an edge (or a TVIEW's key) as a template over a row alias (%1$s), escaped for
+-- format(): the column, or the expression.
+CREATE OR REPLACE FUNCTION tview._side_template(side jsonb, relid oid) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(side) = 'number' THEN tview._column_template(tview._colname(relid, side::int))
+                ELSE side ->> 'sql' END
+$$;
+
 -- One end of an edge over the row alias, as SQL: the column, or the expression.
 CREATE OR REPLACE FUNCTION tview._side_sql(side jsonb, relid oid, alias text) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN jsonb_typeof(side) = 'number' THEN alias || '.' || quote_ident(tview._colname(relid, side::int))
-                ELSE format(side ->> 'sql', alias) END
-$$;
+AS $$ SELECT format(tview._side_template(side, relid), alias) $$;
 
 -- The join condition of one hop of a keys query, escaped for format(): the edge's equality
 -- with its end x over x_alias (a row of x_rel) and its end y over y_alias. Between plain
@@ -228,7 +241,9 @@ $$;
 
 -- The rules: one row per relation read, with its lineage and keys query (q: the view's query
 -- tree, analysis: tview._analyze's). A keys query selects TVIEW keys from %1$s, the changed
--- rows of that relation.
+-- rows of that relation. A role whose keys query looks rows up by an expression of their
+-- columns names those in "lookups" ({"relid", "expr": template over %1$s}), for health()'s
+-- unindexed check.
 CREATE OR REPLACE FUNCTION tview._lineage_rules(view_oid oid, q jsonb, analysis jsonb)
 RETURNS TABLE (source_oid oid, lineage text, key_sql text, roles jsonb)
 LANGUAGE plpgsql STABLE
@@ -240,7 +255,8 @@ DECLARE
     e        jsonb;
     root     jsonb := analysis -> 'root';
     root_occ int;
-    root_att int;
+    root_side jsonb;
+    lookups  jsonb;
     occ_rel  oid[];
     occ      int;
     hops     jsonb;
@@ -261,7 +277,7 @@ BEGIN
     occ_rel := ARRAY(SELECT (o ->> 'relid')::oid FROM jsonb_array_elements(analysis -> 'occ') o);
     IF root IS NOT NULL AND jsonb_typeof(root) = 'array' THEN
         root_occ := (root ->> 0)::int;
-        root_att := (root ->> 1)::int;
+        root_side := root -> 1;
         paths := jsonb_build_object(root_occ::text, '[]'::jsonb);
         -- breadth first: an occurrence restricted by a proved one is proved, one hop longer
         WHILE grew LOOP
@@ -299,9 +315,17 @@ BEGIN
             END IF;
             hops := paths -> occ::text;
             n := jsonb_array_length(hops);
+            lookups := '[]';
             IF n = 0 THEN
+                -- changed rows of a TVIEW come without their data: a key computed from it is unknown
+                IF is_tview AND EXISTS (SELECT 1 FROM jsonb_array_elements(tview._side_atts(root_side)) a
+                                        WHERE tview._colname(rel.relid, a::int) = 'data') THEN
+                    unproven := true;
+                    occ_roles := occ_roles || jsonb_build_object('rule', 'full', 'reason', 'the key is computed from data');
+                    CONTINUE;
+                END IF;
                 rule := 'root';
-                sql := format('SELECT x.%s FROM %%1$s x', tview._pct(quote_ident(tview._colname(rel.relid, root_att))));
+                sql := 'SELECT ' || tview._pct(tview._side_sql(root_side, rel.relid, 'x')) || ' FROM %1$s x';
             ELSE
                 -- the changed rows' columns used by the first hop must be in the row image
                 IF is_tview AND EXISTS (SELECT 1 FROM jsonb_array_elements(tview._side_atts(hops -> 0 -> 1)) a
@@ -318,8 +342,12 @@ BEGIN
                         || tview._hop_cond(hop, occ_rel[(hop ->> 0)::int + 1], prev, occ_rel[(hop ->> 2)::int + 1], 'j' || i);
                     prev := 'j' || i;
                 END LOOP;
+                -- each hop looks up rows of its relation y by its end there (the root's too, unless the
+                -- last hop's column is the key itself)
+                lookups := coalesce((SELECT jsonb_agg(jsonb_build_object('relid', occ_rel[(h ->> 2)::int + 1], 'expr', h -> 3 -> 'sql'))
+                                     FROM jsonb_array_elements(hops) h WHERE jsonb_typeof(h -> 3) = 'object'), '[]');
                 hop := hops -> (n - 1);
-                IF jsonb_array_length(hop) = 4 AND (hop ->> 3)::int = root_att THEN
+                IF jsonb_array_length(hop) = 4 AND hop -> 3 = root_side THEN
                     -- a plain column equal to the key: its values are the keys
                     sql := format('SELECT %s.%s ', prev,
                                   tview._pct(quote_ident(tview._colname(occ_rel[(hop ->> 0)::int + 1], (hop ->> 1)::int)))) || sql;
@@ -327,7 +355,7 @@ BEGIN
                 ELSE
                     -- the root's own table, not the TVIEW's copy of the column: a root row that
                     -- the definition dropped (e.g. an inner join without a match) has no TVIEW row
-                    sql := format('SELECT r.%s ', tview._pct(quote_ident(tview._colname(occ_rel[root_occ + 1], root_att)))) || sql
+                    sql := 'SELECT ' || tview._pct(tview._side_sql(root_side, occ_rel[root_occ + 1], 'r')) || ' ' || sql
                         || format(' JOIN %s r ON ', tview._pct(tview._qname(occ_rel[root_occ + 1])))
                         || tview._hop_cond(hop, occ_rel[(hop ->> 0)::int + 1], prev, occ_rel[root_occ + 1], 'r');
                     rule := CASE WHEN n = 1 THEN 'fk' ELSE 'path' END;
@@ -335,7 +363,8 @@ BEGIN
             END IF;
             occ_sqls := occ_sqls || sql;
             occ_rules := occ_rules || rule;
-            occ_roles := occ_roles || jsonb_build_object('rule', rule, 'keys_sql', sql);
+            occ_roles := occ_roles || (jsonb_build_object('rule', rule, 'keys_sql', sql)
+                                       || CASE WHEN lookups <> '[]' THEN jsonb_build_object('lookups', lookups) ELSE '{}' END);
         END LOOP;
         source_oid := rel.relid;
         roles := occ_roles;

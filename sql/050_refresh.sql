@@ -585,6 +585,18 @@ AS $$
                                   ' UNION ALL '))
 $$;
 
+-- Whether rows of a TVIEW's root relation may give it a NULL key: its key's column there is
+-- nullable, or the key is an expression of its columns (the check evaluates it:
+-- coalesce(i, -1) never is NULL, i::bigint is when i is).
+CREATE OR REPLACE FUNCTION tview._key_may_be_null(t tview.tviews) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN t.root_column IS NULL THEN t.root_key IS NOT NULL
+                ELSE NOT coalesce((SELECT a.attnotnull FROM pg_attribute a
+                                   WHERE a.attrelid = t.root_oid AND a.attname = t.root_column), true) END
+$$;
+
 -- Which keys of a TVIEW a change of another TVIEW it reads touches: its keys queries run in
 -- a function generated per TVIEW (tview._keys_<id>), static SQL with cached plans (planned
 -- at every statement, a keys query cost more than the refresh it leads to). The changed
@@ -605,14 +617,12 @@ BEGIN
                           'source', d.source_oid,
                           'keys', tview._keys_sql(d.key_sql, tview._images_relation(d.source_oid, 'old_rows'),
                                                   tview._images_relation(d.source_oid, 'new_rows')),
-                          'null_check', CASE WHEN d.source_oid = t.root_oid AND NOT coalesce(
-                                                      (SELECT a.attnotnull FROM pg_attribute a
-                                                       WHERE a.attrelid = d.source_oid AND a.attname = t.root_column), true)
+                          'null_check', CASE WHEN d.source_oid = t.root_oid AND tview._key_may_be_null(t)
                                              THEN tview._fill($n$
-        IF EXISTS (SELECT 1 FROM {new_rows} x WHERE x.{root_column} IS NULL) THEN
+        IF EXISTS (SELECT 1 FROM {new_rows} x WHERE {root_key} IS NULL) THEN
             PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = {id};
         END IF;$n$, jsonb_build_object('new_rows', tview._images_relation(d.source_oid, 'new_rows'),
-                                       'root_column', quote_ident(t.root_column), 'id', t.id)) ELSE '' END)),
+                                       'root_key', format(t.root_key, 'x'), 'id', t.id)) ELSE '' END)),
                       '' ORDER BY d.source_oid)
     INTO blocks
     FROM tview.dependencies d

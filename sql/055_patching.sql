@@ -71,7 +71,8 @@ DECLARE
     col      record;
     src      tview.tviews;
     root_rel oid := (analysis -> 'occ' -> (analysis -> 'root' ->> 0)::int ->> 'relid')::oid;
-    root_col name := tview._colname(root_rel, (analysis -> 'root' ->> 1)::int);
+    root_col name := CASE WHEN jsonb_typeof(analysis -> 'root' -> 1) = 'number'   -- NULL: the key is an expression
+                          THEN tview._colname(root_rel, (analysis -> 'root' ->> 1)::int) END;
     link     name;
     sub      jsonb;
     agg      jsonb;

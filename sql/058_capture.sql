@@ -284,9 +284,7 @@ BEGIN
         FOR dep IN SELECT d.tview_id, d.key_sql,
                           x.mode = 'immediate' AND x.topo_level = 0
                           AND NOT EXISTS (SELECT 1 FROM tview.dependencies r WHERE r.source_oid = x.table_oid) AS direct,
-                          d.key_sql IS NOT NULL AND d.lineage ~ '(root|fk|path)'
-                          AND NOT coalesce((SELECT a.attnotnull FROM pg_attribute a
-                                            WHERE a.attrelid = x.root_oid AND a.attname = x.root_column), true) AS null_check
+                          d.key_sql IS NOT NULL AND d.lineage ~ '(root|fk|path)' AND tview._key_may_be_null(x) AS null_check
                    FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
                    WHERE d.source_oid = ANY (relatives) ORDER BY d.tview_id, d.source_oid LOOP
             -- The key's column may be NULL: the keys come with a NULL (sorted last) when a changed row

@@ -769,7 +769,9 @@ BEGIN
         session_settings = CASE WHEN x.session_settings = '{}' THEN tview._session_settings() ELSE x.session_settings END,
         analysis = found_lineage ->> 'reason',
         root_oid = tview._root_relid(found_lineage),
-        root_column = tview._colname(tview._root_relid(found_lineage), (found_lineage -> 'root' ->> 1)::int)
+        root_column = CASE WHEN jsonb_typeof(found_lineage -> 'root' -> 1) = 'number'
+                           THEN tview._colname(tview._root_relid(found_lineage), (found_lineage -> 'root' ->> 1)::int) END,
+        root_key = tview._side_template(found_lineage -> 'root' -> 1, tview._root_relid(found_lineage))
     WHERE x.id = t.id;
     PERFORM tview._record_dependencies(t.id, t.view_oid, q, found_lineage);
     PERFORM tview._check_cycle(t.id, tview._label(t.schema_name, t.name));

@@ -25,7 +25,9 @@
 --   missing_privilege                 SELECT, TRIGGER or UPDATE the engine owner lacks on a
 --                                     table TVIEWs read (fix: the GRANT)
 --   full_lineage                      relations whose changes refresh a TVIEW whole
---   unindexed_fk                      fk_* columns of relations TVIEWs read, without an index
+--   unindexed_fk                      fk_* columns of relations TVIEWs read, without an index;
+--                                     expressions keys are looked up by (an equality on an
+--                                     expression, a key that is one), without an index on them
 --   notify_queue                      pg_notification_queue_usage() above tview.notify_queue_pct
 --   blocked_session                   sessions waiting longer than tview.lock_wait_ms for a
 --                                     lock on a TVIEW (its table, a row, the engine's key lock)
@@ -303,10 +305,29 @@ AS $$
     ORDER BY x.id
 $$;
 
+-- Whether a relation has a valid, whole-table index whose first column is expr (a template
+-- over %1$s, as the lineage analysis writes expressions): the index's expression is read
+-- from its tree and written the same way, so the two compare as text.
+CREATE OR REPLACE FUNCTION tview._expression_indexed(relid oid, expr text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_index i
+                   WHERE i.indrelid = relid AND i.indkey[0] = 0 AND i.indisvalid AND i.indpred IS NULL
+                     AND tview._expr_side(tview._nodetree_to_jsonb(i.indexprs::text) -> 0,
+                                          '[{"rtes": [{"k": "base", "occ": 0}]}]',
+                                          jsonb_build_array(jsonb_build_object('relid', relid))) ->> 'sql' = expr)
+$$;
+
+-- Columns fk_* without an index, and expressions keys are looked up by without an index of
+-- their own: those of equalities keys queries join on, and a key that is an expression (a
+-- keyed refresh finds its rows by it). Without JIT: the row estimates of the jsonb functions
+-- (100 each) make the plan look big enough to compile, which takes seconds.
 CREATE OR REPLACE FUNCTION tview._health_unindexed_fk()
 RETURNS TABLE (check_name text, severity text, tview text, detail text, fix text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     SELECT 'unindexed_fk', 'warning', r.readers,
            format('%s.%I has no index: keys that follow it scan the table', r.source_oid::regclass, a.attname),
@@ -321,7 +342,23 @@ AS $$
     WHERE NOT EXISTS (SELECT 1 FROM pg_index i
                       WHERE i.indrelid = r.source_oid AND i.indkey[0] = a.attnum
                         AND i.indisvalid AND i.indpred IS NULL)
-    ORDER BY r.source_oid::regclass::text, a.attname
+    UNION ALL
+    SELECT 'unindexed_fk', 'warning', string_agg(DISTINCT e.reader, ', '),
+           format('%s has no index on %s: %s', e.relid::regclass, format(e.expr, quote_ident(c.relname)),
+                  CASE WHEN bool_or(e.is_key) THEN 'keyed refreshes find their rows by it, scanning the table'
+                       ELSE 'keys that follow it scan the table' END),
+           format('CREATE INDEX CONCURRENTLY ON %s ((%s))', tview._qname(e.relid), format(e.expr, quote_ident(c.relname)))
+    FROM (SELECT (l ->> 'relid')::oid AS relid, l ->> 'expr' AS expr, tview._label(x.schema_name, x.name) AS reader,
+                 false AS is_key
+          FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
+          CROSS JOIN jsonb_array_elements(d.roles) o CROSS JOIN jsonb_array_elements(tview._list(o -> 'lookups')) l
+          UNION ALL
+          SELECT x.root_oid, x.root_key, tview._label(x.schema_name, x.name), true
+          FROM tview.tviews x WHERE x.root_column IS NULL AND x.root_key IS NOT NULL) e
+    JOIN pg_class c ON c.oid = e.relid
+    WHERE NOT tview._expression_indexed(e.relid, e.expr)
+    GROUP BY e.relid, e.expr, c.relname
+    ORDER BY 4
 $$;
 
 CREATE OR REPLACE FUNCTION tview._health_notify_queue()
@@ -578,8 +615,9 @@ BEGIN
 END;
 $$;
 
--- Up to n random keys of a relation (a TVIEW table or the relation its key comes from).
-CREATE OR REPLACE FUNCTION tview._sample_keys(relid oid, key_column name, n int) RETURNS bigint[]
+-- Up to n random keys of a relation (a TVIEW table or the relation its key comes from),
+-- key_sql: the key over a row of it (%1$s its alias: a column, or an expression of columns).
+CREATE OR REPLACE FUNCTION tview._sample_keys(relid oid, key_sql text, n int) RETURNS bigint[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -593,9 +631,9 @@ BEGIN
     EXECUTE format('SELECT count(*) FROM (SELECT 1 FROM %s LIMIT $1) s', tview._qname(relid)) INTO seen USING 20 * n;
     estimate := greatest(estimate, seen, 1);
     -- twice the rows wanted, rows picked at random (BERNOULLI), or whole pages on big tables
-    EXECUTE format('SELECT coalesce(array_agg(k), ''{}'') FROM (SELECT x.%I::bigint AS k FROM %s x TABLESAMPLE %s ($1)'
+    EXECUTE format('SELECT coalesce(array_agg(k), ''{}'') FROM (SELECT (%s)::bigint AS k FROM %s x TABLESAMPLE %s ($1)'
                    ' ORDER BY random() LIMIT $2) s',
-                   key_column, tview._qname(relid), CASE WHEN pages > 10000 THEN 'SYSTEM' ELSE 'BERNOULLI' END)
+                   format(key_sql, 'x'), tview._qname(relid), CASE WHEN pages > 10000 THEN 'SYSTEM' ELSE 'BERNOULLI' END)
         INTO keys USING least(100, 200.0 * n / estimate), n;
     RETURN keys;
 END;
@@ -657,10 +695,10 @@ BEGIN
             sample := NULL;
             IF NOT deep AND tview._more_rows_than(t.table_oid, n) THEN
                 sample := ARRAY(SELECT DISTINCT k FROM unnest(
-                    tview._sample_keys(t.table_oid, t.key_column, n)
-                    || CASE WHEN t.root_column IS NOT NULL
+                    tview._sample_keys(t.table_oid, tview._column_template(t.key_column), n)
+                    || CASE WHEN t.root_key IS NOT NULL
                                  AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.root_oid)
-                            THEN tview._sample_keys(t.root_oid, t.root_column, n) ELSE '{}' END) k ORDER BY 1);
+                            THEN tview._sample_keys(t.root_oid, t.root_key, n) ELSE '{}' END) k ORDER BY 1);
             END IF;
             SELECT count(*) AS total,
                    count(*) FILTER (WHERE v.problem = 'missing') AS missing,

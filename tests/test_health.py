@@ -262,6 +262,44 @@ def test_unindexed_fk_column(blog, table, column, readers):
     assert_oracle(blog)
 
 
+def test_unindexed_expressions_keys_are_looked_up_by(db):
+    """An equality on an expression of one table's columns, and a key that is such an expression, are
+    looked up by that expression: without an index on it (a partial one, or one on another
+    expression, does not count) a warning whose fix creates it; then silent."""
+    db.execute("""
+        CREATE TABLE tb_user (pk_user bigint PRIMARY KEY, name text);
+        CREATE TABLE tb_post (pk_post int PRIMARY KEY, data jsonb);
+        CREATE INDEX partial_fk ON tb_post (((data ->> 'fk_user')::bigint)) WHERE data ? 'fk_user';
+        CREATE INDEX other_field ON tb_post (((data ->> 'fk_author')::bigint));
+        INSERT INTO tb_user VALUES (1, 'ann'), (2, 'bob');
+        INSERT INTO tb_post VALUES (10, '{"id": 100, "fk_user": 1}'), (20, '{"id": 200, "fk_user": 2}');
+        SELECT tview.create('post', $$SELECT (p.data ->> 'id')::bigint AS pk_post, jsonb_build_object('author', u.name)
+                                      AS data FROM tb_post p JOIN tb_user u ON (p.data ->> 'fk_user')::bigint = u.pk_user$$);
+    """)
+    field = ("(((tb_post.data)::pg_catalog.jsonb OPERATOR(pg_catalog.->>) (('{}')::pg_catalog.text)::pg_catalog.text))"
+             "::pg_catalog.int8")
+    found = findings(db)
+    assert found == [
+        Finding("unindexed_fk", "warning", "public.tv_post",
+                f"public.tb_post has no index on {field.format('fk_user')}: keys that follow it scan the table",
+                f"CREATE INDEX CONCURRENTLY ON public.tb_post (({field.format('fk_user')}))"),
+        Finding("unindexed_fk", "warning", "public.tv_post",
+                f"public.tb_post has no index on {field.format('id')}: keyed refreshes find their rows by it, "
+                "scanning the table",
+                f"CREATE INDEX CONCURRENTLY ON public.tb_post (({field.format('id')}))")]
+    assert exit_code(found) == 1
+    for finding in found:
+        db.execute(finding.fix)
+    assert findings(db) == []
+    assert db.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'tb_post'::regclass"
+                      " AND indpred IS NULL AND indkey[0] = 0 ORDER BY 1").fetchall() == [
+        ("CREATE INDEX other_field ON public.tb_post USING btree ((((data ->> 'fk_author'::text))::bigint))",),
+        ("CREATE INDEX tb_post_int8_idx ON public.tb_post USING btree ((((data ->> 'fk_user'::text))::bigint))",),
+        ("CREATE INDEX tb_post_int8_idx1 ON public.tb_post USING btree ((((data ->> 'id'::text))::bigint))",)]
+    db.execute("UPDATE tb_user SET name = 'indexed' WHERE pk_user = 2")
+    assert_oracle(db)
+
+
 # -- catalog ------------------------------------------------------------------------------
 
 def test_catalog_entry_without_its_table(blog):

@@ -1,8 +1,9 @@
 """Lineage rules for equalities that are not plain column = column, proven by the oracle.
 
 `x IN (SELECT ...)` in WHERE, joins on expressions of one relation's columns (a JSON document's
-field cast to a key, a uuid written as text, `coalesce`, a cast), `= ANY(array of keys)`, and
-tables read only in a WITH query nothing reads get keyed rules instead of `full`; the shapes
+field cast to a key, a uuid written as text, `coalesce`, a cast), `= ANY(array of keys)`, a key
+that is itself such an expression, and tables read only in a WITH query nothing reads get
+keyed rules instead of `full`; the shapes
 that would be unsound keyed stay `full`. Random writes (single and bulk inserts, updates of the
 joined columns and of the expressions' inputs, NULLs, deletes, key moves, rolled-back
 transactions) against every shape, in both directions, leave every TVIEW equal to its
@@ -68,6 +69,21 @@ KEYED = {
     "unread_cte": (
         "WITH never AS (SELECT * FROM tb_b) SELECT p.pk_post, p.data FROM tb_post p",
         {"tb_post": "root", "tb_b": "none"}),
+    # the key an expression of the root's columns: its changed rows' keys are the expression over them
+    "cast_key": ("SELECT b.pk_b::bigint AS pk_x, to_jsonb(b.flag) AS data FROM tb_b b", {"tb_b": "root"}),
+    "coalesce_key": (
+        "SELECT coalesce(b.i, -1) AS pk_x, jsonb_build_object('flags', jsonb_agg(b.flag ORDER BY b.pk_b)) AS data "
+        "FROM tb_b b GROUP BY 1",
+        {"tb_b": "root"}),
+    "json_key": (
+        "SELECT (p.data ->> 'fk_user')::bigint AS pk_x, jsonb_build_object('posts', jsonb_agg(p.pk_post ORDER BY "
+        "p.pk_post), 'author', min(u.name)) AS data FROM tb_post p LEFT JOIN tb_user u ON p.data ->> 'authorId' = "
+        "u.id::text WHERE p.data ->> 'fk_user' IS NOT NULL GROUP BY 1",
+        {"tb_post": "root", "tb_user": "fk"}),
+    "expression_key_children": (
+        "SELECT b.pk_b::bigint AS pk_x, jsonb_build_object('users', (SELECT jsonb_agg(u.name ORDER BY u.pk_user) "
+        "FROM tb_user u WHERE u.pk_user = b.pk_b::bigint)) AS data FROM tb_b b",
+        {"tb_b": "root", "tb_user": "fk"}),
 }
 
 # Shapes that stay `full`: keyed, they would miss rows.
@@ -81,9 +97,9 @@ FULL = {
     # a WITH query that is read is a read like any other: here it has no equality to the key
     "read_cte": ("WITH bs AS (SELECT count(*) AS n FROM tb_b) SELECT p.pk_post, jsonb_build_object('n', bs.n) AS data "
                  "FROM tb_post p, bs", {"tb_post": "root", "tb_b": "full"}),
-    # the key itself an expression: the analysis follows plain key columns only
-    "key_expression": ("SELECT b.pk_b::bigint AS pk_x, to_jsonb(b.flag) AS data FROM tb_b b",
-                       {"tb_b": "full"}),
+    # the key an expression of two relations' columns: no one relation's changed rows give it
+    "two_table_key": ("SELECT p.pk_post * 100 + b.pk_b AS pk_x, to_jsonb(b.flag) AS data "
+                      "FROM tb_post p JOIN tb_b b ON b.i = p.i", {"tb_post": "full", "tb_b": "full"}),
     # a date's text depends on the session's DateStyle: a keys query could compute another one
     "stable_cast": ("SELECT p.pk_post, jsonb_build_object('u', (SELECT jsonb_agg(u.name ORDER BY u.pk_user) "
                     "FROM tb_user u WHERE p.data ->> 'born' = u.born::text)) AS data FROM tb_post p",
@@ -126,14 +142,55 @@ def test_a_read_hidden_from_the_walk_next_to_an_unread_cte_stays_full(db):
     assert graph(db, "hidden")["tb_b"] == "full"
 
 
-def test_an_equality_on_a_tview_document_stays_full(db):
+def test_an_equality_or_a_key_on_a_tview_document_stays_full(db):
     """Changed TVIEW rows reach the TVIEWs reading them without their data: an equality on a field of
-    data cannot be evaluated over them."""
+    data, or a key computed from it, cannot be evaluated over them."""
     create_all(db, {"json_field_cast": KEYED["json_field_cast"]})
     definition = ("SELECT u.pk_user, jsonb_build_object('posts', (SELECT count(*) FROM tv_json_field_cast t "
                       "WHERE (t.data ->> 'author') = u.name)) AS data FROM tb_user u")
     db.execute("SELECT tview.create('reader', %s)", (definition,))
     assert graph(db, "reader") == {"tb_user": "root", "tv_json_field_cast": "full"}
+    db.execute("SELECT tview.create('keyed_by_data', $$SELECT (t.data ->> 'author')::bigint AS pk_x, t.data"
+               " FROM tv_json_field_cast t$$)")
+    assert graph(db, "keyed_by_data") == {"tv_json_field_cast": "full"}
+
+
+def test_a_key_computed_from_a_tview_s_columns_follows_its_changed_rows(db):
+    """Changed TVIEW rows reach readers with every column but data: a key computed from those is
+    `root`, evaluated over them, and NULL where they make it NULL."""
+    db.execute(TABLES)
+    db.execute("SELECT tview.create('base', 'SELECT b.pk_b, b.i AS n, to_jsonb(b.flag) AS data FROM tb_b b')")
+    db.execute("SELECT tview.create('reader', 'SELECT t.n::bigint * 10 AS pk_y, t.data FROM tv_base t')")
+    assert graph(db, "reader") == {"tv_base": "root"}
+    db.execute("INSERT INTO tb_b VALUES (1, 1, true), (2, 2, false); UPDATE tb_b SET i = 3 WHERE pk_b = 2")
+    assert db.execute("SELECT pk_y, data FROM tv_reader ORDER BY 1").fetchall() == [(10, True), (30, False)]
+    with pytest.raises(psycopg.errors.NotNullViolation) as failed:
+        db.execute("UPDATE tb_b SET i = NULL WHERE pk_b = 1")
+    assert failed.value.diag.message_primary == "TVIEW public.tv_reader has 1 row(s) with a NULL key pk_y"
+    db.execute("DELETE FROM tb_b WHERE pk_b = 2")
+    assert_oracle(db)
+
+
+@pytest.mark.parametrize("mode", ["immediate", "deferred"])
+def test_a_cast_key_is_null_where_its_column_is_and_coalesce_never(db, mode):
+    """A key that is an expression is NULL where the expression is: a write giving a row such a key
+    fails (23502, naming the TVIEW and its key) as for a nullable key column; coalesce(i, -1) never is
+    NULL."""
+    db.execute(TABLES)
+    db.execute("SELECT tview.create('nullable', 'SELECT b.i::bigint AS pk_x, to_jsonb(b.flag) AS data FROM tb_b b', %s)",
+               (mode,))
+    db.execute("SELECT tview.create('never_null', %s, %s)", (KEYED["coalesce_key"][0], mode))
+    db.execute("INSERT INTO tb_b VALUES (1, 1, true), (2, 2, false)")
+    for write in ["INSERT INTO tb_b VALUES (3, NULL, true)", "UPDATE tb_b SET i = NULL WHERE pk_b = 2"]:
+        with pytest.raises(psycopg.errors.NotNullViolation) as failed:
+            db.execute(write)
+        assert failed.value.diag.message_primary == "TVIEW public.tv_nullable has 1 row(s) with a NULL key pk_x"
+    assert_oracle(db)
+    db.execute("SELECT tview.drop('nullable')")
+    db.execute("INSERT INTO tb_b VALUES (3, NULL, true); UPDATE tb_b SET i = NULL WHERE pk_b = 2")
+    assert db.execute("SELECT pk_x, data FROM tv_never_null ORDER BY 1").fetchall() == [
+        (-1, {"flags": [False, True]}), (1, {"flags": [True]})]
+    assert_oracle(db)
 
 
 def test_keys_queries_quote_names_and_text(db):
