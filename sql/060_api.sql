@@ -974,11 +974,19 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION tview.alter(name text, definition text)
+-- The name tview.alter and tview.drop look up: as given (name, or schema.name, along search_path),
+-- or in schema_name when the caller passes the schema apart, as tview.create takes it.
+CREATE OR REPLACE FUNCTION tview._in_schema(tview_name text, schema_name text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN schema_name IS NULL THEN tview_name ELSE format('%I.%I', schema_name, tview_name) END $$;
+
+CREATE OR REPLACE FUNCTION tview.alter(name text, definition text, schema_name text DEFAULT NULL)
 RETURNS regclass
 LANGUAGE sql
-AS $$ SELECT tview._alter($1, $2, pg_catalog.current_setting('search_path'), pg_catalog.current_schemas(false)) $$;
-COMMENT ON FUNCTION tview.alter(text, text) IS
+AS $$ SELECT tview._alter(tview._in_schema($1, $3), $2, pg_catalog.current_setting('search_path'),
+                          pg_catalog.current_schemas(false)) $$;
+COMMENT ON FUNCTION tview.alter(text, text, text) IS
     'Replace a TVIEW''s definition in place, keeping its table and the TVIEWs that read it; recomputes what changed';
 
 -- Remove a TVIEW's objects and catalog rows (the catalog first, so the drop event trigger
@@ -1051,11 +1059,12 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION tview.drop(name text, if_exists boolean DEFAULT false, cascade boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION tview.drop(name text, if_exists boolean DEFAULT false, cascade boolean DEFAULT false,
+                                      schema_name text DEFAULT NULL)
 RETURNS void
 LANGUAGE sql
-AS $$ SELECT tview._drop($1, $2, $3, pg_catalog.current_schemas(false)) $$;
-COMMENT ON FUNCTION tview.drop(text, boolean, boolean) IS
+AS $$ SELECT tview._drop(tview._in_schema($1, $4), $2, $3, pg_catalog.current_schemas(false)) $$;
+COMMENT ON FUNCTION tview.drop(text, boolean, boolean, text) IS
     'Drop a TVIEW: table, backing view, catalog rows and unused triggers (cascade => also TVIEWs reading it)';
 
 CREATE OR REPLACE FUNCTION tview.drop_all() RETURNS void

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -152,12 +152,23 @@ def engine_template(server_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def _prepared_templates(server_dsn: str, engine_template: str) -> Iterator[dict]:
+def _prepared_templates(server_dsn: str) -> Iterator[dict]:
     """This worker's prepared databases, built on first use: setup -> database name."""
     built: dict = {}
     yield built
     for name in built.values():
         _drop_database(server_dsn, name)
+
+
+def _prepared(built: dict, server_dsn: str, setup: Callable[[psycopg.Connection], object], base: str) -> str:
+    """The worker's database made by setup(conn) on a copy of base, built the first time it is asked for."""
+    if setup not in built:
+        name = f"tview_prep_{uuid.uuid4().hex[:12]}"
+        dsn = _create_database(server_dsn, name, template=base)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            setup(conn)
+        built[setup] = name
+    return built[setup]
 
 
 def _template_for(request: pytest.FixtureRequest, server_dsn: str, engine_template: str) -> str:
@@ -168,15 +179,7 @@ def _template_for(request: pytest.FixtureRequest, server_dsn: str, engine_templa
     if not setups:
         return engine_template
     assert len(setups) == 1, f"{request.node.nodeid} asks for {len(setups)} prepared databases"
-    setup = setups.pop()
-    built = request.getfixturevalue("_prepared_templates")
-    if setup not in built:
-        name = f"tview_prep_{uuid.uuid4().hex[:12]}"
-        dsn = _create_database(server_dsn, name, template=engine_template)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            setup(conn)
-        built[setup] = name
-    return built[setup]
+    return _prepared(request.getfixturevalue("_prepared_templates"), server_dsn, setups.pop(), engine_template)
 
 
 @pytest.fixture
@@ -187,6 +190,23 @@ def dsn(request: pytest.FixtureRequest, server_dsn: str, engine_template: str) -
     dsn = _create_database(server_dsn, name, template=_template_for(request, server_dsn, engine_template))
     yield dsn
     _drop_database(server_dsn, name)
+
+
+@pytest.fixture
+def copy_of(server_dsn: str, _prepared_templates: dict) -> Iterator[Callable[[Callable], str]]:
+    """copy_of(setup): the DSN of a new database copied from the one setup(conn) made in an empty
+    database, once per worker (setup: the same object for every test that shares it). A copy keeps
+    every oid, but no per-database setting (ALTER DATABASE): set those in the copy."""
+    made: list[str] = []
+
+    def copy(setup: Callable[[psycopg.Connection], object]) -> str:
+        name = f"tview_test_{uuid.uuid4().hex[:12]}"
+        made.append(name)
+        return _create_database(server_dsn, name, template=_prepared(_prepared_templates, server_dsn, setup,
+                                                                     "template0"))
+    yield copy
+    for name in made:
+        _drop_database(server_dsn, name)
 
 
 @pytest.fixture

@@ -21,11 +21,17 @@ def drift(conn: psycopg.Connection, name: str) -> dict[str, list[str]]:
     bare = bare.removeprefix("tv_")
     tv = sql.Identifier(schema, "tv_" + bare)
     v = sql.Identifier(schema, "v_" + bare)
-    query = sql.SQL(
-        "SELECT t::text FROM {a} t EXCEPT ALL SELECT t::text FROM {b} t ORDER BY 1")
-    extra = [r[0] for r in conn.execute(query.format(a=tv, b=v))]
-    missing = [r[0] for r in conn.execute(query.format(a=v, b=tv))]
-    return {"extra": extra, "missing": missing}
+    # each side read once (a CTE used twice is materialized), both differences in one round trip
+    query = sql.SQL("""
+        WITH tv AS (SELECT t::text AS r FROM {tv} t), v AS (SELECT t::text AS r FROM {v} t)
+        SELECT 'extra', r FROM (SELECT r FROM tv EXCEPT ALL SELECT r FROM v) d
+        UNION ALL
+        SELECT 'missing', r FROM (SELECT r FROM v EXCEPT ALL SELECT r FROM tv) d
+        ORDER BY 1, 2""").format(tv=tv, v=v)
+    found: dict[str, list[str]] = {"extra": [], "missing": []}
+    for side, row in conn.execute(query):
+        found[side].append(row)
+    return found
 
 
 def assert_oracle(conn: psycopg.Connection, *names: str) -> None:

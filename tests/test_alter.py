@@ -7,6 +7,7 @@ import threading
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from engine_helpers import refused
 from oracle import assert_oracle
@@ -89,6 +90,29 @@ def test_the_same_definition_changes_nothing(blog):
     definition = blog.execute("SELECT definition FROM tview.tviews WHERE name = 'user'").fetchone()[0]
     blog.execute("SELECT tview.alter('user', %s)", (definition + " ;\n",))
     assert blog.execute("SELECT array_agg(xmin::text ORDER BY pk_user) FROM tv_user").fetchone()[0] == xmins
+
+
+@pytest.mark.parametrize("schema", ["order", "Shop"])
+def test_alter_and_drop_take_the_schema_apart_as_create_does(blog, schema):
+    """Callers pass name and schema as values (no quoting to get right); a qualified name still works."""
+    quoted = sql.Identifier(schema).as_string(blog)
+    blog.execute(f"""CREATE SCHEMA {quoted}; CREATE TABLE {quoted}.tb_item (pk_item int PRIMARY KEY, label text);
+                     INSERT INTO {quoted}.tb_item SELECT g, 'item ' || g FROM generate_series(1, 5) g""")
+    item = "SELECT i.pk_item, jsonb_build_object('label', i.label) AS data FROM {}.tb_item i"
+    blog.execute("SELECT tview.create('item', %s, schema_name => %s)", (item.format(quoted), schema))
+    relabelled = item.format(quoted).replace("'label'", "'name'")
+    assert blog.execute("SELECT tview.alter('item', %s, schema_name => %s)::text",
+                        (relabelled, schema)).fetchone()[0] == f"{quoted}.tv_item"
+    assert blog.execute("SELECT definition FROM tview.tviews WHERE schema_name = %s", (schema,)).fetchone()[0] == \
+        relabelled
+    assert_oracle(blog)
+    # the same name in the caller's search path is not the one meant
+    refused(blog, "SELECT tview.drop('user', schema_name => %s)", (schema,), "42P01", "user")
+    blog.execute("SELECT tview.alter(%s, %s)", (f"{quoted}.tv_item", item.format(quoted)))
+    assert_oracle(blog)
+    blog.execute("SELECT tview.drop('item', schema_name => %s)", (schema,))
+    assert blog.execute("SELECT count(*) FROM tview.tviews WHERE schema_name = %s", (schema,)).fetchone()[0] == 0
+    assert oids(blog).keys() == {"user", "post"}
 
 
 def test_new_columns_are_added_with_their_index_and_old_ones_dropped(blog):

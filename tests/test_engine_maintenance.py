@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, prepared_database, set_engine
-from oracle import assert_oracle
+from engine_helpers import ORDER_BY_LINE, ORDER_TABLES, damage, prepared_database, set_engine
+from oracle import assert_oracle, drift
 
 pytestmark = pytest.mark.engine
 
@@ -1117,3 +1117,21 @@ def test_a_whole_refresh_that_finds_a_null_key_fails_23502_and_changes_nothing(o
     assert err.value.diag.message_primary == "TVIEW public.tv_open_order has 1 row(s) with a NULL key pk_order"
     assert err.value.diag.message_hint
     assert orders.execute("SELECT pk_order, data::text FROM tv_open_order ORDER BY 1").fetchall() == before
+
+
+def test_the_oracle_names_the_rows_each_side_lacks(db):
+    """The oracle every test relies on: a row changed, added or removed behind the engine's back is
+    reported as extra (in the TVIEW only) and missing (in the definition only)."""
+    db.execute("CREATE TABLE tb_thing (pk_thing int PRIMARY KEY, label text)")
+    db.execute("INSERT INTO tb_thing SELECT g, 'thing ' || g FROM generate_series(1, 4) g")
+    db.execute("SELECT tview.create('thing', $$SELECT t.pk_thing, jsonb_build_object('label', t.label) AS data"
+               " FROM tb_thing t$$)")
+    assert drift(db, "thing") == {"extra": [], "missing": []}
+    damage(db, "UPDATE tv_thing SET data = '{}' WHERE pk_thing = 1")
+    damage(db, "DELETE FROM tv_thing WHERE pk_thing = 2")
+    damage(db, "INSERT INTO tv_thing VALUES (9, '{}')")
+    assert drift(db, "public.tv_thing") == {
+        "extra": ['(1,{})', '(9,{})'],
+        "missing": ['(1,"{""label"": ""thing 1""}")', '(2,"{""label"": ""thing 2""}")']}
+    with pytest.raises(AssertionError, match="TVIEW drift"):
+        assert_oracle(db)

@@ -31,10 +31,19 @@ FROM tb_post p JOIN tv_user u ON u.pk_user = p.fk_user"""
 CARD = "SELECT p.pk_post, jsonb_build_object('title', p.data->>'title') AS data FROM tv_post p"
 # a definition with what trips naive quoting: a quote, a colon bind look-alike, a dollar tag
 ODD = "SELECT u.pk_user, jsonb_build_object('say', 'it''s :name $$ %s') AS data FROM tb_user u"
+# a TVIEW in a schema whose name needs quoting
+SHOP = """
+CREATE SCHEMA "Shop";
+CREATE TABLE "Shop".tb_item (pk_item int PRIMARY KEY, label text);
+INSERT INTO "Shop".tb_item SELECT g, 'item ' || g FROM generate_series(1, 6) g;
+"""
+ITEM = """SELECT i.pk_item, jsonb_build_object('label', i.label) AS data FROM "Shop".tb_item i"""
+ITEM_RENAMED = ITEM.replace("'label'", "'name'")
 
 
-def definitions(conn: psycopg.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT name::text, definition FROM tview.tviews").fetchall())
+def definitions(conn: psycopg.Connection, schema: str = "public") -> dict[str, str]:
+    return dict(conn.execute("SELECT name::text, definition FROM tview.tviews WHERE schema_name = %s",
+                             (schema,)).fetchall())
 
 
 def test_plan_orders_creates_alters_and_drops_by_what_reads_what():
@@ -151,6 +160,41 @@ def test_alembic_upgrade_autogenerate_and_downgrade(alembic_env, db, tmp_path):
     assert definitions(db) == {}
 
 
+SHOP_MIGRATION = '''
+"""TVIEW item in schema Shop"""
+from alembic import op
+import tview_tui.alembic  # noqa: F401
+
+revision = "0002"
+down_revision = "0001"
+
+
+def upgrade():
+    op.create_tview("item", {item!r}, schema="Shop")
+    op.alter_tview("item", {renamed!r}, previous_definition={item!r}, schema="Shop")
+
+
+def downgrade():
+    op.drop_tview("item", schema="Shop")
+'''
+
+
+def test_alembic_operations_in_a_schema_that_needs_quoting(alembic_env, db, tmp_path, capsys):
+    db.execute(SHOP)
+    (tmp_path / "versions" / "0002_shop.py").write_text(SHOP_MIGRATION.format(item=ITEM, renamed=ITEM_RENAMED))
+    alembic_env("upgrade", "0001:0002", sql=True)
+    out = capsys.readouterr().out
+    assert "SELECT tview.create('item', 'SELECT i.pk_item, jsonb_build_object(''label''" in out
+    assert "SELECT tview.alter('item', 'SELECT i.pk_item, jsonb_build_object(''name''" in out
+    assert "FROM \"Shop\".tb_item i', schema_name => 'Shop')" in out
+    alembic_env("upgrade", "head")
+    assert definitions(db, "Shop") == {"item": ITEM_RENAMED}
+    assert_oracle(db)
+    alembic_env("downgrade", "0001")
+    assert definitions(db, "Shop") == {}
+    assert definitions(db) == {"user": USER, "post": POST, "gone": ODD}
+
+
 def test_alembic_offline_sql_binds_definitions_as_literals(alembic_env, capsys):
     alembic_env("upgrade", "0001", sql=True)
     out = capsys.readouterr().out
@@ -221,7 +265,8 @@ def test_django_migrate_forwards_and_back(django_project, db):
     assert definitions(db) == {"user": USER, "post": POST, "gone": ODD}
     result = django_project(["migrate", "blog", "--verbosity", "0"], ["sqlmigrate", "blog", "0002"])
     assert result.returncode == 0, result.stderr
-    assert "SELECT tview.alter('public.tv_user', 'SELECT u.pk_user, jsonb_build_object(''name''" in result.stdout
+    assert "SELECT tview.alter('user', 'SELECT u.pk_user, jsonb_build_object(''name''" in result.stdout
+    assert "FROM tb_user u', schema_name => 'public')" in result.stdout
     assert definitions(db) == {"user": USER_WITH_EMAIL, "post": POST, "card": CARD}
     assert_oracle(db)
     result = django_project(["migrate", "blog", "0001", "--verbosity", "0"])
@@ -232,6 +277,25 @@ def test_django_migrate_forwards_and_back(django_project, db):
     result = django_project(["migrate", "blog", "zero", "--verbosity", "0"])
     assert result.returncode == 0, result.stderr
     assert definitions(db) == {}
+
+
+def test_django_operations_in_a_schema_that_needs_quoting(django_project, db, tmp_path):
+    db.execute(SHOP)
+    (tmp_path / "blog" / "migrations" / "0003_shop.py").write_text(DJANGO_MIGRATION.format(
+        dependencies=[("blog", "0002_change")],
+        operations=f"[CreateTview('item', {ITEM!r}, schema='Shop'),"
+                   f" AlterTview('item', {ITEM_RENAMED!r}, previous_definition={ITEM!r}, schema='Shop')]"))
+    result = django_project(["migrate", "blog", "--verbosity", "0"], ["sqlmigrate", "blog", "0003"])
+    assert result.returncode == 0, result.stderr
+    assert "SELECT tview.alter('item', 'SELECT i.pk_item, jsonb_build_object(''name''" in result.stdout
+    assert "FROM \"Shop\".tb_item i', schema_name => 'Shop')" in result.stdout
+    assert definitions(db, "Shop") == {"item": ITEM_RENAMED}
+    assert_oracle(db)
+    # backwards: the alter reversed, then the TVIEW dropped
+    result = django_project(["migrate", "blog", "0002", "--verbosity", "0"])
+    assert result.returncode == 0, result.stderr
+    assert definitions(db, "Shop") == {}
+    assert definitions(db) == {"user": USER_WITH_EMAIL, "post": POST, "card": CARD}
 
 
 def test_django_check_warns_when_the_engine_is_missing(django_project, db):

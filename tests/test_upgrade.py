@@ -14,6 +14,7 @@ import functools
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -64,8 +65,23 @@ def set_up_blog(conn: psycopg.Connection, release: installer.Release | None = No
     installer.install(conn, release=release)
     demo.setup(conn)
     conn.execute("SELECT tview.set_mode('comment', 'deferred')")
+    log_events(conn)
+
+
+def log_events(conn: psycopg.Connection) -> None:
+    """tview.log on, in this session and the database's next ones."""
     conn.execute(sql.SQL("ALTER DATABASE {} SET tview.log = on").format(sql.Identifier(conn.info.dbname)))
     conn.execute("SET tview.log = on")
+
+
+@functools.cache
+def old_blog_setup(release: installer.Release) -> Callable[[psycopg.Connection], None]:
+    """The setup of the blog made with an older engine, after a cascading write (one object per
+    release: its database is built once per worker and copied for each test)."""
+    def setup(conn: psycopg.Connection) -> None:
+        set_up_blog(conn, release)
+        conn.execute("UPDATE tb_company SET name = name || '.' WHERE pk_company = 1")   # events in the log
+    return setup
 
 
 @pytest.fixture(params=sorted(OLD_RELEASES))
@@ -74,12 +90,18 @@ def old_release(request) -> installer.Release:
 
 
 @pytest.fixture
-def old_blog(empty_dsn, old_release):
+def old_blog_dsn(copy_of, old_release) -> str:
+    """A database holding the blog made with an older engine."""
+    return copy_of(old_blog_setup(old_release))
+
+
+@pytest.fixture
+def old_blog(old_blog_dsn, old_release):
     """An autocommit connection to the blog made with an older engine, after a cascading write."""
-    with psycopg.connect(empty_dsn, autocommit=True) as conn:
-        set_up_blog(conn, old_release)
+    with psycopg.connect(old_blog_dsn, autocommit=True) as conn:
+        log_events(conn)            # a copied database keeps no per-database setting
         assert installer.installed_version(conn) == old_release.version
-        conn.execute("UPDATE tb_company SET name = name || '.' WHERE pk_company = 1")   # events in the log
+        assert events(conn)
         assert_oracle(conn)
         yield conn
 
@@ -190,7 +212,7 @@ def test_the_old_releases_are_older_than_the_bundled_one():
         assert installer.parse_version(old.version) < installer.parse_version(installer.bundled_version())
 
 
-def test_upgrade_equals_a_fresh_install_and_keeps_every_tview(old_blog, old_release, other_empty_dsn):
+def test_upgrade_equals_a_fresh_install_and_keeps_every_tview(old_blog, old_release, copy_of):
     conn = old_blog
     tables, old_events, old_generated = tview_tables(conn), events(conn), generated_routines(conn)
     catalog, installed_at = engine_tables(conn), conn.execute("SELECT installed_at FROM tview.meta").fetchone()
@@ -207,9 +229,8 @@ def test_upgrade_equals_a_fresh_install_and_keeps_every_tview(old_blog, old_rele
     assert not generated_routines(conn) & old_generated, "generated code of the old engine is still there"
     assert_oracle(conn)
 
-    # The same blog made by this version from scratch (in the same order, so ids match).
-    with psycopg.connect(other_empty_dsn, autocommit=True) as fresh:
-        set_up_blog(fresh)
+    # The same blog made by this version from scratch (in the same order, so ids match; once per worker).
+    with psycopg.connect(copy_of(set_up_blog), autocommit=True) as fresh:
         expected = engine_state(fresh)
     upgraded = engine_state(conn)
     for part in expected:
@@ -220,8 +241,8 @@ def test_upgrade_equals_a_fresh_install_and_keeps_every_tview(old_blog, old_rele
     assert error_findings(conn) == []
 
 
-def test_upgrading_twice_is_a_noop_and_the_cli_upgrades(old_blog, old_release, empty_dsn):
-    result = subprocess.run([sys.executable, "-m", "tview_tui", "upgrade", empty_dsn],
+def test_upgrading_twice_is_a_noop_and_the_cli_upgrades(old_blog, old_release, old_blog_dsn):
+    result = subprocess.run([sys.executable, "-m", "tview_tui", "upgrade", old_blog_dsn],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"upgraded engine {old_release.version} -> {BUNDLED}")
@@ -282,11 +303,12 @@ def test_a_user_object_using_a_removed_function_stops_the_upgrade_and_changes_no
     assert old_blog.execute("SELECT one FROM public.uses_engine").fetchone() == (1,)
 
 
-def test_an_upgrade_blocked_by_a_long_transaction_fails_fast_and_changes_nothing(old_blog, old_release, empty_dsn):
+def test_an_upgrade_blocked_by_a_long_transaction_fails_fast_and_changes_nothing(old_blog, old_release,
+                                                                               old_blog_dsn):
     """A transaction that wrote to a TVIEW's table and changed a TVIEW's mode, left open: the
     upgrade waits at most lock_timeout_ms for the locks it needs, then rolls back everything."""
     tables, oids, old_events = tview_tables(old_blog), routine_oids(old_blog), events(old_blog)
-    with psycopg.connect(empty_dsn) as holder:
+    with psycopg.connect(old_blog_dsn) as holder:
         holder.execute("UPDATE tb_post SET title = 'held' WHERE pk_post = 1")
         holder.execute("SELECT tview.set_mode('post_card', 'deferred')")
         with pytest.raises(TviewError) as err:

@@ -143,8 +143,8 @@ def _compare_tviews(autogen_context: Any, upgrade_ops: Any, schemas: Any) -> Non
         return
     connection = autogen_context.connection
     if not connection.execute(text(ENGINE_INSTALLED_QUERY)).scalar():
-        raise CommandError("the tview engine is not installed in this database (or is older than "
-                           "tview.alter): run `tview-tui install DSN` first")
+        raise CommandError("the tview engine is not installed in this database (or is too old for "
+                           "migrations): run `tview-tui install DSN` first")
     managed = {schema for schema, _ in _declared}
     current = {key: t for key, t in from_rows(connection.execute(text(DECLARED_QUERY)).all()).items()
                if key[0] in managed}

@@ -17,13 +17,14 @@ import networkx as nx
 
 # The engine calls, with their parameters named (see statement()).
 CREATE = "SELECT tview.create({name}, {definition}, {mode}, {schema})"
-ALTER = "SELECT tview.alter({qualified}, {definition})"
-DROP = "SELECT tview.drop({qualified}, cascade => false)"
+ALTER = "SELECT tview.alter({name}, {definition}, schema_name => {schema})"
+DROP = "SELECT tview.drop({name}, cascade => false, schema_name => {schema})"
 # Every TVIEW as the engine keeps it, in dependency order.
 DECLARED_QUERY = """
 SELECT schema_name::text, name::text, definition, mode FROM tview.tviews ORDER BY topo_level, id
 """
-ENGINE_INSTALLED_QUERY = "SELECT to_regprocedure('tview.alter(text, text)') IS NOT NULL"
+# An engine that takes the schema apart in every call above.
+ENGINE_INSTALLED_QUERY = "SELECT to_regprocedure('tview.alter(text, text, text)') IS NOT NULL"
 
 _TVIEW_REFERENCE = re.compile(r'(?:"?(\w+)"?\s*\.\s*)?"?tv_(\w+)"?', re.IGNORECASE)
 
@@ -51,22 +52,17 @@ class Tview:
         return (self.schema, self.name)
 
     @property
-    def qualified(self) -> str:
-        """The name tview.alter and tview.drop take: schema.tv_name, quoted where needed."""
-        return f"{_quote(self.schema)}.{_quote('tv_' + self.name)}"
+    def label(self) -> str:
+        """schema.tv_name, for people (the engine calls take name and schema apart)."""
+        return f"{self.schema}.tv_{self.name}"
 
     def params(self) -> dict[str, str]:
-        return {"name": self.name, "definition": self.definition, "mode": self.mode, "schema": self.schema,
-                "qualified": self.qualified}
+        return {"name": self.name, "definition": self.definition, "mode": self.mode, "schema": self.schema}
 
     def reads(self) -> set[tuple[str, str]]:
         """TVIEWs its definition names (schema, name); unqualified ones taken as this TVIEW's schema."""
         return {((schema or self.schema).lower(), name.lower()) for schema, name in
                 _TVIEW_REFERENCE.findall(self.definition)}
-
-
-def _quote(identifier: str) -> str:
-    return identifier if re.fullmatch(r"[a-z_][a-z0-9_$]*", identifier) else '"' + identifier.replace('"', '""') + '"'
 
 
 def statement(template: str, placeholder: str, tview: Tview) -> tuple[str, list[tuple[str, str]]]:
@@ -103,7 +99,7 @@ def plan(declared: Iterable[Tview], current: Mapping[tuple[str, str], Tview]) ->
         graph.add_node(tview.key)
         graph.add_edges_from((read, tview.key) for read in tview.reads() if read in wanted and read != tview.key)
     if not nx.is_directed_acyclic_graph(graph):
-        cycle = " -> ".join(f"{schema}.tv_{name}" for (schema, name), _ in nx.find_cycle(graph))
+        cycle = " -> ".join(wanted[key].label for key, _ in nx.find_cycle(graph))
         raise ValueError(f"the declared TVIEWs read each other in a cycle: {cycle}")
     steps: list[Change] = []
     for key in nx.lexicographical_topological_sort(graph):

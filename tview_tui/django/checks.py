@@ -27,7 +27,7 @@ def engine_installed(app_configs: Any = None, databases: Any = None, **kwargs: A
             continue
         if not installed:
             found.append(Warning(
-                f"the tview engine is not installed in database {alias!r} (or is older than tview.alter): "
+                f"the tview engine is not installed in database {alias!r} (or is too old for migrations): "
                 "migrations with CreateTview, AlterTview or DropTview will fail there",
                 hint="Install it with `tview-tui install DSN` (DSN: that database's connection string).",
                 id="tview_tui.W001"))

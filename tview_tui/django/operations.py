@@ -48,7 +48,7 @@ class CreateTview(_TviewOperation):
         self._run(app_label, schema_editor, DROP, self.tview)
 
     def describe(self) -> str:
-        return f"Create TVIEW {self.tview.qualified}"
+        return f"Create TVIEW {self.tview.label}"
 
     @property
     def migration_name_fragment(self) -> str:
@@ -73,7 +73,7 @@ class AlterTview(_TviewOperation):
         self._run(app_label, schema_editor, ALTER, self.previous)
 
     def describe(self) -> str:
-        return f"Alter TVIEW {self.tview.qualified}"
+        return f"Alter TVIEW {self.tview.label}"
 
     @property
     def migration_name_fragment(self) -> str:
@@ -97,7 +97,7 @@ class DropTview(_TviewOperation):
         self._run(app_label, schema_editor, CREATE, self.tview)
 
     def describe(self) -> str:
-        return f"Drop TVIEW {self.tview.qualified}"
+        return f"Drop TVIEW {self.tview.label}"
 
     @property
     def migration_name_fragment(self) -> str:
