@@ -14,6 +14,7 @@ says so in one line, with what to do.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import pwd
@@ -239,26 +240,35 @@ class LocalServer:
                 hint="install the tool where that user can read it, or pass --bin-dir of a PostgreSQL it can run")
         digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
         copy = ROOT_TOOL_DIR / f"postgresql-{digest}"
-        if not (copy / ".complete").exists():
-            for folder in (ROOT_TOOL_DIR.parent, ROOT_TOOL_DIR):
-                if not folder.exists():
-                    folder.mkdir()
-                    folder.chmod(0o711)
-            staging = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=ROOT_TOOL_DIR))
-            try:
-                package = install.parent
-                shutil.copytree(install, staging / package.name / install.name, symlinks=True)
-                libs = package.parent / f"{package.name}.libs"
-                if libs.is_dir():
-                    shutil.copytree(libs, staging / libs.name, symlinks=True)
-                for folder in (staging, staging / package.name):
-                    folder.chmod(0o755)
-                (staging / ".complete").write_text(f"copy of {install}\n")
-                shutil.rmtree(copy, ignore_errors=True)
-                staging.rename(copy)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        for folder in (ROOT_TOOL_DIR.parent, ROOT_TOOL_DIR):
+            if not folder.exists():
+                folder.mkdir(exist_ok=True)
+                folder.chmod(0o711)
+        # One process copies, the others wait for it (parallel test workers start servers at
+        # once): a copy in use is never replaced; only an unfinished one is removed.
+        with open(ROOT_TOOL_DIR / f".{copy.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (copy / ".complete").exists():
+                self._copy_installation(install, copy)
         return copy / install.parent.name / install.name / "bin"
+
+    @staticmethod
+    def _copy_installation(install: Path, copy: Path) -> None:
+        """Copy ``install`` (and its package's bundled libraries) to ``copy``, whole or not at all."""
+        staging = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=copy.parent))
+        try:
+            package = install.parent
+            shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+            libs = package.parent / f"{package.name}.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, symlinks=True)
+            for folder in (staging, staging / package.name):
+                folder.chmod(0o755)
+            (staging / ".complete").write_text(f"copy of {install}\n")
+            shutil.rmtree(copy, ignore_errors=True)       # an unfinished copy of a process that died
+            staging.rename(copy)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _ensure_service_user() -> str:
