@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -36,10 +37,16 @@ INSERT INTO tb_post SELECT g, 1 + g % 5, 'post ' || g FROM generate_series(1, 20
 """
 
 
+# The cluster's log, for the message of a wait that timed out (the workers' errors are there).
+SERVER_LOG: list[Path] = []
+
+
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"{what}: not reached in {timeout:g} s"
+        if time.monotonic() > deadline:
+            log = SERVER_LOG[0].read_text(errors="replace")[-4000:] if SERVER_LOG else ""
+            raise AssertionError(f"{what}: not reached in {timeout:g} s; the cluster's log ends:\n{log}")
         time.sleep(0.1)
 
 
@@ -53,10 +60,15 @@ def cluster(server_dsn: str) -> Iterator[str]:
         admin = server.start()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET wal_level = logical")
+            # an apply worker per subscription and table-copy workers beside them
+            conn.execute("ALTER SYSTEM SET max_logical_replication_workers = 16")
+            conn.execute("ALTER SYSTEM SET max_worker_processes = 24")
         server.stop()
         server.start()
+        SERVER_LOG[:] = [server.data_dir / "server.log"]
         yield admin
     finally:
+        SERVER_LOG.clear()
         server.cleanup()
 
 
@@ -73,16 +85,27 @@ def database(admin: str, setup: str = "", engine: bool = False) -> str:
     return dsn
 
 
-def subscribe(publisher: str, subscriber: str, publication: str) -> str:
-    """A subscription in subscriber to publication; its slot made beforehand, as one cluster needs."""
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(publisher, autocommit=True) as conn:
-        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
-    with psycopg.connect(subscriber, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (create_slot = false, slot_name = {})")
-                     .format(sql.Identifier(name), sql.Literal(publisher), sql.Identifier(publication),
-                             sql.Literal(name)))
-    return name
+@pytest.fixture
+def subscribe() -> Iterator[Callable[[str, str, str], None]]:
+    """subscribe(publisher, subscriber, publication): a subscription, its slot made beforehand
+    (as one cluster needs); dropped with its slot after the test, freeing its workers."""
+    made: list[tuple[str, str]] = []
+
+    def make(publisher: str, subscriber: str, publication: str) -> None:
+        name = f"s_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(publisher, autocommit=True) as conn:
+            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
+        with psycopg.connect(subscriber, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {}"
+                                 " WITH (create_slot = false, slot_name = {})")
+                         .format(sql.Identifier(name), sql.Literal(publisher), sql.Identifier(publication),
+                                 sql.Literal(name)))
+        made.append((subscriber, name))
+
+    yield make
+    for subscriber, name in reversed(made):
+        with psycopg.connect(subscriber, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
 
 
 def rows(dsn: str, query: str) -> list[tuple]:
@@ -96,7 +119,7 @@ def caught_up(publisher: str, subscriber: str) -> bool:
 
 
 @pytest.fixture
-def replicated(cluster) -> tuple[str, str]:
+def replicated(cluster, subscribe) -> tuple[str, str]:
     """A publisher of the blog's tables and a subscriber with the engine and TVIEWs over them,
     after the initial copy: their DSNs."""
     publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
@@ -110,7 +133,7 @@ def findings(dsn: str) -> list[tuple]:
     return rows(dsn, "SELECT check_name, tview, detail, fix FROM tview.health() WHERE check_name = 'unfollowed_replication'")
 
 
-def test_tviews_follow_the_rows_a_subscription_applies_and_can_be_published(cluster, replicated):
+def test_tviews_follow_the_rows_a_subscription_applies_and_can_be_published(cluster, replicated, subscribe):
     publisher, subscriber = replicated
     with psycopg.connect(publisher, autocommit=True) as conn:
         conn.execute("UPDATE tb_user SET name = 'renamed' WHERE pk_user = 1")
@@ -171,7 +194,7 @@ def test_health_reports_a_subscribed_table_the_tviews_do_not_follow(replicated):
         assert_oracle(conn)
 
 
-def test_rows_applied_into_a_partitioned_subscriber_table_reach_the_tviews(cluster):
+def test_rows_applied_into_a_partitioned_subscriber_table_reach_the_tviews(cluster, subscribe):
     """The worker routes each row into its partition, whose own row trigger follows it."""
     publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
     partitioned = """
