@@ -28,6 +28,12 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ('_capture_' || relid)::name $$;
 
+-- A table's generated capture function, NULL while it does not exist.
+CREATE OR REPLACE FUNCTION tview._capture_function(relid oid) RETURNS regprocedure
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT to_regprocedure(format('tview.%I()', tview._capture_name(relid))) $$;
+
 -- Is a trigger function one of the engine's capture functions (of any table)?
 CREATE OR REPLACE FUNCTION tview._is_capture_function(fn oid) RETURNS boolean
 LANGUAGE sql STABLE
@@ -214,12 +220,6 @@ BEGIN
 END;
 $$;
 
--- The body of a table's capture function: per event, the keys of every TVIEW that reads the
--- table, then the cascade. A TVIEW whose lineage for the table is full (no keys query) is
--- refreshed whole; so is every TVIEW on TRUNCATE. A TVIEW that reads no other TVIEW, that no
--- TVIEW reads and that is refreshed immediately is refreshed right here, by a static call of
--- its generated refresh function (one layer instead of the cascade's four); the capture
--- functions are regenerated when any of that changes (tview._install_captures_reading).
 -- The TVIEWs whose rows a refresh of the given ones can read or write: those reading them,
 -- transitively, and everything those read, transitively.
 CREATE OR REPLACE FUNCTION tview._snapshot_scope(tview_ids int[]) RETURNS int[]
@@ -259,6 +259,12 @@ EXCEPTION WHEN serialization_failure THEN
 END;
 $$;
 
+-- The body of a table's capture function: per event, the keys of every TVIEW that reads the
+-- table, then the cascade. A TVIEW whose lineage for the table is full (no keys query) is
+-- refreshed whole; so is every TVIEW on TRUNCATE. A TVIEW that reads no other TVIEW, that no
+-- TVIEW reads and that is refreshed immediately is refreshed right here, by a static call of
+-- its generated refresh function (one layer instead of the cascade's four); the capture
+-- functions are regenerated when any of that changes (tview._install_captures_reading).
 CREATE OR REPLACE FUNCTION tview._capture_body(relid oid) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -410,7 +416,7 @@ AS $$
     FROM tview._capture_triggers() w
     LEFT JOIN LATERAL (
         SELECT g.oid, g.tgname, g.tgenabled FROM pg_trigger g
-        WHERE g.tgrelid = relid AND g.tgfoid = to_regprocedure(format('tview.%I()', tview._capture_name(relid)))
+        WHERE g.tgrelid = relid AND g.tgfoid = tview._capture_function(relid)
           AND g.tgtype = w.tgtype AND g.tgoldtable IS NOT DISTINCT FROM w.old_table
           AND g.tgnewtable IS NOT DISTINCT FROM w.new_table AND cardinality(g.tgattr::int2[]) = 0 AND g.tgqual IS NULL
         ORDER BY g.tgname = w.tgname DESC, g.tgname LIMIT 1) ours ON true
@@ -471,13 +477,13 @@ BEGIN
                        fn);
     END LOOP;
     IF tview._subscribed(relid) THEN
-        PERFORM tview._follow_replication(relid, fn);
+        PERFORM tview._follow_replication(relid);
     END IF;
 END;
 $$;
 
--- Is the table (or an ancestor: rows are applied into partitions) in a subscription of this
--- database? The apply worker of a subscription runs with session_replication_role = replica and
+-- Is the table, or one of its relatives (an ancestor, a partition or child: rows are applied
+-- into partitions, and a subscription may name either), in a subscription of this database? The apply worker of a subscription runs with session_replication_role = replica and
 -- fires row triggers (enabled REPLICA or ALWAYS) only, never the engine's statement triggers.
 CREATE OR REPLACE FUNCTION tview._subscribed(relid oid) RETURNS boolean
 LANGUAGE sql STABLE
@@ -491,7 +497,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT (SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = relid)
         OR EXISTS (SELECT 1 FROM pg_trigger g
-                   WHERE g.tgrelid = relid AND g.tgfoid = to_regprocedure(format('tview.%I()', tview._capture_name(relid)))
+                   WHERE g.tgrelid = relid AND g.tgfoid = tview._capture_function(relid)
                      AND g.tgtype = 29 AND g.tgenabled IN ('R', 'A'))   -- AFTER INSERT OR UPDATE OR DELETE, each row
 $$;
 
@@ -499,7 +505,7 @@ $$;
 -- row's keys for the commit-time flush (which fires there too), and the TRUNCATE trigger fires
 -- always. A partitioned table gets no row trigger: rows land in its partitions, which have theirs.
 -- Only what is not so already is altered (an ALTER TABLE brings the engine's DDL hook back here).
-CREATE OR REPLACE FUNCTION tview._follow_replication(relid oid, fn name) RETURNS void
+CREATE OR REPLACE FUNCTION tview._follow_replication(relid oid) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -510,15 +516,15 @@ BEGIN
         -- a trigger of someone else's under that name stays as it is (health() reports the table)
         IF NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = 'tview_replicated') THEN
             EXECUTE format('CREATE TRIGGER tview_replicated AFTER INSERT OR UPDATE OR DELETE ON %s'
-                           ' FOR EACH ROW EXECUTE FUNCTION tview.%I()', tview._qname(relid), fn);
+                           ' FOR EACH ROW EXECUTE FUNCTION %s', tview._qname(relid), tview._capture_function(relid));
         END IF;
         IF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = relid AND g.tgname = 'tview_replicated'
-                   AND g.tgfoid = to_regprocedure(format('tview.%I()', fn))) THEN
+                   AND g.tgfoid = tview._capture_function(relid)) THEN
             EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER tview_replicated', tview._qname(relid));
         END IF;
     END IF;
     SELECT g.tgname, g.tgenabled INTO truncate_trigger FROM pg_trigger g
-    WHERE g.tgrelid = relid AND g.tgfoid = to_regprocedure(format('tview.%I()', fn)) AND g.tgtype = 32
+    WHERE g.tgrelid = relid AND g.tgfoid = tview._capture_function(relid) AND g.tgtype = 32
     ORDER BY g.tgname = 'tview_after_truncate' DESC LIMIT 1;
     IF FOUND AND truncate_trigger.tgenabled <> 'A' THEN
         EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tview._qname(relid), truncate_trigger.tgname);
@@ -624,7 +630,7 @@ SELECT d.source_oid::regclass::text AS source,
        array_agg(tview._label(t.schema_name, t.name) ORDER BY t.id) AS tviews,
        format('tview.%I()', tview._capture_name(d.source_oid)) AS function,
        (SELECT p.prosrc FROM pg_proc p
-        WHERE p.oid = to_regprocedure(format('tview.%I()', tview._capture_name(d.source_oid)))) AS code,
+        WHERE p.oid = tview._capture_function(d.source_oid)) AS code,
        d.source_oid
 FROM tview.dependencies d
 JOIN tview.tviews t ON t.id = d.tview_id
