@@ -118,15 +118,21 @@ def caught_up(publisher: str, subscriber: str) -> bool:
     return rows(publisher, query) == rows(subscriber, query)
 
 
-@pytest.fixture
-def replicated(cluster, subscribe) -> tuple[str, str]:
-    """A publisher of the blog's tables and a subscriber with the engine and TVIEWs over them,
-    after the initial copy: their DSNs."""
-    publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
-    subscriber = database(cluster, TABLES + USER_POST_TVIEWS, engine=True)
+def replicate(cluster: str, subscribe, subscriber_tables: str = TABLES, publisher_tables: str = TABLES,
+              published: str = "tb_user, tb_post") -> tuple[str, str]:
+    """A publisher of the blog's tables (those named by published) and a subscriber with
+    subscriber_tables (the same names), the engine and TVIEWs over them, after the initial copy:
+    their DSNs."""
+    publisher = database(cluster, publisher_tables + ROWS + f"CREATE PUBLICATION blog FOR TABLE {published};")
+    subscriber = database(cluster, subscriber_tables + USER_POST_TVIEWS, engine=True)
     subscribe(publisher, subscriber, "blog")
     wait_until(lambda: caught_up(publisher, subscriber), "the initial copy")
     return publisher, subscriber
+
+
+@pytest.fixture
+def replicated(cluster, subscribe) -> tuple[str, str]:
+    return replicate(cluster, subscribe)
 
 
 def findings(dsn: str) -> list[tuple]:
@@ -194,18 +200,22 @@ def test_health_reports_a_subscribed_table_the_tviews_do_not_follow(replicated):
         assert_oracle(conn)
 
 
-def test_rows_applied_into_a_partitioned_subscriber_table_reach_the_tviews(cluster, subscribe):
+PARTITIONED = """
+CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int NOT NULL, title text NOT NULL) PARTITION BY HASH (pk_post);
+CREATE TABLE tb_post_0 PARTITION OF tb_post FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE tb_post_1 PARTITION OF tb_post FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+"""
+
+
+@pytest.mark.parametrize("publisher_tables, published", [
+    (TABLES, "tb_user, tb_post"),                          # the subscription names the parent
+    (PARTITIONED, "tb_user, tb_post_0, tb_post_1"),        # it names the partitions, the TVIEWs read the parent
+], ids=["parent-subscribed", "partitions-subscribed"])
+def test_rows_applied_into_a_partitioned_subscriber_table_reach_the_tviews(cluster, subscribe, publisher_tables,
+                                                                          published):
     """The worker routes each row into its partition, whose own row trigger follows it."""
-    publisher = database(cluster, TABLES + ROWS + "CREATE PUBLICATION blog FOR TABLE tb_user, tb_post;")
-    partitioned = """
-    CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text NOT NULL);
-    CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int NOT NULL, title text NOT NULL) PARTITION BY HASH (pk_post);
-    CREATE TABLE tb_post_0 PARTITION OF tb_post FOR VALUES WITH (MODULUS 2, REMAINDER 0);
-    CREATE TABLE tb_post_1 PARTITION OF tb_post FOR VALUES WITH (MODULUS 2, REMAINDER 1);
-    """
-    subscriber = database(cluster, partitioned + USER_POST_TVIEWS, engine=True)
-    subscribe(publisher, subscriber, "blog")
-    wait_until(lambda: caught_up(publisher, subscriber), "the initial copy")
+    publisher, subscriber = replicate(cluster, subscribe, PARTITIONED, publisher_tables, published)
     with psycopg.connect(publisher, autocommit=True) as conn:
         conn.execute("UPDATE tb_post SET fk_user = 2, title = 'moved' WHERE pk_post IN (1, 2)")
         conn.execute("DELETE FROM tb_post WHERE pk_post = 3")
