@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 import pytest
+from psycopg import IsolationLevel
 
 from tview_tui.embedded import embedded_bin_dir
 
@@ -101,12 +102,16 @@ def set_engine(conn: psycopg.Connection, **settings: str | None) -> None:
         conn.commit()
 
 
-def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on") -> None:
-    """first_sql runs and stays uncommitted while second_sql runs in another transaction; the
-    first commits once the second waits on it (a lock the first holds), or got past it."""
+def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on", *,
+                first_isolation: IsolationLevel | None = None, must_wait: bool = False) -> None:
+    """first_sql runs (at first_isolation, else the default) and stays uncommitted while
+    second_sql runs in another transaction; the first commits once the second waits on it (a
+    lock the first holds), or got past it (a failure when must_wait)."""
     first, second = psycopg.connect(dsn), psycopg.connect(dsn)
     observer = psycopg.connect(dsn, autocommit=True)
     try:
+        if first_isolation is not None:
+            first.isolation_level = first_isolation
         set_engine(first, row_locks=None if row_locks == "on" else row_locks)
         first.execute(first_sql)
         pids = (first.info.backend_pid, second.info.backend_pid)
@@ -125,6 +130,7 @@ def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on"
         while worker.is_alive() and not observer.execute("SELECT %s = ANY(pg_blocking_pids(%s))", pids).fetchone()[0]:
             assert time.monotonic() < deadline, "the second writer neither waits on the first nor finishes"
             time.sleep(0.01)
+        assert worker.is_alive() or not must_wait, "the second writer did not wait for the first"
         first.commit()
         worker.join(30)
         assert not failures, failures

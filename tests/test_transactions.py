@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 
 import psycopg
 import pytest
-from psycopg import errors
+from psycopg import IsolationLevel, errors
 
 from tview_tui.tools.soak import WriteLoad
 
@@ -307,34 +306,7 @@ def test_a_read_committed_writer_waits_for_a_repeatable_read_writer_and_sees_its
     """The other order: the REPEATABLE READ renamer wrote first; the note's writer waits for its
     commit before refreshing, so the note carries the new name."""
     db.execute(AUTHORS)
-    renamer, writer = psycopg.connect(dsn), psycopg.connect(dsn, autocommit=True)
-    observer = psycopg.connect(dsn, autocommit=True)
-    try:
-        renamer.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        renamer.execute(RENAME)
-        failures: list[BaseException] = []
-
-        def write_note() -> None:
-            try:
-                writer.execute(NEW_NOTE)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                failures.append(exc)
-
-        worker = threading.Thread(target=write_note)
-        worker.start()
-        deadline = time.monotonic() + 30
-        while not observer.execute("SELECT %s = ANY(pg_blocking_pids(%s))",
-                                   (renamer.info.backend_pid, writer.info.backend_pid)).fetchone()[0]:
-            assert worker.is_alive(), "the note's writer did not wait for the renamer"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        renamer.commit()
-        worker.join(30)
-        assert not failures, failures
-    finally:
-        renamer.close()
-        writer.close()
-        observer.close()
+    two_writers(dsn, RENAME, NEW_NOTE, first_isolation=IsolationLevel.REPEATABLE_READ, must_wait=True)
     assert db.execute("SELECT data->>'author' FROM tv_note WHERE pk_note = 2").fetchone()[0] == "ann renamed"
     assert_oracle(db)
 
