@@ -114,6 +114,26 @@ $$;
 COMMENT ON FUNCTION tview.relink() IS
     'After a restore from a dump: find every TVIEW again by name and regenerate what refers to relations by oid';
 
+-- A TVIEW's catalog row (with the session's settings pinned) and its stamps, for create and
+-- adopt; the refresh statement and the rest are derived next (tview._derive).
+CREATE OR REPLACE FUNCTION tview._register(schema_name name, name name, table_oid oid, view_oid oid,
+                                           key_column name, definition text, mode text) RETURNS tview.tviews
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t tview.tviews;
+BEGIN
+    INSERT INTO tview.tviews (schema_name, name, table_oid, view_oid, entity, key_column, definition, mode,
+                              session_settings, refresh_sql)
+    VALUES (schema_name, name, table_oid, view_oid, substr(key_column, 4), key_column, definition, mode,
+            tview._session_settings(), '')
+    RETURNING * INTO t;
+    PERFORM tview._add_stamps(ARRAY[t.id]);
+    RETURN t;
+END;
+$$;
+
 -- The engine's triggers as a restore made them call capture code made for the old oids (a
 -- function of another table's, or none when the engine's schema was not restored with them).
 CREATE OR REPLACE FUNCTION tview._drop_restored_capture_triggers() RETURNS void
@@ -162,12 +182,8 @@ BEGIN
                                         AND EXISTS (SELECT 1 FROM tview._base_relations(r.view_oid) b
                                                     WHERE b.relid = o.table_oid))
                     ORDER BY r.schema_name, r.name LOOP
-            INSERT INTO tview.tviews (schema_name, name, table_oid, view_oid, entity, key_column, definition, mode,
-                                      session_settings, refresh_sql)
-            VALUES (pair.schema_name, pair.name, pair.table_oid, pair.view_oid, substr(pair.key_column, 4),
-                    pair.key_column, pair.definition, 'immediate', tview._session_settings(), '')
-            RETURNING * INTO t;
-            PERFORM tview._add_stamps(ARRAY[t.id]);
+            t := tview._register(pair.schema_name, pair.name, pair.table_oid, pair.view_oid, pair.key_column,
+                                 pair.definition, 'immediate');
             stale := stale || tview._derive(t);
             PERFORM tview._grant_engine_owner(t.view_oid, t.table_oid);
             work := tview._add_work(work, t.id, '{}', true, 0);
@@ -595,12 +611,7 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE %s IS %L', tview._qname(table_oid),
                    format('TVIEW maintained by the tview engine from %s; do not write to it', tview._qname(view_oid)));
 
-    INSERT INTO tview.tviews (schema_name, name, table_oid, view_oid, entity, key_column, definition, mode,
-                              session_settings, refresh_sql)
-    VALUES (target_schema, bare, table_oid, view_oid, substr(key_col, 4), key_col, definition, p_mode,
-            tview._session_settings(), '')   -- the refresh statement and the rest: derived next
-    RETURNING * INTO t;
-    PERFORM tview._add_stamps(ARRAY[t.id]);
+    t := tview._register(target_schema, bare, table_oid, view_oid, key_col, definition, p_mode);
     -- the generated and capture code made now, not by the first writer; a trigger of someone
     -- else's under the engine's name on a table it reads is refused
     stale := tview._derive(t);
