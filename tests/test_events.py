@@ -139,7 +139,7 @@ def test_rolling_stats_percentiles_and_bounded_window():
     base = {"v": 1, "ts": "2026-11-24T10:00:00Z", "pid": 1, "xid": "1", "tview": "tv_a", "source": None,
             "op": "UPDATE", "depth": 0, "mode": "recompute", "rows": 1, "upserted": 1, "deleted": 0}
     for us in range(1, 1001):
-        stats.add(Event.from_payload({**base, "us": us * 1000}))
+        stats.add([Event.from_payload({**base, "us": us * 1000})])
     assert stats.count == 1000 and len(stats.recent_us) == 100       # bounded
     assert stats.percentile(50) == pytest.approx(950, abs=1)           # last 100: 901..1000 ms
     assert stats.percentile(95) == pytest.approx(995, abs=1)
@@ -318,6 +318,50 @@ async def test_a_writer_that_published_while_the_stream_was_away_and_commits_lat
     else:
         assert len(gaps) == 2 and gaps[0].from_log and not gaps[1].from_log
         assert "were still running after 1.5 s" in gaps[1].describe()
+
+
+@pytest.mark.engine
+async def test_events_notified_during_a_catch_up_are_handed_out_once(blog, dsn, server_dsn):
+    """While a stream back from a gap reads the log (a writer from before its return keeps it
+    reading), other writers' events reach it twice: notified, and read from the log, in either
+    order, some while the stream runs its log query. Each is handed out once, none is lost."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        set_engine(conn, log="on")
+    stream = EventStream(dsn, max_backoff=0.2)
+    items: list = []
+
+    async def consume() -> None:
+        async for batch in stream.batches():
+            items.extend(batch)
+
+    def seen() -> list[tuple[str, str]]:
+        return [(e.xid, e.tview) for e in events_only(items)]
+
+    task = asyncio.create_task(consume())
+    try:
+        with psycopg.connect(dsn) as straddler, psycopg.connect(dsn, autocommit=True) as writer:
+            await eventually(lambda: stream.connected, "stream listening")
+            with connections_refused(server_dsn, dsn):
+                assert writer.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0] == 1
+                await eventually(lambda: not stream.connected, "stream cut off")
+                straddling = straddler.execute("UPDATE tb_user SET name = 'straddling' WHERE pk_user = 1"
+                                               " RETURNING pg_current_xact_id()::text").fetchone()[0]
+            await eventually(lambda: stream.reconnects == 1, "stream back")
+            xids = []
+            for n in range(20):     # fewer than the 64 stamp slots: none waits for the straddler's
+                xids.append(writer.execute("UPDATE tb_user SET name = %s WHERE pk_user = 2"
+                                           " RETURNING pg_current_xact_id()::text", (f"during {n}",)).fetchone()[0])
+                await asyncio.sleep(0.03)      # spread over several of the catch-up's log reads
+            expected = [(xid, tview) for xid in xids for tview in ("tv_user", "tv_post")]
+            await eventually(lambda: set(expected) <= set(seen()), "the events of the writes during the catch-up")
+            assert stream._catch_up is not None, "the catch-up was still reading the log"
+            straddler.commit()
+            await eventually(lambda: (straddling, "tv_post") in seen(), "the straddling writer's events")
+            await asyncio.sleep(0.3)           # anything handed out twice would have come by now
+    finally:
+        stream.stop()
+        await task
+    assert sorted(seen()) == sorted(expected + [(straddling, "tv_user"), (straddling, "tv_post")])
 
 
 @pytest.mark.engine

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -30,6 +31,7 @@ from .connection import Target
 from .events import Event, EventStream, Gap, Item, StatsBook, TviewSummary
 
 SEND_INTERVAL = 0.2     # seconds between updates (the tail reads the app's buffer every 0.2 s too)
+SUMMARY_INTERVAL = 1.0  # seconds between two sendings of a TVIEW's figures (each takes a sort of its timings)
 SEND_MAX = 500          # newest items per update; older ones are counted as not sent
 GAPS_MAX = 100          # gaps kept for one update (they come one per reconnect)
 STOP_TIMEOUT = 2.0      # seconds the child gets to unregister and end before it is killed
@@ -72,12 +74,13 @@ class Collector:
         self.gaps: deque[tuple[int, Item]] = deque(maxlen=GAPS_MAX)
         self.sent_seq = seq
         self.sent: dict[str, TviewSummary] = {}
+        self.sent_at: dict[str, float] = {}     # monotonic time each TVIEW's figures were last sent
 
     def add(self, batch: list[Item]) -> None:
         self.book.add(batch)
-        numbered = list(zip(itertools.count(self.seq + 1), batch))
-        self.newest.extend(numbered)
-        self.gaps.extend(entry for entry in numbered if isinstance(entry[1], Gap))
+        kept = max(0, len(batch) - SEND_MAX)     # only the newest can be sent; every gap is
+        self.newest.extend(zip(itertools.count(self.seq + 1 + kept), batch[kept:]))
+        self.gaps.extend((self.seq + 1 + n, item) for n, item in enumerate(batch) if isinstance(item, Gap))
         self.seq += len(batch)
 
     def update(self, stream: EventStream) -> Update:
@@ -87,10 +90,13 @@ class Collector:
         self.newest.clear()
         self.gaps.clear()
         changed = {}
+        now = time.monotonic()
         for name, stats in self.book.by_tview.items():
             before = self.sent.get(name)
-            if before is None or before.count != stats.count or before.per_minute != stats.per_minute():
-                changed[name] = self.sent[name] = stats.summary()
+            if before is None or (now - self.sent_at[name] >= SUMMARY_INTERVAL and (
+                    before.count != stats.count or before.per_minute != stats.per_minute(now))):
+                changed[name] = self.sent[name] = stats.summary(now)
+                self.sent_at[name] = now
         update = Update(seq=self.seq, items=items, not_sent=self.seq - self.sent_seq - len(items), stats=changed,
                         sources={s: meter.per_minute() for s, meter in self.book.sources.items()},
                         connected=stream.connected, standby=stream.standby,

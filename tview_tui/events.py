@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import math
 import time
 from collections import deque
@@ -21,6 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import psycopg
 
 from .connection import Target, TviewError, connect_async, first_line, in_recovery_async
@@ -68,30 +68,20 @@ class Event:
         return self.us / 1000.0
 
     @classmethod
-    def from_payload(cls, payload: str | dict, log_id: int | None = None) -> Event:
+    def from_payload(cls, payload: str | bytes | dict, log_id: int | None = None) -> Event:
+        """An event from a notification's payload (text or bytes) or a logged one (a dict).
+        Tens of thousands a second: orjson parses (the json module's parse was a third of the
+        stream's CPU) and the fields are passed by position, in the order declared above."""
         try:
-            data = json.loads(payload) if isinstance(payload, str) else payload
-            if not isinstance(data, dict) or data.get("v") != PROTOCOL_VERSION:
+            data = orjson.loads(payload) if isinstance(payload, str | bytes) else payload
+            if type(data) is not dict or data.get("v") != PROTOCOL_VERSION:
                 raise MalformedEvent(f"not a v{PROTOCOL_VERSION} event")
+            get = data.get
             return cls(
-                ts=datetime.fromisoformat(data["ts"]),          # "Z" included (Python 3.11)
-                pid=int(data["pid"]),
-                xid=str(data["xid"]),
-                schema=str(data.get("schema", "public")),
-                tview=str(data["tview"]),
-                source=data.get("source"),
-                op=str(data["op"]),
-                depth=int(data["depth"]),
-                mode=str(data["mode"]),
-                rows=int(data["rows"]),
-                upserted=int(data["upserted"]),
-                patched=int(data.get("patched", 0)),
-                deleted=int(data["deleted"]),
-                us=int(data["us"]),
-                keys=tuple(map(int, data.get("keys", ()))),
-                keys_more=int(data.get("keys_more", 0)),
-                log_id=log_id,
-            )
+                datetime.fromisoformat(data["ts"]), int(data["pid"]), str(data["xid"]), str(get("schema", "public")),
+                str(data["tview"]), get("source"), str(data["op"]), int(data["depth"]), str(data["mode"]),
+                int(data["rows"]), int(data["upserted"]), int(get("patched", 0)), int(data["deleted"]),
+                int(data["us"]), tuple(map(int, get("keys", ()))), int(get("keys_more", 0)), log_id)
         except MalformedEvent:
             raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -179,13 +169,15 @@ class TviewStats:
     recent_us: deque = field(default_factory=deque)
     rate: RateMeter = field(default_factory=RateMeter)
 
-    def add(self, event: Event) -> None:
-        self.count += 1
-        self.last = event
-        self.recent_us.append(event.us)
-        self.rate.add()
-        while len(self.recent_us) > self.window:
-            self.recent_us.popleft()
+    def __post_init__(self) -> None:
+        self.recent_us = deque(self.recent_us, maxlen=self.window)
+
+    def add(self, events: list[Event], now: float | None = None) -> None:
+        """Events of one TVIEW that came in at once (one batch), oldest first."""
+        self.count += len(events)
+        self.last = events[-1]
+        self.recent_us.extend([event.us for event in events])
+        self.rate.add(len(events), now)
 
     def percentile(self, q: float) -> float | None:
         """q-th percentile (0..100) of recent refresh times, in milliseconds."""
@@ -242,18 +234,24 @@ class StatsBook:
 
     def add(self, items: Iterable[Item]) -> None:
         by_tview, sources = self.by_tview, self.sources
-        for item in items:       # thousands a second: no object is built for a TVIEW or table already seen
+        now = time.monotonic()   # one reading for the batch: it came in at once
+        events_of: dict[str, list[Event]] = {}
+        started: dict[str, int] = {}
+        for item in items:       # thousands a second: each event is only sorted to its TVIEW here
             if isinstance(item, Event):
-                name = item.name
-                stats = by_tview.get(name)
-                if stats is None:
-                    stats = by_tview[name] = TviewStats()
-                stats.add(item)
+                events_of.setdefault(item.name, []).append(item)
                 if item.depth == 0 and item.source:
-                    meter = sources.get(item.source)
-                    if meter is None:
-                        meter = sources[item.source] = RateMeter()
-                    meter.add()
+                    started[item.source] = started.get(item.source, 0) + 1
+        for name, events in events_of.items():
+            stats = by_tview.get(name)
+            if stats is None:
+                stats = by_tview[name] = TviewStats()
+            stats.add(events, now)
+        for source, count in started.items():
+            meter = sources.get(source)
+            if meter is None:
+                meter = sources[source] = RateMeter()
+            meter.add(count, now)
 
     def get(self, name: str) -> TviewStats | None:
         return self.by_tview.get(name)
@@ -336,14 +334,16 @@ class EventStream:
         self.standby = False
         self._last_log_id = since_log_id
         self._holes: dict[int, int] = {}      # log id not seen yet -> snapshot xmax when it was skipped
-        self._seen: deque[tuple] = deque()    # identities of the last events listened to, oldest first
-        self._seen_set: set[tuple] = set()
+        self._notified: deque[Event] = deque(maxlen=SEEN_MAX)    # the last events listened to
+        self._logged: dict[tuple, None] = {}    # identities of the last events read by a backfill, oldest first
+        self._logged_checks = 0                 # events still to listen to before those are forgotten
         self._conn: psycopg.AsyncConnection | None = None
         self._closing = asyncio.Lock()
         self._closed = False
         self._catch_up: _CatchUp | None = None
+        self._during_queries: list[str] = []    # notifications psycopg read while the stream ran a query
 
-    def _parse(self, payload: str | dict, log_id: int | None = None) -> Event | None:
+    def _parse(self, payload: str | bytes | dict, log_id: int | None = None) -> Event | None:
         """A notified payload (text) or a logged one (jsonb, read as a dict); None if malformed."""
         try:
             event = Event.from_payload(payload, log_id)
@@ -353,16 +353,17 @@ class EventStream:
         self.received += 1
         return event
 
-    def _first_time(self, event: Event) -> bool:
-        """False for an event already handed out (notified, and read from the log by a backfill)."""
-        identity = (event.pid, event.xid, event.schema, event.tview, event.ts)
-        if identity in self._seen_set:
-            return False
-        self._seen.append(identity)
-        self._seen_set.add(identity)
-        if len(self._seen) > SEEN_MAX:
-            self._seen_set.discard(self._seen.popleft())
-        return True
+    def _first_notified(self, events: list[Event]) -> list[Event]:
+        """The events listened to that a backfill has not handed out already. Cheap in bulk: an
+        event's identity is compared only for a while after a backfill (until SEEN_MAX events
+        were listened to); otherwise the events are only remembered, for the next backfill."""
+        if self._logged_checks > 0:
+            self._logged_checks -= len(events)
+            events = [event for event in events if _identity(event) not in self._logged]
+            if self._logged_checks <= 0:
+                self._logged.clear()
+        self._notified.extend(events)
+        return events
 
     async def _backfill(self, since: datetime, read_ids: set[int]) -> list[Event] | None:
         """Events logged since ``since`` not seen yet, or None when the log is off or unreadable.
@@ -376,8 +377,17 @@ class EventStream:
             on = await (await self._conn.execute("SELECT tview.enabled('log', false)")).fetchone()
             return [] if on and on[0] else None
         read_ids.update(log_id for log_id, _ in rows)
-        found = (self._parse(payload, log_id) for log_id, payload in rows)
-        return [event for event in found if event is not None and self._first_time(event)]
+        notified = {_identity(event) for event in self._notified}
+        fresh = []
+        for log_id, payload in rows:
+            event = self._parse(payload, log_id)
+            if event is not None and (identity := _identity(event)) not in notified and identity not in self._logged:
+                self._logged[identity] = None
+                fresh.append(event)
+        while len(self._logged) > SEEN_MAX:
+            del self._logged[next(iter(self._logged))]
+        self._logged_checks = SEEN_MAX
+        return fresh
 
     async def _start_catch_up(self, down_since: datetime, reason: str) -> list[Event] | None:
         """The first read of the log after a gap (None: no log to read); later reads follow
@@ -420,6 +430,8 @@ class EventStream:
 
     async def _open(self) -> psycopg.AsyncConnection:
         conn = await connect_async(self.target, autocommit=True)
+        self._during_queries = []
+        conn.add_notify_handler(lambda notify: self._during_queries.append(notify.payload))
         if not self.poll:
             self.standby = await in_recovery_async(conn)
         if self.polling:
@@ -471,20 +483,28 @@ class EventStream:
                 await self._close_conn()
 
     async def _listen_batches(self) -> AsyncIterator[list[Item]]:
+        """Notifications read straight from libpq: at tens of thousands a second, psycopg's
+        ``notifies()`` (a Notify object, decoded twice, per notification) took half the CPU of
+        receiving them. Those that arrive while the stream runs a query of its own come through
+        ``_during_queries``."""
         assert self._conn is not None
+        pgconn = self._conn.pgconn
         while not self._closed:
-            batch: list[Item] = []
-            async for notify in self._conn.notifies(timeout=self.batch_wait, stop_after=self.batch_max):
-                event = self._parse(notify.payload)
-                if event is not None and self._first_time(event):
-                    batch.append(event)
+            payloads: list[str | bytes] = [*self._during_queries]
+            self._during_queries.clear()
+            deadline = time.monotonic() + self.batch_wait
+            while len(payloads) < self.batch_max and (remaining := deadline - time.monotonic()) > 0:
+                await _readable(pgconn.socket, remaining)
+                pgconn.consume_input()            # raises OperationalError once the connection is lost
+                while (notify := pgconn.notifies()) is not None:
+                    payloads.append(notify.extra)
+            parsed = (self._parse(payload) for payload in payloads)
+            batch: list[Item] = [*self._first_notified([event for event in parsed if event is not None])]
             catch_up = self._catch_up
             if catch_up is not None and time.monotonic() >= catch_up.next_read:
                 batch.extend(await self._catch_up_read(catch_up))
             if batch:
                 yield batch
-            elif self._conn.closed:
-                raise psycopg.OperationalError("connection closed")
 
     async def _poll_batches(self) -> AsyncIterator[list[Item]]:
         assert self._conn is not None and self._last_log_id is not None    # set by _open when polling
@@ -535,6 +555,28 @@ class EventStream:
     async def close(self) -> None:
         self._closed = True
         await self._close_conn()
+
+
+def _identity(event: Event) -> tuple:
+    """What an event notified and the same event read from the log have in common."""
+    return event.pid, event.xid, event.schema, event.tview, event.ts
+
+
+async def _readable(fd: int, timeout: float) -> None:
+    """Wait until ``fd`` has something to read, at most ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready, timeout)
+    finally:
+        loop.remove_reader(fd)
 
 
 async def _in_read_write(conn: psycopg.AsyncConnection, statement: str) -> None:
