@@ -294,6 +294,7 @@ CATCH_UP_MAX = 30.0           # default seconds after which the events of transa
 NO_ENGINE = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
              psycopg.errors.InvalidSchemaName)
 SEEN_MAX = 20_000
+READ_PAUSE = 0.01    # seconds between two reads of a batch: a wake-up per notification would cost more than it
 
 
 @dataclass
@@ -494,10 +495,11 @@ class EventStream:
             self._during_queries.clear()
             deadline = time.monotonic() + self.batch_wait
             while len(payloads) < self.batch_max and (remaining := deadline - time.monotonic()) > 0:
-                await _readable(pgconn.socket, remaining)
-                pgconn.consume_input()            # raises OperationalError once the connection is lost
-                while (notify := pgconn.notifies()) is not None:
-                    payloads.append(notify.extra)
+                if payloads:      # more are coming: let them gather, and read many at once
+                    await asyncio.sleep(min(remaining, READ_PAUSE))
+                else:
+                    await _readable(pgconn.socket, remaining)
+                _read_notifications(pgconn, payloads, self.batch_max)
             parsed = (self._parse(payload) for payload in payloads)
             batch: list[Item] = [*self._first_notified([event for event in parsed if event is not None])]
             catch_up = self._catch_up
@@ -560,6 +562,19 @@ class EventStream:
 def _identity(event: Event) -> tuple:
     """What an event notified and the same event read from the log have in common."""
     return event.pid, event.xid, event.schema, event.tview, event.ts
+
+
+def _read_notifications(pgconn: psycopg.pq.abc.PGconn, payloads: list[str | bytes], limit: int) -> None:
+    """Append the payloads of the notifications the connection's socket holds now, until there
+    are ``limit`` (libpq reads at most its buffer's size at a time; the server may send on for
+    ever). Raises OperationalError once the connection is lost."""
+    while len(payloads) < limit:
+        pgconn.consume_input()
+        before = len(payloads)
+        while (notify := pgconn.notifies()) is not None:
+            payloads.append(notify.extra)
+        if len(payloads) == before:
+            return
 
 
 async def _readable(fd: int, timeout: float) -> None:
