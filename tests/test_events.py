@@ -177,6 +177,33 @@ def events_only(items) -> list[Event]:
 
 
 @pytest.mark.engine
+async def test_a_burst_of_notifications_arrives_whole_in_order_and_in_bounded_batches(dsn):
+    """5,000 events committed at once fill the stream's socket: they come in order, each once,
+    in batches of at most ``batch_max`` (a read never takes all the socket holds)."""
+    stream = EventStream(dsn, batch_max=200)
+    batches: list[list] = []
+
+    async def consume() -> None:
+        async for batch in stream.batches():
+            batches.append(batch)
+            if sum(map(len, batches)) >= 5000:
+                return
+
+    task = asyncio.create_task(consume())
+    await eventually(lambda: stream.connected, "stream listening")
+    payload = ('{"v":1,"ts":"2026-11-24T10:00:00Z","pid":1,"xid":"%s","schema":"public","tview":"tv_burst",'
+               '"source":"tb_burst","op":"UPDATE","depth":0,"mode":"recompute","rows":1,"upserted":1,'
+               '"patched":0,"deleted":0,"us":5,"keys":[1],"keys_more":0}')
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT count(pg_notify('tview_events', format(%s, g))) FROM generate_series(1, 5000) g",
+                     (payload,))
+    await asyncio.wait_for(task, 20)
+    await stream.close()
+    assert [int(e.xid) for batch in batches for e in events_only(batch)] == list(range(1, 5001))
+    assert max(map(len, batches)) <= 200
+
+
+@pytest.mark.engine
 async def test_stream_skips_and_counts_malformed_payloads(blog, dsn):
     stream = EventStream(dsn)
     task = asyncio.create_task(drain(stream, lambda items: len(events_only(items)) >= 2))

@@ -494,6 +494,7 @@ class EventStream:
             payloads: list[str | bytes] = [*self._during_queries]
             self._during_queries.clear()
             deadline = time.monotonic() + self.batch_wait
+            _read_notifications(pgconn, payloads, self.batch_max)
             while len(payloads) < self.batch_max and (remaining := deadline - time.monotonic()) > 0:
                 if payloads:      # more are coming: let them gather, and read many at once
                     await asyncio.sleep(min(remaining, READ_PAUSE))
@@ -565,15 +566,18 @@ def _identity(event: Event) -> tuple:
 
 
 def _read_notifications(pgconn: psycopg.pq.abc.PGconn, payloads: list[str | bytes], limit: int) -> None:
-    """Append the payloads of the notifications the connection's socket holds now, until there
-    are ``limit`` (libpq reads at most its buffer's size at a time; the server may send on for
-    ever). Raises OperationalError once the connection is lost."""
+    """Append the payloads of notifications until there are ``limit``: first those libpq has
+    read already, then those the socket holds (libpq reads at most its buffer's size at a time,
+    and the server may send on for ever). Raises OperationalError once the connection is lost."""
+    queued = True
     while len(payloads) < limit:
-        pgconn.consume_input()
-        before = len(payloads)
-        while (notify := pgconn.notifies()) is not None:
+        if (notify := pgconn.notifies()) is not None:
             payloads.append(notify.extra)
-        if len(payloads) == before:
+            queued = True
+        elif queued:
+            pgconn.consume_input()
+            queued = False
+        else:
             return
 
 
