@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from rich.text import Text
 from textual.widgets import DataTable, Label, Tree
 
 from tview_tui import demo
@@ -84,6 +86,28 @@ async def test_cursor_stays_on_its_tview_across_updates_and_sorting(demo_db):
         await pilot.pause(0.8)                      # and a reload happens meanwhile
         assert screen.selected == "public.tv_user"
         assert table_rows(app, "#tviews")[0][0] == "public.tv_comment"   # most rows first
+
+
+async def test_list_columns_fit_their_cells_as_values_grow_and_shrink(demo_db):
+    """Only the widest changed cell of a column is measured against it; the widths come out as
+    if every cell had been."""
+    app = TviewApp(Target(demo_db), config=Config(path=None, refresh_interval=3600))   # no reload meanwhile
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        screen = app.screen
+        table = screen.query_one("#tviews", DataTable)
+        infos = list(screen.rows_by_key.values())
+
+        def fitted() -> bool:
+            return all(column.content_width == max(
+                [Text.from_markup(str(column.label)).cell_len,
+                 *(Text.from_markup(str(cell)).cell_len for cell in table.get_column(column.key))])
+                for column in table.columns.values())
+
+        for rows, shown in ((123_456_789_012, "123,456,789,012"), (7, "7"), (None, "?")):
+            app.tviews = [dataclasses.replace(info, rows=rows, rows_exact=True) for info in infos]  # as a reload would
+            screen._update_table(app.tviews)
+            await wait_for(pilot, lambda: fitted() and set(table.get_column("rows")) == {shown})  # noqa: B023
 
 
 async def test_filter_and_detail_navigation(demo_db):

@@ -97,6 +97,7 @@ class TviewsScreen(BaseScreen):
             table.remove_row(key)
             del self.rows_by_key[key]
             del self.cells_by_key[key]
+        widest: dict[str, tuple[int, str, str]] = {}    # column -> width, row and text of its widest new cell
         for info in wanted:
             cells = self._cells(info)
             shown = self.cells_by_key.get(info.label)
@@ -105,9 +106,18 @@ class TviewsScreen(BaseScreen):
             else:
                 for column, value in cells.items():
                     if shown[column] != value:
-                        table.update_cell(info.label, column, value, update_width=True)
+                        table.update_cell(info.label, column, value)
+                        width = Text.from_markup(value).cell_len
+                        if width > widest.get(column, (-1, "", ""))[0]:
+                            widest[column] = (width, info.label, value)
             self.rows_by_key[info.label] = info
             self.cells_by_key[info.label] = cells
+        # The table fits a column to a changed cell, measuring the whole column when the cell got
+        # narrower: done for every changed cell, that was rows x rows measures per column. The
+        # widest changed cell alone gives the same width (it is the new widest, or the column is
+        # measured once).
+        for column, (_, row, value) in widest.items():
+            table.update_cell(row, column, value, update_width=True)
         current = [str(row.key.value) for row in table.ordered_rows]
         if current != wanted_keys:
             order = {key: n for n, key in enumerate(wanted_keys)}
