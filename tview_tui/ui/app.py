@@ -153,9 +153,8 @@ class TviewApp(App):
         self.db = Database(self.target)
         self.switch_mode("tviews")
         self._show_read_only()
-        self.reload()
+        self.reload()            # the first load starts the health checks (they share its connection)
         self.set_interval(self.config.refresh_interval, self.reload)
-        self.check_health()
         self.set_interval(HEALTH_INTERVAL, self.check_health)
         self.stream_events()
 
@@ -223,6 +222,8 @@ class TviewApp(App):
             "  [standby, read-only]" if self.standby else "  [read-only]" if self.read_only else "")
 
     def _set_loaded(self, items: list[catalog.TviewInfo]) -> None:
+        if self.findings is None and not self.connected:
+            self.check_health()  # after the list, not before it: they take turns on one connection
         self.connected = True
         self.last_reload_error = None
         self.tviews = items
