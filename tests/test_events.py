@@ -302,6 +302,19 @@ async def test_a_listening_stream_reads_what_it_missed_from_the_log(blog, dsn, s
     assert items.index(gap) == 2                                             # the missed ones come after it
 
 
+async def straddle_a_gap(stream: EventStream, writer: psycopg.Connection, server_dsn: str, dsn: str) -> str:
+    """Cut the stream off, and while it cannot come back, let ``writer`` rename user 1 in a
+    transaction left open; return its xid once the stream is back."""
+    await eventually(lambda: stream.connected, "stream listening")
+    with connections_refused(server_dsn, dsn):
+        assert writer.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0] == 1
+        await eventually(lambda: not stream.connected, "stream cut off")
+        xid = writer.execute("UPDATE tb_user SET name = 'straddling' WHERE pk_user = 1"
+                             " RETURNING pg_current_xact_id()::text").fetchone()[0]
+    await eventually(lambda: stream.reconnects == 1, "stream back")
+    return xid
+
+
 @pytest.mark.engine
 @pytest.mark.parametrize("commits", ["while catching up", "too late"])
 async def test_a_writer_that_published_while_the_stream_was_away_and_commits_later(blog, dsn, server_dsn, commits):
@@ -321,13 +334,7 @@ async def test_a_writer_that_published_while_the_stream_was_away_and_commits_lat
     task = asyncio.create_task(consume())
     try:
         with psycopg.connect(dsn) as writer:                   # one transaction, open across the return
-            await eventually(lambda: stream.connected, "stream listening")
-            with connections_refused(server_dsn, dsn):
-                assert writer.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0] == 1
-                await eventually(lambda: not stream.connected, "stream cut off")
-                xid = writer.execute("UPDATE tb_user SET name = 'straddling' WHERE pk_user = 1"
-                                     " RETURNING pg_current_xact_id()::text").fetchone()[0]
-            await eventually(lambda: stream.reconnects == 1, "stream back")
+            xid = await straddle_a_gap(stream, writer, server_dsn, dsn)
             await asyncio.sleep(0.3)                            # the stream has read the log: nothing yet
             assert not events_only(items)
             if commits == "too late":
@@ -367,13 +374,7 @@ async def test_events_notified_during_a_catch_up_are_handed_out_once(blog, dsn, 
     task = asyncio.create_task(consume())
     try:
         with psycopg.connect(dsn) as straddler, psycopg.connect(dsn, autocommit=True) as writer:
-            await eventually(lambda: stream.connected, "stream listening")
-            with connections_refused(server_dsn, dsn):
-                assert writer.execute("SELECT count(pg_terminate_backend(pid)) FROM tview.listeners").fetchone()[0] == 1
-                await eventually(lambda: not stream.connected, "stream cut off")
-                straddling = straddler.execute("UPDATE tb_user SET name = 'straddling' WHERE pk_user = 1"
-                                               " RETURNING pg_current_xact_id()::text").fetchone()[0]
-            await eventually(lambda: stream.reconnects == 1, "stream back")
+            straddling = await straddle_a_gap(stream, straddler, server_dsn, dsn)
             xids = []
             for n in range(20):     # fewer than the 64 stamp slots: none waits for the straddler's
                 xids.append(writer.execute("UPDATE tb_user SET name = %s WHERE pk_user = 2"
