@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import psycopg
@@ -28,12 +29,17 @@ def _differences(name: str) -> sql.Composed:
         tv=sql.Identifier(schema, "tv_" + bare), v=sql.Identifier(schema, "v_" + bare), name=sql.Literal(name))
 
 
+@functools.cache
+def _query(names: tuple[str, ...]) -> sql.Composed:
+    """The differences of every name in one query (built once: the random workloads check after every step)."""
+    return sql.SQL(" UNION ALL ").join(_differences(name) for name in names) + sql.SQL(" ORDER BY 1, 2, 3")
+
+
 def _drifts(conn: psycopg.Connection, names: Sequence[str]) -> dict[str, dict[str, list[str]]]:
-    """drift() of each name, all in one round trip (the random workloads check after every step)."""
+    """drift() of each name, all in one round trip."""
     found: dict[str, dict[str, list[str]]] = {name: {"extra": [], "missing": []} for name in names}
-    if names:
-        query = sql.SQL(" UNION ALL ").join(_differences(name) for name in found) + sql.SQL(" ORDER BY 1, 2, 3")
-        for name, side, row in conn.execute(query):
+    if found:
+        for name, side, row in conn.execute(_query(tuple(found))):
             found[name][side].append(row)
     return found
 
