@@ -102,6 +102,20 @@ def set_engine(conn: psycopg.Connection, **settings: str | None) -> None:
         conn.commit()
 
 
+def wait_until(condition: Callable[[], object], timeout: float = 15.0):
+    """Poll until condition() is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+    return value
+
+
+def listeners(conn: psycopg.Connection) -> int:
+    """Sessions registered as listeners (tview.listen()) that are still there: each LISTENs."""
+    return conn.execute("SELECT count(*) FROM tview.listeners l JOIN pg_stat_activity a ON a.pid = l.pid").fetchone()[0]
+
+
 def two_writers(dsn: str, first_sql: str, second_sql: str, row_locks: str = "on", *,
                 first_isolation: IsolationLevel | None = None, must_wait: bool = False) -> None:
     """first_sql runs (at first_isolation, else the default) and stays uncommitted while

@@ -12,6 +12,8 @@ import pytest
 
 from tview_tui import demo
 
+from engine_helpers import listeners, wait_until
+
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tview_tui", *args], capture_output=True, text=True,
@@ -100,12 +102,18 @@ def test_tail_refuses_an_unknown_tview_and_a_log_that_is_off(demo_dsn):
     tail = subprocess.Popen([sys.executable, "-m", "tview_tui", "tail", demo_dsn, "--since", "10m"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            tail.wait(4)
+        assert tail.stderr is not None
+        said = []
+        for line in tail.stderr:                             # until it starts tailing, past --since
+            said.append(line)
+            if line.startswith("tailing"):
+                break
+        with pytest.raises(subprocess.TimeoutExpired):       # and it keeps tailing (its stream connects at once)
+            tail.wait(1)
     finally:
         tail.terminate()
-        _, err = tail.communicate(timeout=10)
-    assert "note: the event log is off (tview.log), so --since has nothing to read" in err
+        tail.communicate(timeout=10)
+    assert "note: the event log is off (tview.log), so --since has nothing to read" in "".join(said)
 
 
 def test_tail_trace_prints_each_transaction_as_a_tree(demo_dsn):
@@ -116,7 +124,7 @@ def test_tail_trace_prints_each_transaction_as_a_tree(demo_dsn):
     try:
         assert "tailing" in tail.stderr.readline()
         with psycopg.connect(demo_dsn, autocommit=True) as conn:
-            conn.execute("SELECT pg_sleep(0.5)")          # LISTEN registered
+            wait_until(lambda: listeners(conn))
             with conn.transaction():
                 conn.execute("UPDATE tb_user SET name = 'traced' WHERE pk_user = 4")
                 conn.execute("UPDATE tb_comment SET body = 'traced' WHERE pk_comment = 8")

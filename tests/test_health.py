@@ -23,7 +23,7 @@ from psycopg import sql
 from tview_tui import demo, diagnostics, installer
 from tview_tui.diagnostics import Finding, apply_fix, exit_code, run_checks
 
-from engine_helpers import damage, prepared_database, set_engine
+from engine_helpers import damage, prepared_database, set_engine, wait_until
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -52,15 +52,6 @@ def index_on(conn, table: str, column: str) -> str:
         "SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_attribute a"
         " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
         " WHERE i.indrelid = %s::regclass AND a.attname = %s", (table, column)).fetchone()[0]
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 15.0):
-    """Poll until condition() is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
-    return value
 
 
 @contextlib.contextmanager

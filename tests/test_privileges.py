@@ -19,12 +19,13 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from test_events import eventually
 
 from tview_tui import catalog, installer
 from tview_tui.connection import TviewError
 from tview_tui.events import Event, EventStream
 
-from engine_helpers import set_engine
+from engine_helpers import listeners, set_engine
 from oracle import assert_oracle
 
 pytestmark = pytest.mark.engine
@@ -271,10 +272,9 @@ def test_read_only_role_browses_and_tails_but_cannot_refresh_or_install(setup: S
         received: list[Event] = []
         batches = stream.batches()
         first = asyncio.ensure_future(batches.__anext__())
-        await asyncio.sleep(0.5)            # the stream is listening, registered for tview.notify = auto
-        registered = setup.owner.execute("SELECT count(*) FROM tview.listeners l"
-                                         " JOIN pg_stat_activity a ON a.pid = l.pid").fetchone()[0]
-        assert registered == 1
+        # the stream is listening, registered for tview.notify = auto
+        await eventually(lambda: listeners(setup.owner), "the stream registered")
+        assert listeners(setup.owner) == 1
         with connect_as(setup.dsn, setup.roles.app) as app:
             app.execute("SET tview.notify = auto")
             app.execute("UPDATE tb_user SET name = 'tailed' WHERE pk_user = 1")

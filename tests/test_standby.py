@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from test_events import eventually
 
 from tview_tui import events, installer
 from tview_tui.config import Config
@@ -100,8 +101,9 @@ def rename(pair: Pair, name: str) -> None:
 def test_tviews_reach_the_standby_and_its_stream_polls_the_log(pair):
     """The stream sees a standby, polls the replicated log instead of retrying LISTEN, and hands
     out the events of writes on the primary."""
+    stream = events.EventStream(pair.standby, poll_interval=0.1)
+
     async def run() -> list[events.Event]:
-        stream = events.EventStream(pair.standby, poll_interval=0.1)
         found: list[events.Event] = []
         try:
             async with asyncio.timeout(30):
@@ -116,7 +118,7 @@ def test_tviews_reach_the_standby_and_its_stream_polls_the_log(pair):
         return found
 
     async def write_soon() -> None:
-        await asyncio.sleep(1.0)
+        await eventually(lambda: stream.connected, "the stream polling")   # it has read where the log ends
         await asyncio.to_thread(rename, pair, "from the primary")
 
     async def both() -> list[events.Event]:

@@ -64,6 +64,23 @@ async def loaded(pilot, app) -> None:
     await wait_for(pilot, lambda: app.screen.query("#tviews") and app.screen.query_one("#tviews").row_count == 5)
 
 
+async def palette_search(pilot, app, text: str) -> None:
+    """Type text into the open command palette and wait until its search has ended with a command
+    of that text among the results (enter before then picks whatever was found so far)."""
+    from textual.command import CommandList, CommandPalette
+
+    await pilot.press(*text)
+    palette = app.screen
+    assert isinstance(palette, CommandPalette)
+
+    def found() -> bool:
+        searching = any(worker.node is palette and worker.group == palette._GATHER_COMMANDS_GROUP
+                        and not worker.is_finished for worker in app.workers)
+        options = palette.query_one(CommandList).options
+        return not searching and any(text in str(option.prompt).lower() for option in options)
+    await wait_for(pilot, found)
+
+
 async def test_list_shows_every_tview_with_rows_and_lineage(demo_db):
     app = make_app(demo_db)
     async with app.run_test(size=SIZE) as pilot:
@@ -83,7 +100,8 @@ async def test_cursor_stays_on_its_tview_across_updates_and_sorting(demo_db):
         table = screen.query_one("#tviews", DataTable)
         table.move_cursor(row=[r[0] for r in table_rows(app, "#tviews")].index("public.tv_user"))
         await pilot.press("s")                      # sort by rows: tv_user moves
-        await pilot.pause(0.8)                      # and a reload happens meanwhile
+        before = app.tviews
+        await wait_for(pilot, lambda: app.tviews is not before)     # and a reload happens meanwhile
         assert screen.selected == "public.tv_user"
         assert table_rows(app, "#tviews")[0][0] == "public.tv_comment"   # most rows first
 
@@ -259,8 +277,7 @@ async def test_palette_offers_registry_commands(demo_db):
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
         await pilot.press("ctrl+p")
-        await pilot.press(*"live tail")
-        await pilot.pause(0.5)
+        await palette_search(pilot, app, "live tail")
         await pilot.press("enter")
         await wait_for(pilot, lambda: getattr(app.screen, "SCOPE", "") == "tail")
 

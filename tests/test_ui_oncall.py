@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_ui import COLUMN, SIZE, loaded, make_app, notifications, wait_for  # noqa: F401
+from test_ui import COLUMN, SIZE, loaded, make_app, notifications, palette_search, wait_for  # noqa: F401
 from textual.widgets import Label
 
 from tview_tui import demo
@@ -61,7 +61,12 @@ async def test_detail_closed_before_its_data_arrives_drops_the_result(demo_db, d
             await pilot.pause(0.3)
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen.SCOPE == "tviews")
-        await pilot.pause(2.5)                              # the load finishes (or times out) now
+
+        def app_sessions_idle() -> bool:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                return not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                        " AND application_name = 'tview-tui' AND state <> 'idle'").fetchone()[0]
+        await wait_for(pilot, app_sessions_idle)          # the load finishes now, its result comes too late
         assert app.return_code is None and app.is_running
         await pilot.press("enter")                          # and the next detail loads as usual
         await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen)
@@ -76,18 +81,18 @@ async def test_palette_offers_the_screens_commands_and_one_quit(demo_db):
     app = make_app(demo_db)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot, app)
-        await pilot.press("ctrl+p", *"filt")
-        await pilot.pause(0.5)
+        await pilot.press("ctrl+p")
+        await palette_search(pilot, app, "filt")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
         await pilot.press("escape", "2")
         await wait_for(pilot, lambda: app.screen.SCOPE == "tail")
-        await pilot.press("ctrl+p", *"pause")
-        await pilot.pause(0.5)
+        await pilot.press("ctrl+p")
+        await palette_search(pilot, app, "pause")
         await pilot.press("enter")
         await wait_for(pilot, lambda: getattr(app.screen, "paused", False))
-        await pilot.press("ctrl+p", *"quit")
-        await pilot.pause(0.5)
+        await pilot.press("ctrl+p")
+        await palette_search(pilot, app, "quit")
         assert isinstance(app.screen, CommandPalette)
         options = app.screen.query_one("CommandList").options
         assert sum("Quit" in str(option.prompt) for option in options) == 1
@@ -157,20 +162,27 @@ async def test_event_rates_count_every_event_not_a_window(demo_db, dsn):
                          " UPDATE tb_post SET title = 'rate ' || i WHERE pk_post = 1 + i % 300; END LOOP; END $$")
         await wait_for(pilot, lambda: app.stats.get("public.tv_post_card") is not None
                        and app.stats.get("public.tv_post_card").count >= 2100, timeout=60)
-        await pilot.pause(1.2)
-        rows = {r[0]: r for r in (app.screen.query_one("#tviews").get_row_at(i) for i in range(5))}
         rate = COLUMN["rate"]
+
+        def listed() -> dict:
+            return {r[0]: r for r in (app.screen.query_one("#tviews").get_row_at(i) for i in range(5))}
+        # the list (redrawn each second) shows the rates the app counted
+        await wait_for(pilot, lambda: all(listed()[name][rate] == f"{app.stats.get(name).per_minute:.0f}"
+                                          for name in ("public.tv_post", "public.tv_post_card")))
+        rows = listed()
         assert rows["public.tv_post"][rate] == "2100" and rows["public.tv_post_card"][rate] == "2100"
 
 
 async def test_writer_label_shows_the_rate_achieved_and_the_rate_asked(demo_db):
     writer = demo.DemoWriter(Target(demo_db), rate=1000)
     writer.start()
+    started = time.monotonic()
     try:
         app = make_app(demo_db, writer=writer)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot, app)
-            await pilot.pause(6.5)
+            # the label averages the last 5 whole seconds: they must all lie after the start
+            await wait_for(pilot, lambda: time.monotonic() - started >= 6.5)
             before, measured_from = writer.writes, asyncio.get_running_loop().time()
             await pilot.pause(3.0)
             achieved = (writer.writes - before) / (asyncio.get_running_loop().time() - measured_from)
@@ -218,6 +230,11 @@ async def test_refresh_result_names_the_rows_of_each_tview_and_opens_whole(demo_
         assert "what       4 key(s): 1-3, 5" in str(app.screen.body)
 
 
+def laid_out(screen, *selectors: str) -> bool:
+    """The screen shows every widget of selectors, with a place on it."""
+    return all(screen.query(selector) and screen.query_one(selector).region.area for selector in selectors)
+
+
 async def test_narrow_terminal_keeps_health_timings_help_and_the_tail_readable(demo_db, dsn):
     """80x24: the list keeps health and ev/min on screen, the footer keeps ? and q, the tail puts
     its sparklines below and the refresh time in its second column."""
@@ -231,14 +248,14 @@ async def test_narrow_terminal_keeps_health_timings_help_and_the_tail_readable(d
         assert "health" in header and "ev/min" in header
         assert "? Help" in text and "q Quit" in text
         await pilot.press("2")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: laid_out(app.screen, "#tail-log", "#sparklines"))
         tail, panel = app.screen.query_one("#tail-log"), app.screen.query_one("#sparklines")
         assert panel.region.y >= tail.region.bottom and tail.region.width >= 76
         assert tail.header.split()[:3] == ["time", "ms", "rows"]
     async with make_app(demo_db).run_test(size=(160, 45)) as pilot:
         await loaded(pilot, pilot.app)
         await pilot.press("2")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: laid_out(pilot.app.screen, "#tail-log", "#sparklines"))
         tail, panel = pilot.app.screen.query_one("#tail-log"), pilot.app.screen.query_one("#sparklines")
         assert panel.region.x >= tail.region.right                    # wide: side by side
 
@@ -361,7 +378,7 @@ async def test_graph_screen_shows_levels_lineage_rates_and_the_last_trace(demo_d
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         await pilot.press("escape", "5")
         await wait_for(pilot, lambda: app.screen.SCOPE == "graph" and app.screen.query_one("#graph-table").row_count)
-        await pilot.pause(1.2)
+        await wait_for(pilot, lambda: laid_out(app.screen, "#graph-view"))
         view = app.screen.query_one("#graph-view")                    # drawn first: boxes by level
         assert app.focused is view and view.region.height > 20
         lit = {name for name, box in view.drawing.boxes.items() if box.lit}
