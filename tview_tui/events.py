@@ -494,6 +494,7 @@ class EventStream:
             payloads: list[str | bytes] = [*self._during_queries]
             self._during_queries.clear()
             deadline = time.monotonic() + self.batch_wait
+            await asyncio.sleep(0)    # the loop's other tasks run even when every read fills a batch at once
             _read_notifications(pgconn, payloads, self.batch_max)
             while len(payloads) < self.batch_max and (remaining := deadline - time.monotonic()) > 0:
                 if payloads:      # more are coming: let them gather, and read many at once
