@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -179,16 +180,26 @@ def events_only(items) -> list[Event]:
 @pytest.mark.engine
 async def test_a_burst_of_notifications_arrives_whole_in_order_and_in_bounded_batches(dsn):
     """5,000 events committed at once fill the stream's socket: they come in order, each once,
-    in batches of at most ``batch_max`` (a read never takes all the socket holds)."""
+    in batches of at most ``batch_max`` (a read never takes all the socket holds), and the
+    event loop's other tasks run between two batches (the stream process sends its updates)."""
     stream = EventStream(dsn, batch_max=200)
     batches: list[list] = []
+    ticks = [0]
+    ticks_at_batch: list[int] = []
 
     async def consume() -> None:
         async for batch in stream.batches():
             batches.append(batch)
+            ticks_at_batch.append(ticks[0])
             if sum(map(len, batches)) >= 5000:
                 return
 
+    async def other_task() -> None:
+        while True:
+            ticks[0] += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_task())
     task = asyncio.create_task(consume())
     await eventually(lambda: stream.connected, "stream listening")
     payload = ('{"v":1,"ts":"2026-11-24T10:00:00Z","pid":1,"xid":"%s","schema":"public","tview":"tv_burst",'
@@ -198,9 +209,11 @@ async def test_a_burst_of_notifications_arrives_whole_in_order_and_in_bounded_ba
         conn.execute("SELECT count(pg_notify('tview_events', format(%s, g))) FROM generate_series(1, 5000) g",
                      (payload,))
     await asyncio.wait_for(task, 20)
+    ticker.cancel()
     await stream.close()
     assert [int(e.xid) for batch in batches for e in events_only(batch)] == list(range(1, 5001))
     assert max(map(len, batches)) <= 200
+    assert all(later > earlier for earlier, later in itertools.pairwise(ticks_at_batch))
 
 
 @pytest.mark.engine
