@@ -294,7 +294,8 @@ CATCH_UP_MAX = 30.0           # default seconds after which the events of transa
 NO_ENGINE = (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
              psycopg.errors.InvalidSchemaName)
 SEEN_MAX = 20_000
-READ_PAUSE = 0.01    # seconds between two reads of a batch: a wake-up per notification would cost more than it
+READ_PAUSE = 0.01    # seconds between two reads of a batch while more come: one read then takes many (a wake-up
+                     # per socket packet, some 20 notifications, cost more CPU than the notifications' parsing)
 
 
 @dataclass
@@ -345,7 +346,8 @@ class EventStream:
         self._during_queries: list[str] = []    # notifications psycopg read while the stream ran a query
 
     def _parse(self, payload: str | bytes | dict, log_id: int | None = None) -> Event | None:
-        """A notified payload (text) or a logged one (jsonb, read as a dict); None if malformed."""
+        """A notified payload (text, or bytes read from libpq) or a logged one (jsonb, read as a
+        dict); None if malformed."""
         try:
             event = Event.from_payload(payload, log_id)
         except MalformedEvent:
