@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS dependencies_source_idx ON tview.dependencies (source
 -- Snapshot guard: rows per TVIEW, one of which (picked by the transaction id) every transaction
 -- maintaining the TVIEW updates in the capture code. A REPEATABLE READ or SERIALIZABLE writer
 -- refreshes from its transaction's snapshot, which misses rows committed after it: it
--- share-locks the rows of every TVIEW its write can reach (tview._check_snapshot), so it gets
+-- locks the rows of every TVIEW its write can reach (tview._check_snapshot), so it gets
 -- 40001 where another transaction maintained one of them unseen, and later maintainers wait
 -- for its commit.
 CREATE TABLE IF NOT EXISTS tview.stamps (

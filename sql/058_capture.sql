@@ -241,18 +241,24 @@ AS $$
 $$;
 
 -- A REPEATABLE READ or SERIALIZABLE transaction refreshes from its snapshot: it must not
--- miss what another transaction wrote to what these TVIEWs read. Share-locking their stamps
--- waits for the maintainers still running and fails with 40001 where one committed unseen
--- (the row's newer version); the locks then make later maintainers wait for this commit.
+-- miss what another transaction wrote to what these TVIEWs read. It locks their stamps with
+-- the lock the stamp's UPDATE takes, so later maintainers wait for this commit. It does not
+-- wait itself: a stamp held by another transaction belongs to a maintainer still running
+-- (or to a writer like this one, which also marks its own stamp), so once that commits this
+-- snapshot misses its work and 40001 is certain; failing at once spares the wait and the
+-- deadlocks of two writers each holding stamps the other needs. A stamp whose newer version
+-- committed unseen fails the same way.
 CREATE OR REPLACE FUNCTION tview._check_snapshot(tview_ids int[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM FROM tview.stamps s WHERE s.tview_id = ANY (tview._snapshot_scope(tview_ids))
-    ORDER BY s.tview_id, s.slot FOR SHARE;
-EXCEPTION WHEN serialization_failure THEN
-    RAISE EXCEPTION 'could not serialize access: a TVIEW this write refreshes was maintained by a transaction this transaction''s snapshot does not see'
+    ORDER BY s.tview_id, s.slot FOR NO KEY UPDATE NOWAIT;
+EXCEPTION WHEN serialization_failure OR lock_not_available THEN
+    RAISE EXCEPTION 'could not serialize access: a TVIEW this write refreshes %',
+          CASE SQLSTATE WHEN '55P03' THEN 'is being maintained by another transaction, whose work this transaction''s snapshot will not see'
+                        ELSE 'was maintained by a transaction this transaction''s snapshot does not see' END
         USING ERRCODE = 'serialization_failure',
               DETAIL = current_setting('transaction_isolation') || ' refreshes TVIEWs from the snapshot taken at the transaction''s first statement.',
               HINT = 'Retry the transaction, as for any serialization failure; under READ COMMITTED the engine waits instead.';

@@ -329,6 +329,46 @@ def test_the_serialization_failure_says_why_and_what_to_do(db, dsn):
         writer.close()
 
 
+TWO_TVIEWS = """
+CREATE TABLE tb_a (pk_a int PRIMARY KEY, v int);
+CREATE TABLE tb_b (pk_b int PRIMARY KEY, v int);
+INSERT INTO tb_a VALUES (1, 0), (2, 0);
+INSERT INTO tb_b VALUES (1, 0), (2, 0);
+SELECT tview.create('a', 'SELECT pk_a, jsonb_build_object(''v'', v) AS data FROM tb_a');
+SELECT tview.create('b', 'SELECT pk_b, jsonb_build_object(''v'', v) AS data FROM tb_b');
+"""
+
+
+@pytest.mark.parametrize("level", [IsolationLevel.REPEATABLE_READ, IsolationLevel.SERIALIZABLE])
+def test_snapshot_writers_crossing_two_tviews_fail_at_once_instead_of_deadlocking(db, dsn, level):
+    """Two writers each change their own row of one TVIEW's table, then of the other's. The one that
+    reaches a TVIEW the other is maintaining gets 40001 at once: waiting could only end in a 40001
+    (its snapshot misses the other's work) or, here, in a deadlock. Its retry goes through."""
+    db.execute(TWO_TVIEWS)
+    first, second = psycopg.connect(dsn), psycopg.connect(dsn)
+    try:
+        for conn in (first, second):
+            conn.isolation_level = level
+            conn.execute("SET statement_timeout = '10s'")  # a wait would end here, in a 57014
+        first.execute("UPDATE tb_a SET v = 1 WHERE pk_a = 1")
+        second.execute("UPDATE tb_b SET v = 2 WHERE pk_b = 2")
+        with pytest.raises(errors.SerializationFailure) as failure:
+            first.execute("UPDATE tb_b SET v = 1 WHERE pk_b = 1")
+        assert "another transaction" in failure.value.diag.message_primary
+        first.rollback()
+        second.execute("UPDATE tb_a SET v = 2 WHERE pk_a = 2")
+        second.commit()
+        first.execute("UPDATE tb_a SET v = 1 WHERE pk_a = 1")          # the retry
+        first.execute("UPDATE tb_b SET v = 1 WHERE pk_b = 1")
+        first.commit()
+    finally:
+        first.close()
+        second.close()
+    assert db.execute("SELECT array_agg(data->>'v' ORDER BY pk_a) FROM tv_a").fetchone()[0] == ["1", "2"]
+    assert db.execute("SELECT array_agg(data->>'v' ORDER BY pk_b) FROM tv_b").fetchone()[0] == ["1", "2"]
+    assert_oracle(db)
+
+
 def test_new_parent_and_its_child_from_two_transactions(db, dsn):
     """A child written while its (not yet committed) parent is being created elsewhere."""
     db.execute("""

@@ -36,6 +36,7 @@ OLD_RELEASES = {
     "v0.3.0": "809432c",                                    # the last commit of engine 0.3.0 (before tview.alter)
     "v0.4.0": "c2f54a3",                                    # the last commit of engine 0.4.0 (before tview._derive)
     "v0.5.0": "1e714d7",                                    # the last commit of engine 0.5.0 (before the snapshot guard)
+    "v0.6.0": "a30c7c7",                                    # the last commit of engine 0.6.0 (stamps share-locked)
 }
 BUNDLED = installer.bundled_version()
 

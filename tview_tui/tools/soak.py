@@ -34,7 +34,8 @@ from .. import catalog, demo, events, scratch
 from ..connection import Target, TviewError, connect, error_from_db, one
 from .memory import memory_kb
 
-RETRYABLE = {"40001", "40P01"}       # serialization failure, deadlock: the transaction is retried
+DEADLOCK = "40P01"
+RETRYABLE = {"40001", DEADLOCK}      # serialization failure, deadlock: the transaction is retried
 CONFLICTS = {"23503"}                # a row a random write picked was deleted meanwhile by another writer
 # The isolation level of each writer, round robin.
 ISOLATION_LEVELS = {
@@ -44,6 +45,7 @@ ISOLATION_LEVELS = {
     "mixed": (IsolationLevel.READ_COMMITTED, IsolationLevel.REPEATABLE_READ, IsolationLevel.SERIALIZABLE),
 }
 MAX_ERROR_SAMPLES = 20
+RETRY_PAUSE_MAX = 0.05               # seconds
 # Deferred TVIEWs: comment (flushed at commit into post, which patches it in) and post_card.
 DEFERRED_TVIEWS = ("comment", "post_card")
 # Every event of the run is kept in the log so that received can be compared with logged: set for the
@@ -61,10 +63,18 @@ class LoadStats:
     commits: int = 0
     rollbacks: int = 0            # transactions the load chose to roll back
     retries: int = 0              # serialization failures and deadlocks
+    deadlocks: int = 0            # of which deadlocks (each costs its writers deadlock_timeout)
     conflicts: int = 0            # foreign-key races between writers
     connection_errors: int = 0    # connections lost (server restarts, terminated backends)
     errors: int = 0               # anything else: a bug somewhere
     error_samples: list[str] = field(default_factory=list)
+
+
+def retry_pause(failed_in_a_row: int, rng: random.Random) -> float:
+    """Seconds to wait before retrying a transaction, as an application would: random (so the
+    writers that collided do not collide again) and growing with each failure in a row, to
+    RETRY_PAUSE_MAX."""
+    return rng.uniform(0, min(RETRY_PAUSE_MAX, 0.001 * 2 ** failed_in_a_row))
 
 
 class WriteLoad:
@@ -116,6 +126,7 @@ class WriteLoad:
     def _writer(self, index: int) -> None:
         rng = random.Random(self.seed + index)
         conn: psycopg.Connection | None = None
+        failed_in_a_row = 0
         while not self._stop.is_set():
             try:
                 if conn is None:
@@ -126,6 +137,7 @@ class WriteLoad:
                 else:
                     conn.rollback()
                     self._count("rollbacks")
+                failed_in_a_row = 0
             except TviewError:                     # cannot connect (yet): the server may be restarting
                 self._count("connection_errors")
                 self._stop.wait(0.2)
@@ -138,6 +150,10 @@ class WriteLoad:
                 conn.rollback()
                 if exc.sqlstate in RETRYABLE:
                     self._count("retries")
+                    if exc.sqlstate == DEADLOCK:
+                        self._count("deadlocks")
+                    failed_in_a_row += 1
+                    self._stop.wait(retry_pause(failed_in_a_row, rng))
                 elif exc.sqlstate in CONFLICTS:
                     self._count("conflicts")
                 else:
@@ -195,6 +211,7 @@ class SoakResult:
     commits: int
     rollbacks: int
     retries: int
+    deadlocks: int
     conflicts: int
     connection_errors: int
     errors: int
@@ -230,7 +247,7 @@ class SoakResult:
             f"duration:      {self.seconds:.1f} s, {self.writers} writers",
             f"commits:       {self.commits} ({self.writes_per_second:.1f} committed transactions/s);"
             f" {self.rollbacks} rolled back on purpose",
-            f"retries:       {self.retries} (serialization failures and deadlocks);"
+            f"retries:       {self.retries} ({self.deadlocks} deadlocks, the rest serialization failures);"
             f" {self.conflicts} foreign-key races; {self.connection_errors} lost connections",
             f"writer errors: {self.errors}" + "".join(f"\n  {s}" for s in self.error_samples),
             f"drift rows:    {self.drift_rows}" + "".join(
@@ -298,7 +315,7 @@ def soak(dsn: str, seconds: float, writers: int, *, interval: float = 5.0, poll:
     s = load.stats
     return SoakResult(
         seconds=round(elapsed, 2), writers=writers, commits=s.commits, rollbacks=s.rollbacks, retries=s.retries,
-        conflicts=s.conflicts, connection_errors=s.connection_errors, errors=s.errors,
+        deadlocks=s.deadlocks, conflicts=s.conflicts, connection_errors=s.connection_errors, errors=s.errors,
         error_samples=s.error_samples, writes_per_second=round(s.commits / elapsed, 1) if elapsed else 0.0,
         events_received=tail.received, events_logged=logged, event_gaps=tail.gaps,
         drift_rows=drift_rows(drift), drift=drift, queue_rows_left=queue_left,
