@@ -69,7 +69,7 @@ async def test_health_and_dependencies_of_those_tviews_show_in_the_app(odd, dsn)
         assert app.health_of('"order".tv_line') == "error"
         assert app.health_of('"Shop".tv_item') == "ok"
         assert app.tview_labelled('"order".tv_line').name == "line"
-        written = Event(ts=datetime.now(UTC), pid=1, xid="7", schema="order", tview="tv_line", source="tb_line",
+        written = Event(v=1, ts=datetime.now(UTC), pid=1, xid="7", schema="order", tview="tv_line", source="tb_line",
                         op="UPDATE", depth=0, mode="recompute", rows=1, upserted=1, patched=0, deleted=0, us=90,
                         keys=(2,), keys_more=0)
         app.light_trace(trace.build([written]))               # the graph lights it by its label

@@ -130,9 +130,12 @@ def test_parsing_rejects_malformed_and_unknown_versions():
     assert event.name == "public.tv_post" and event.ms == 0.812 and event.keys == (1, 2)
     assert "tv_post" in format_event(event) and "0.812 ms" in format_event(event)
     for bad in ["garbage", "[]", json.dumps({**good, "v": 2}), json.dumps({**good, "us": "x"}),
-                json.dumps({k: v for k, v in good.items() if k != "tview"})]:
+                json.dumps({k: v for k, v in good.items() if k != "tview"}),
+                json.dumps({k: v for k, v in good.items() if k != "v"}), json.dumps({**good, "keys": None})]:
         with pytest.raises(MalformedEvent):
             Event.from_payload(bad)
+    assert Event.from_payload(json.dumps({**good, "log_id": 7})).log_id is None    # only the log says that
+    assert Event.from_payload(good, log_id=7).log_id == 7
 
 
 def test_rolling_stats_percentiles_and_bounded_window():
