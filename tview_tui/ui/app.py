@@ -223,7 +223,7 @@ class TviewApp(App):
 
     def _set_loaded(self, items: list[catalog.TviewInfo]) -> None:
         if self.findings is None and not self.connected:
-            self.check_health()  # after the list, not before it: they take turns on one connection
+            self.call_after_refresh(self.check_health)  # after the list is shown: they take turns on one connection
         self.connected = True
         self.last_reload_error = None
         self.tviews = items
