@@ -74,3 +74,38 @@ async def test_health_and_dependencies_of_those_tviews_show_in_the_app(odd, dsn)
                         keys=(2,), keys_more=0)
         app.light_trace(trace.build([written]))               # the graph lights it by its label
         assert '"order".tv_line' in app.last_trace_nodes
+
+
+async def test_names_and_values_that_look_like_markup_are_shown_as_written(db, dsn):
+    """A schema may be named "[/x]" and a finding may quote "[@click=app.quit]": the screens show
+    such text as it is, never as markup (which stopped the app with MarkupError, or made a link)."""
+    db.execute("""CREATE SCHEMA "[/x]";
+                  CREATE TABLE "[/x]".tb_a (pk_a int PRIMARY KEY, v text);
+                  INSERT INTO "[/x]".tb_a VALUES (1, '[@click=app.quit]q[/]')""")
+    db.execute("""SELECT tview.create('a', 'SELECT pk_a, jsonb_build_object(''v'', v) AS data FROM "[/x]".tb_a',
+                                      schema_name => '[/x]')""")
+    damage(db, """UPDATE "[/x]".tv_a SET data = '{}'::jsonb""")                  # a finding that names it
+    label = '"[/x]".tv_a'
+    app = TviewApp(Target(dsn), config=Config(path=None, refresh_interval=0.5))
+    async with app.run_test(size=(150, 40)) as pilot:
+        while not (app.tviews and app.findings is not None):
+            await pilot.pause(0.1)
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#tviews")
+        assert str(table.get_row_at(0)[0]) == label
+        await pilot.press("enter")                                       # the detail screen
+        await pilot.pause(0.5)
+        assert label in str(app.screen.query_one("#detail-title").render())
+        await pilot.press("escape", "slash", *"[/x]", "enter")          # a filter that looks like markup
+        await pilot.pause(0.2)
+        assert "filter: '[/x]'" in str(app.screen.query_one("#list-info").render())
+        for screen in "2345":
+            await pilot.press(screen)
+            await pilot.pause(0.5)
+        await pilot.press("3")
+        while not app.screen.query_one("#findings").row_count:
+            await pilot.pause(0.1)
+        rows = [[str(cell) for cell in app.screen.query_one("#findings").get_row_at(i)]
+                for i in range(app.screen.query_one("#findings").row_count)]
+        assert any(label in row[2] for row in rows), rows
+        assert app.is_running

@@ -165,7 +165,8 @@ async def test_event_rates_count_every_event_not_a_window(demo_db, dsn):
         rate = COLUMN["rate"]
 
         def listed() -> dict:
-            return {r[0]: r for r in (app.screen.query_one("#tviews").get_row_at(i) for i in range(5))}
+            return {str(r[0]): [str(c) for c in r] for r in (app.screen.query_one("#tviews").get_row_at(i)
+                                                             for i in range(5))}
         # the list (redrawn each second) shows the rates the app counted
         await wait_for(pilot, lambda: all(listed()[name][rate] == f"{app.stats.get(name).per_minute:.0f}"
                                           for name in ("public.tv_post", "public.tv_post_card")))

@@ -18,6 +18,7 @@ import psycopg
 from textual import work
 from textual.app import App, SystemCommand
 from textual.keys import format_key
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import get_current_worker
@@ -306,6 +307,11 @@ class TviewApp(App):
             self.notify(f"read-only: {what} is not allowed here", severity="warning")
             return True
         return False
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Toasts carry names and server errors: plain text unless asked otherwise."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def notify_error(self, message: str) -> None:
         self.notify(message, severity="error", timeout=8)

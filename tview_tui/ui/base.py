@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.message import Message
 from textual.screen import Screen
@@ -71,7 +72,7 @@ class BaseScreen(Screen):
 
     def show_result(self, result: RefreshResult, split: dict[str, int] | None = None) -> None:
         """The last refresh's outcome, under the table (split: rows per TVIEW, once known)."""
-        self.query_one("#last-action", Label).update(result.describe(split))
+        self.query_one("#last-action", Label).update(Text(result.describe(split)))
 
     # -- database work ------------------------------------------------------------------
     def run_db(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 
+from rich.markup import escape
 from rich.syntax import Syntax
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
@@ -17,7 +18,7 @@ from . import refresh_actions
 from .base import BaseScreen
 from .commands import bindings
 from .tail import trace_text
-from .widgets import PromptScreen, TextScreen
+from .widgets import PlainTable, PromptScreen, TextScreen
 
 
 def _load(conn, info: TviewInfo) -> tuple[TviewDetail, list[catalog.Dependency]]:
@@ -41,8 +42,8 @@ def tidy_definition(definition: str) -> str:
 def fill_tree(tree: Tree, node: graph.TreeNode) -> None:
     def label(n: graph.TreeNode) -> str:
         kind = "[b]TVIEW [/b]" if n.kind == "tview" else "table "
-        lineage = f"  [dim]lineage: {n.lineage}[/dim]" if n.lineage else ""
-        return f"{kind}{n.name}{lineage}"
+        lineage = f"  [dim]lineage: {escape(n.lineage)}[/dim]" if n.lineage else ""
+        return f"{kind}{escape(n.name)}{lineage}"
 
     def add(parent, n: graph.TreeNode) -> None:
         for child in n.children:
@@ -66,14 +67,15 @@ class DetailScreen(BaseScreen):
         self.shown_events: list[events.Event] = []
 
     def compose_body(self) -> Iterator[Widget]:
-        yield Label(f"[b]{self.info.label}[/b] · key {self.info.key_column} · mode {self.info.mode}"
-                    f" · level {self.info.topo_level} · lineage {self.info.lineage}", id="detail-title")
+        info = self.info
+        yield Label(f"[b]{escape(info.label)}[/b] · key {escape(info.key_column)} · mode {info.mode}"
+                    f" · level {info.topo_level} · lineage {escape(info.lineage)}", id="detail-title")
         with TabbedContent(id="detail-tabs"):
             with TabPane("Definition", id="tab-definition"), VerticalScroll():
                 yield Static("loading ...", id="definition")
                 yield Static("", id="analysis")
             with TabPane("Columns", id="tab-columns"):
-                yield DataTable(cursor_type="row", id="columns")
+                yield PlainTable(cursor_type="row", id="columns")
             with TabPane("Dependencies", id="tab-dependencies"), Horizontal():
                 upstream: Tree[None] = Tree("reads", id="upstream")
                 upstream.border_title = "reads: what it is built from"
@@ -82,7 +84,7 @@ class DetailScreen(BaseScreen):
                 downstream.border_title = "read by: refreshed after it"
                 yield downstream
             with TabPane("Events", id="tab-events"):
-                yield DataTable(cursor_type="row", id="events")
+                yield PlainTable(cursor_type="row", id="events")
 
     def on_mount(self) -> None:
         columns = self.query_one("#columns", DataTable)
@@ -94,17 +96,17 @@ class DetailScreen(BaseScreen):
         self.set_interval(1.0, self._show_events)
 
     def _failed(self, message: str) -> None:
-        self.query_one("#definition", Static).update(f"[red]could not load: {message}[/red]")
+        self.query_one("#definition", Static).update(f"[red]could not load: {escape(message)}[/red]")
 
     def _show(self, loaded: tuple[TviewDetail, list[catalog.Dependency]]) -> None:
         detail, edges = loaded
         self.query_one("#definition", Static).update(Syntax(tidy_definition(detail.definition), "sql",
                                                             word_wrap=True))
-        reads = "\n".join(f"  {d.source} ({d.source_kind}): lineage {d.lineage}" for d in detail.reads)
-        why = f"\n[yellow]recomputed whole on any change: {detail.analysis}[/yellow]" if detail.analysis else ""
+        reads = escape("\n".join(f"  {d.source} ({d.source_kind}): lineage {d.lineage}" for d in detail.reads))
+        why = f"\n[yellow]recomputed whole on any change: {escape(detail.analysis)}[/yellow]" if detail.analysis else ""
         if detail.patch_paths:
-            patch = "\n\n[b]Patched in place[/b] (when the embedded TVIEW changes)\n" + "\n".join(
-                f"  {p.path}: {p.kind} of {p.source} documents, {p.detail}" for p in detail.patch_paths)
+            patch = "\n\n[b]Patched in place[/b] (when the embedded TVIEW changes)\n" + escape("\n".join(
+                f"  {p.path}: {p.kind} of {p.source} documents, {p.detail}" for p in detail.patch_paths))
         else:
             patch = "\n\n[dim]no patch paths: every change is recomputed[/dim]"
         self.query_one("#analysis", Static).update(f"\n[b]Reads[/b]\n{reads}{why}{patch}")

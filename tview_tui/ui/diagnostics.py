@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from rich.markup import escape
+from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable, Label
 
 from .. import diagnostics
 from .base import BaseScreen
 from .commands import bindings
-from .widgets import ConfirmScreen, TextScreen
+from .widgets import ConfirmScreen, PlainTable, TextScreen
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -37,7 +39,7 @@ class DiagnosticsScreen(BaseScreen):
 
     def compose_body(self) -> Iterator[Widget]:
         yield Label("running checks ...", id="diag-info")
-        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="findings")
+        table: PlainTable[str] = PlainTable(cursor_type="row", zebra_stripes=True, id="findings")
         table.add_columns("severity", "check", "TVIEW", "detail", "fix")
         yield table
 
@@ -104,10 +106,11 @@ class DiagnosticsScreen(BaseScreen):
             if yes:
                 self.run_db(diagnostics.apply_fix, finding, done=self._fixed)
 
-        self.app.push_screen(ConfirmScreen(f"Apply fix for [b]{finding.check_name}[/b]"
-                                           f" on {finding.tview or 'the database'}?\n{finding.fix}"), answered)
+        where = escape(finding.tview or "the database")
+        self.app.push_screen(ConfirmScreen(f"Apply fix for [b]{finding.check_name}[/b] on {where}?\n"
+                                           f"{escape(finding.fix or '')}"), answered)
 
     def _fixed(self, result: str) -> None:
-        self.query_one("#last-action", Label).update(result)
+        self.query_one("#last-action", Label).update(Text(result))
         self.app.notify(result)
         self.run_checks(deep=False)

@@ -16,6 +16,7 @@ from .. import catalog, graph
 from .base import BaseScreen
 from .commands import bindings
 from .graphview import GraphView
+from .widgets import PlainTable
 
 COLUMNS = [("node", "node"), ("kind", "kind"), ("rate", "ev/min"), ("p95", "p95 ms"), ("reads", "reads (lineage)")]
 
@@ -33,7 +34,7 @@ class GraphScreen(BaseScreen):
 
     def compose_body(self) -> Iterator[Widget]:
         yield Label("loading the graph ...", id="graph-info")
-        table: DataTable[str | Text] = DataTable(cursor_type="row", id="graph-table")
+        table: PlainTable[str | Text] = PlainTable(cursor_type="row", id="graph-table")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         with ContentSwitcher(initial="graph-view", id="graph-switcher"):

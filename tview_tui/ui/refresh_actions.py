@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 
 from .. import catalog, trace
@@ -24,7 +25,7 @@ def refresh_whole(screen: BaseScreen, info: TviewInfo | None) -> None:
             app.notify(f"refreshing {info.label} ...")
             screen.run_db(catalog.refresh, info, None, done=lambda result: _done(screen, result))
 
-    app.push_screen(ConfirmScreen(f"Recompute [b]{info.label}[/b] whole ({rows} rows) and what reads it?"),
+    app.push_screen(ConfirmScreen(f"Recompute [b]{escape(info.label)}[/b] whole ({rows} rows) and what reads it?"),
                     answered)
 
 

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
+from rich.markup import escape
 from rich.text import Text
 from textual.containers import Container, Vertical
 from textual.widget import Widget
@@ -141,7 +142,7 @@ class TailScreen(BaseScreen):
     def _update_info(self) -> None:
         state = ("PAUSED (space to resume)" if self.paused else
                  "following" if self.follow else "not following (f to follow)")
-        filt = f" · filter '{self.filter_text}'" if self.filter_text else ""
+        filt = f" · filter '{escape(self.filter_text)}'" if self.filter_text else ""
         self.query_one("#tail-info", Label).update(
             f"{state} · {format_rate(self.events_per_second())} events/s · shown {self.shown} · "
             f"skipped {self.skipped}{filt} · enter: trace of the event's transaction")
@@ -161,7 +162,7 @@ class TailScreen(BaseScreen):
             if n < len(busiest):
                 name, stats = busiest[n]
                 assert isinstance(label, Label) and isinstance(spark, Sparkline)
-                label.update(f"{name}  p50 {stats.p50 or 0:.1f} · p95 {stats.p95 or 0:.1f}"
+                label.update(f"{escape(name)}  p50 {stats.p50 or 0:.1f} · p95 {stats.p95 or 0:.1f}"
                              f" ms · {stats.per_minute:.0f}/min")
                 spark.data = list(stats.recent_us)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from rich.cells import cell_len
+from rich.markup import escape
 from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import DataTable, Label
@@ -12,7 +14,7 @@ from ..catalog import TviewInfo
 from . import refresh_actions
 from .base import BaseScreen
 from .commands import bindings
-from .widgets import PromptScreen, TextScreen
+from .widgets import PlainTable, PromptScreen, TextScreen
 
 COLUMNS = [  # key, label: what on-call reads first comes first, so a narrow terminal cuts the rest
     ("tview", "TVIEW"), ("health", "health"), ("rows", "rows"), ("rate", "ev/min"), ("p50", "p50 ms"),
@@ -47,7 +49,7 @@ class TviewsScreen(BaseScreen):
 
     def compose_body(self) -> Iterator[Widget]:
         yield Label("", id="list-info")
-        table: DataTable[str] = DataTable(cursor_type="row", zebra_stripes=True, id="tviews")
+        table: PlainTable[str] = PlainTable(cursor_type="row", zebra_stripes=True, id="tviews")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -107,7 +109,7 @@ class TviewsScreen(BaseScreen):
                 for column, value in cells.items():
                     if shown[column] != value:
                         table.update_cell(info.label, column, value)
-                        width = Text.from_markup(value).cell_len
+                        width = cell_len(value)
                         if width > widest.get(column, (-1, "", ""))[0]:
                             widest[column] = (width, info.label, value)
             self.rows_by_key[info.label] = info
@@ -131,7 +133,8 @@ class TviewsScreen(BaseScreen):
             shown_count = ("no engine in this database: 4 then i installs it" if status and not status.installed
                            else "0 TVIEWs: create one with SELECT tview.create('name', $$ SELECT pk_x, ... AS data"
                                 " FROM tb_x $$) (docs/engine.md)")
-        filt = f" · filter: '{self.filter_text}' (/ then enter on empty text to clear)" if self.filter_text else ""
+        filt = (f" · filter: '{escape(self.filter_text)}' (/ then enter on empty text to clear)"
+                if self.filter_text else "")
         self.query_one("#list-info", Label).update(f"{shown_count} · sorted by {self.sort_key}{filt}")
 
     def _tviews_changed(self, items: list[TviewInfo]) -> None:

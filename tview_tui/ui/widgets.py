@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
@@ -9,6 +11,25 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
+from textual.widgets.data_table import CellType, ColumnKey, RowKey
+
+
+class PlainTable(DataTable[CellType]):
+    """A DataTable that shows text cells as they are. Names, values and errors come from the
+    database, where "[" is an ordinary character; the stock table reads text cells as markup, so a
+    schema named "[/x]" stopped the app (MarkupError) and "[@click=...]" made a live link."""
+
+    def add_row(self, *cells: CellType, **options: Any) -> RowKey:
+        return super().add_row(*(plain(cell) for cell in cells), **options)
+
+    def update_cell(self, row_key: RowKey | str, column_key: ColumnKey | str, value: CellType, *,
+                    update_width: bool = False) -> None:
+        super().update_cell(row_key, column_key, plain(value), update_width=update_width)
+
+
+def plain(cell: Any) -> Any:
+    """Text shown as written, never read as markup."""
+    return Text(cell) if isinstance(cell, str) else cell
 
 
 class StatusBar(Static):
@@ -18,7 +39,7 @@ class StatusBar(Static):
         self.watch(self.app, "status", self._show, init=True)
 
     def _show(self, status: str) -> None:
-        self.update(status)
+        self.update(Text(status))          # it carries server errors and names
         self.set_class(status.startswith("disconnected"), "-disconnected")
 
 
@@ -97,7 +118,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="help"):
             yield Label("[b]Keys[/b]  (ctrl+p opens the command palette with the same commands)")
-            table: DataTable[str] = DataTable(cursor_type="none", id="help-table")
+            table: PlainTable[str] = PlainTable(cursor_type="none", id="help-table")
             table.add_columns("key", "command", "what it does")
             for row in self.rows:
                 table.add_row(*row)
