@@ -100,7 +100,7 @@ class TextScreen(ModalScreen[None]):
         with Vertical(id="dialog", classes="describe"):
             yield Label(f"[b]{escape(self.title_text)}[/b]  (esc to close)")
             with VerticalScroll(id="describe-scroll"):
-                yield Static(self.body if isinstance(self.body, Text) else Text(self.body), id="describe-text")
+                yield Static(plain(self.body), id="describe-text")
 
     def action_close(self) -> None:
         self.dismiss(None)
