@@ -291,6 +291,37 @@ AS $$
     WHERE relid IS DISTINCT FROM root_oid OR (SELECT count(*) FROM joined j WHERE j.relid = root_oid) > 1
 $$;
 
+-- Whether a TVIEW's key that no row of its root relation holds (now, in this transaction) is
+-- sure to be no key of its definition either, so that a bulk refresh can delete its row without
+-- recomputing it (a bulk DELETE of the root table): the key is a plain column of root, so a row of
+-- the definition comes with a row of root holding its value, and
+--  * root is a table without inheritance children, or a partitioned table (its index covers the
+--    partitions), still under the name the generated code uses;
+--  * the column alone has a unique index (valid, immediate, without predicate, the type's
+--    default operator class): a row that this transaction deleted or changed cannot come back
+--    from another transaction before it ends, the unique check waits for it;
+--  * the engine's owner sees every row of root: it may read it, without row-level security.
+-- Checked at every bulk refresh, not once: the table's owner may change any of it later.
+CREATE OR REPLACE FUNCTION tview._root_proves_absence(root regclass, root_name text, root_column name) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT to_regclass(root_name) = root
+           AND has_table_privilege(root, 'SELECT')
+           AND EXISTS (
+               SELECT 1
+               FROM pg_class c
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = root_column AND NOT a.attisdropped
+               JOIN pg_index i ON i.indrelid = c.oid
+               JOIN pg_opclass o ON o.oid = i.indclass[0]
+               WHERE c.oid = root
+                 AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relhassubclass))
+                 AND NOT c.relrowsecurity
+                 AND i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL
+                 AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum
+                 AND o.opcdefault AND o.opcintype = a.atttypid)
+$$;
+
 -- Keyed refreshes run in a function generated per TVIEW (tview._refresh_<id>) whose SQL is
 -- static, so PostgreSQL caches its plans instead of planning the view at every statement.
 -- It first serialises concurrent refreshes of the same keys, so that none recomputes from a
@@ -304,6 +335,10 @@ $$;
 --    one of them (renaming the author of a new comment) and this refresh serialize, so
 --    neither keeps the other's old value (the write skew of two snapshots). Definitions
 --    PostgreSQL cannot lock this way (top-level GROUP BY, DISTINCT, UNION) go without.
+-- A bulk refresh first deletes, without the above, the rows of keys whose root row is gone (a
+-- bulk DELETE of the root table): recomputing them found nothing, at several times the cost
+-- (tview._root_proves_absence says when that is sure). The DELETE checks root again, in one
+-- statement: a key whose root row another transaction committed meanwhile is refreshed as usual.
 -- Row locks live in the rows, so a long transaction does not fill the lock table.
 -- tview.row_locks = off skips the locking (only to measure what it costs).
 -- q: the query tree of its backing view.
@@ -316,7 +351,37 @@ DECLARE
     k   text := quote_ident(t.key_column);
     aliases    text[] := tview._lockable_aliases(q, t.root_oid);
     read_locks text := '';
+    vanished   text := '';
 BEGIN
+    IF t.root_column IS NOT NULL AND (SELECT c.relkind IN ('r', 'p') FROM pg_class c WHERE c.oid = t.root_oid) THEN
+        vanished := tview._fill($v$
+    IF cardinality($1) > 64 AND tview._root_proves_absence({root_oid}, {root_name}, {root_column_literal}) THEN
+        _tview_gone := ARRAY(SELECT m.m FROM unnest($1) m(m)
+                             EXCEPT SELECT r.{root_column} FROM {root} r WHERE r.{root_column} = ANY ($1) ORDER BY 1);
+        IF cardinality(_tview_gone) > 0 THEN
+            WITH gone AS (DELETE FROM {table} t
+                          WHERE t.{key} = ANY (_tview_gone)
+                            AND NOT EXISTS (SELECT 1 FROM {root} r WHERE r.{root_column} = t.{key})
+                          RETURNING {image_columns})
+            SELECT coalesce(array_agg(g.{key}), '{}'), count(*), to_jsonb(array_agg(g))   -- the images, at half jsonb_agg's cost
+            INTO _tview_gone, _tview_gone_n, _tview_gone_old
+            FROM gone g;
+            keys := ARRAY(SELECT unnest(keys) EXCEPT SELECT unnest(_tview_gone) ORDER BY 1);
+            IF cardinality(keys) = 0 THEN
+                o_upserted := 0;
+                o_deleted := _tview_gone_n;
+                o_null_keys := 0;
+                o_old := _tview_gone_old;
+                RETURN;
+            END IF;
+        END IF;
+    END IF;$v$, jsonb_build_object(
+            'root_oid', t.root_oid, 'root_name', quote_literal(tview._qname(t.root_oid)), 'root', tview._qname(t.root_oid),
+            'root_column', quote_ident(t.root_column), 'root_column_literal', quote_literal(t.root_column),
+            'table', tview._qname(t.table_oid), 'key', quote_ident(t.key_column),
+            'image_columns', (SELECT string_agg(format('t.%I', c.attname), ', ' ORDER BY c.ord)
+                              FROM tview._column_types(t.table_oid) c WHERE c.attname <> 'data')));
+    END IF;
     IF cardinality(aliases) > 0 THEN
         read_locks := format('PERFORM 1 FROM (%s FOR SHARE OF %s) _tview_locked WHERE _tview_locked.%s = ANY ($1);',
                              rtrim(btrim(pg_get_viewdef(t.view_oid)), ';'), array_to_string(aliases, ', '), k);
@@ -338,11 +403,15 @@ SET plan_cache_mode = force_generic_plan     -- plan once per session, not at ev
 #variable_conflict use_column
 DECLARE
     missing bigint[];
+    _tview_gone bigint[];
+    _tview_gone_n bigint := 0;
+    _tview_gone_old jsonb;
 BEGIN
-    placeholders := '{}';
+    placeholders := '{}';{vanished}
     IF row_locks THEN
         {read_locks}
-        missing := ARRAY(SELECT m.m FROM unnest($1) m WHERE NOT EXISTS (SELECT 1 FROM {table} v WHERE v.{key} = m.m) ORDER BY 1);
+        -- one index scan for all keys (a probe per key costs twice as much for a bulk write)
+        missing := ARRAY(SELECT m.m FROM unnest($1) m(m) EXCEPT SELECT v.{key} FROM {table} v WHERE v.{key} = ANY ($1) ORDER BY 1);
         IF cardinality(missing) > 64 THEN
             PERFORM pg_advisory_xact_lock(1953914229, {id});
         ELSIF cardinality(missing) > 0 THEN
@@ -354,13 +423,17 @@ BEGIN
     END IF;
     {refresh}
         INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
+    IF _tview_gone_n > 0 THEN
+        o_deleted := o_deleted + _tview_gone_n;
+        o_old := coalesce(o_old, '[]') || _tview_gone_old;
+    END IF;
 END;
 {tag}
 $f$, jsonb_build_object(
         'name', quote_ident('_refresh_' || t.id), 'id', t.id, 'table', tv, 'key', k,
-        'settings', tview._settings_clauses(t.session_settings), 'read_locks', read_locks,
+        'settings', tview._settings_clauses(t.session_settings), 'read_locks', read_locks, 'vanished', vanished,
         'refresh', format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)),
-        'tag', tview._dollar_tag(read_locks || t.refresh_sql || tv, 'body')));   -- the definition's text may hold $body$
+        'tag', tview._dollar_tag(read_locks || vanished || t.refresh_sql || tv, 'body')));   -- the definition's text may hold $body$
 END;
 $$;
 
@@ -710,6 +783,8 @@ DECLARE
     whole    boolean;
     started  timestamptz;
     patch    jsonb;
+    changed  int;
+    may_patch boolean;
     cfg      jsonb := tview._settings();
     max_depth int := tview._cfg_count(cfg, 'max_cascade_depth', 32);
     publishing boolean := tview._notify_wanted(cfg) OR tview._cfg_enabled(cfg, 'log', false);
@@ -756,7 +831,12 @@ BEGIN
                                        FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
                                    result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
         END IF;
-        CONTINUE WHEN jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new') = 0;
+        changed := jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new');
+        CONTINUE WHEN changed = 0;
+        -- patching gives up at tview.patch_threshold changed documents (its function recomputes
+        -- every row they reach): that many go straight to the keys query, without being queued
+        -- and read again as patches
+        may_patch := changed < 2 * tview._cfg_count(cfg, 'patch_threshold', 100);
         FOR dep IN
             SELECT d.tview_id, d.key_sql, x,
                    -- a deferred TVIEW is sent keys to queue: a patch cannot wait for the commit
@@ -766,7 +846,7 @@ BEGIN
             FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
             WHERE d.source_oid = t.table_oid
         LOOP
-            IF dep.patch THEN
+            IF dep.patch AND may_patch THEN
                 work := tview._add_patch(work, dep.tview_id, t.table_oid, result -> 'old', result -> 'new', depth + 1);
             ELSIF dep.key_sql IS NULL THEN
                 work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
