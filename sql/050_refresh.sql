@@ -541,21 +541,25 @@ END;
 $$;
 
 -- Refresh one TVIEW: the given keys, or everything when keys is NULL; cfg: tview._settings().
--- Returns {"upserted": n, "deleted": n, "old": [images], "new": [images]}.
-CREATE OR REPLACE FUNCTION tview._refresh_one(t tview.tviews, keys bigint[], cfg jsonb) RETURNS jsonb
+-- Gives the rows written and the images of the rows changed (old and new, jsonb arrays), as
+-- separate values: a jsonb object holding them would copy every image once more.
+CREATE OR REPLACE FUNCTION tview._refresh_rows(t tview.tviews, keys bigint[], cfg jsonb, OUT upserted bigint,
+                                               OUT deleted bigint, OUT old_images jsonb, OUT new_images jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     saved     jsonb;
-    upserted  bigint;
-    deleted   bigint;
     null_keys bigint;
     old_img   jsonb;
     new_img   jsonb;
 BEGIN
+    upserted := 0;
+    deleted := 0;
+    old_images := '[]';
+    new_images := '[]';
     IF keys IS NOT NULL AND cardinality(keys) = 0 THEN
-        RETURN jsonb_build_object('upserted', 0, 'deleted', 0, 'old', '[]'::jsonb, 'new', '[]'::jsonb);
+        RETURN;
     END IF;
     BEGIN
         IF keys IS NULL THEN
@@ -587,8 +591,8 @@ BEGIN
     IF null_keys > 0 THEN
         PERFORM tview._raise_null_keys(t, null_keys);
     END IF;
-    RETURN jsonb_build_object('upserted', upserted, 'deleted', deleted,
-                              'old', coalesce(old_img, '[]'), 'new', coalesce(new_img, '[]'));
+    old_images := coalesce(old_img, '[]');
+    new_images := coalesce(new_img, '[]');
 END;
 $$;
 
@@ -775,7 +779,11 @@ AS $$
 DECLARE
     t        tview.tviews;
     item     jsonb;
-    result   jsonb;
+    upserted bigint;
+    deleted  bigint;
+    patched  bigint;
+    old_images jsonb;
+    new_images jsonb;
     dep      record;
     keys     bigint[];
     written  bigint := 0;
@@ -816,22 +824,26 @@ BEGIN
             -- no embedding row referred to the changed documents: nothing to refresh, no event
             CONTINUE WHEN cardinality(keys) = 0 AND (patch ->> 'patched')::bigint = 0;
         END IF;
-        result := tview._refresh_one(t, keys, cfg);
-        IF patch IS NOT NULL THEN
-            result := result || jsonb_build_object('patched', patch -> 'patched',
-                                                   'old', (result -> 'old') || (patch -> 'images'),
-                                                   'new', (result -> 'new') || (patch -> 'images'));
+        IF NOT whole AND cardinality(keys) = 0 THEN     -- all patched
+            SELECT 0, 0, '[]'::jsonb, '[]'::jsonb INTO upserted, deleted, old_images, new_images;
+        ELSE
+            SELECT * INTO upserted, deleted, old_images, new_images FROM tview._refresh_rows(t, keys, cfg);
         END IF;
-        written := written + (result ->> 'upserted')::bigint + (result ->> 'deleted')::bigint
-                 + coalesce((result ->> 'patched')::bigint, 0);
+        patched := coalesce((patch ->> 'patched')::bigint, 0);
+        IF patched > 0 THEN
+            old_images := old_images || (patch -> 'images');
+            new_images := new_images || (patch -> 'images');
+        END IF;
+        written := written + upserted + deleted + patched;
         IF publishing THEN
             PERFORM tview._publish(t.id, source, op, depth, whole, cardinality(keys),
                                    CASE WHEN whole THEN NULL ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
                                        SELECT (i ->> t.key_column)::bigint
                                        FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
-                                   result, (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
+                                   jsonb_build_object('upserted', upserted, 'deleted', deleted, 'patched', patched),
+                                   (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
         END IF;
-        changed := jsonb_array_length(result -> 'old') + jsonb_array_length(result -> 'new');
+        changed := jsonb_array_length(old_images) + jsonb_array_length(new_images);
         CONTINUE WHEN changed = 0;
         -- patching gives up at tview.patch_threshold changed documents (its function recomputes
         -- every row they reach): that many go straight to the keys query, without being queued
@@ -847,11 +859,11 @@ BEGIN
             WHERE d.source_oid = t.table_oid
         LOOP
             IF dep.patch AND may_patch THEN
-                work := tview._add_patch(work, dep.tview_id, t.table_oid, result -> 'old', result -> 'new', depth + 1);
+                work := tview._add_patch(work, dep.tview_id, t.table_oid, old_images, new_images, depth + 1);
             ELSIF dep.key_sql IS NULL THEN
                 work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
             ELSE
-                keys := tview._dependent_keys(dep.x, t.table_oid, result -> 'old', result -> 'new');
+                keys := tview._dependent_keys(dep.x, t.table_oid, old_images, new_images);
                 work := tview._add_work(work, dep.tview_id, keys, false, depth + 1);
             END IF;
         END LOOP;
