@@ -819,8 +819,10 @@ BEGIN
         patch := NULL;
         IF NOT whole AND jsonb_array_length(coalesce(item -> 'patch', '[]')) > 0 THEN
             patch := tview._apply_patches(t, item -> 'patch', keys, tview._cfg_count(cfg, 'patch_threshold', 100)::int);
-            keys := ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
-                        SELECT jsonb_array_elements_text(patch -> 'recompute')::bigint)) k ORDER BY 1);
+            IF jsonb_array_length(patch -> 'recompute') > 0 THEN
+                keys := ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
+                            SELECT jsonb_array_elements_text(patch -> 'recompute')::bigint)) k ORDER BY 1);
+            END IF;
             -- no embedding row referred to the changed documents: nothing to refresh, no event
             CONTINUE WHEN cardinality(keys) = 0 AND (patch ->> 'patched')::bigint = 0;
         END IF;

@@ -258,25 +258,37 @@ BEGIN
     FOR entry IN SELECT e FROM jsonb_array_elements(patches) e WHERE (e ->> 'source_oid')::oid = {source_oid} LOOP
         -- one element operation per parent row: set, insert (at the ORDER BY position) or
         -- delete; a parent with several operations, or too many operations, is recomputed
-        WITH old_rows AS (SELECT (o ->> {source_key_literal})::bigint AS sk, (o ->> {parent_column_literal})::bigint AS par
-                          FROM jsonb_array_elements(entry -> 'old') o),
-             new_rows AS (SELECT (o ->> {source_key_literal})::bigint AS sk, (o ->> {parent_column_literal})::bigint AS par
-                          FROM jsonb_array_elements(entry -> 'new') o),
-             all_ops AS (
-                SELECT nw.par AS tkey, 'set' AS op, nw.sk FROM new_rows nw JOIN old_rows od USING (sk)
-                WHERE od.par = nw.par
-                UNION ALL
-                SELECT od.par, 'delete', od.sk FROM old_rows od LEFT JOIN new_rows nw USING (sk)
-                WHERE nw.sk IS NULL OR nw.par IS DISTINCT FROM od.par
-                UNION ALL
-                SELECT nw.par, 'insert', nw.sk FROM new_rows nw LEFT JOIN old_rows od USING (sk)
-                WHERE od.sk IS NULL OR od.par IS DISTINCT FROM nw.par),
-             counted AS (SELECT a.*, count(*) OVER (PARTITION BY tkey) AS per_parent, count(*) OVER () AS total
-                         FROM all_ops a WHERE tkey IS NOT NULL AND tkey <> ALL (exclude))
-        SELECT coalesce(jsonb_agg(jsonb_build_object('tkey', q.tkey, 'op', q.op, 'skey', q.sk))
-                            FILTER (WHERE q.per_parent = 1 AND q.total < batch), '[]'),
-               coalesce(array_agg(DISTINCT q.tkey) FILTER (WHERE q.per_parent > 1 OR q.total >= batch), '{}')
-        INTO ops, failed FROM counted q;
+        IF jsonb_array_length(entry -> 'old') = 1 AND jsonb_array_length(entry -> 'new') = 1 AND batch > 1
+           AND entry -> 'old' -> 0 -> {source_key_literal} = entry -> 'new' -> 0 -> {source_key_literal}
+           AND entry -> 'old' -> 0 -> {parent_column_literal} = entry -> 'new' -> 0 -> {parent_column_literal}
+           AND jsonb_typeof(entry -> 'new' -> 0 -> {parent_column_literal}) = 'number' THEN
+            -- one element changed in place, the usual write: its one 'set', without the query below
+            ops := CASE WHEN (entry -> 'new' -> 0 ->> {parent_column_literal})::bigint <> ALL (exclude)
+                        THEN jsonb_build_array(jsonb_build_object('tkey', entry -> 'new' -> 0 -> {parent_column_literal},
+                                                                  'op', 'set', 'skey', entry -> 'new' -> 0 -> {source_key_literal}))
+                        ELSE '[]' END;
+            failed := '{}';
+        ELSE
+            WITH old_rows AS (SELECT (o ->> {source_key_literal})::bigint AS sk, (o ->> {parent_column_literal})::bigint AS par
+                              FROM jsonb_array_elements(entry -> 'old') o),
+                 new_rows AS (SELECT (o ->> {source_key_literal})::bigint AS sk, (o ->> {parent_column_literal})::bigint AS par
+                              FROM jsonb_array_elements(entry -> 'new') o),
+                 all_ops AS (
+                    SELECT nw.par AS tkey, 'set' AS op, nw.sk FROM new_rows nw JOIN old_rows od USING (sk)
+                    WHERE od.par = nw.par
+                    UNION ALL
+                    SELECT od.par, 'delete', od.sk FROM old_rows od LEFT JOIN new_rows nw USING (sk)
+                    WHERE nw.sk IS NULL OR nw.par IS DISTINCT FROM od.par
+                    UNION ALL
+                    SELECT nw.par, 'insert', nw.sk FROM new_rows nw LEFT JOIN old_rows od USING (sk)
+                    WHERE od.sk IS NULL OR od.par IS DISTINCT FROM nw.par),
+                 counted AS (SELECT a.*, count(*) OVER (PARTITION BY tkey) AS per_parent, count(*) OVER () AS total
+                             FROM all_ops a WHERE tkey IS NOT NULL AND tkey <> ALL (exclude))
+            SELECT coalesce(jsonb_agg(jsonb_build_object('tkey', q.tkey, 'op', q.op, 'skey', q.sk))
+                                FILTER (WHERE q.per_parent = 1 AND q.total < batch), '[]'),
+                   coalesce(array_agg(DISTINCT q.tkey) FILTER (WHERE q.per_parent > 1 OR q.total >= batch), '{}')
+            INTO ops, failed FROM counted q;
+        END IF;
         recompute := recompute || failed;
         FOR op IN SELECT * FROM jsonb_to_recordset(ops) AS o(tkey bigint, op text, skey bigint) ORDER BY tkey LOOP
             -- lock the embedding row first (in key order): what the next statements read is
