@@ -196,6 +196,9 @@ $$;
 -- A row of the definition with a NULL key matches no current row, so it is in d with
 -- neither key; the three are counted in one pass over d (each subquery costs an executor
 -- node set up at every refresh).
+-- A definition giving a key twice fails with 23505 (tview._duplicate_keys) before the upsert
+-- would change a row twice: checked in the statement itself, so a refresh needs no exception
+-- block (a subtransaction, which would take a transaction id of its own at every write).
 CREATE OR REPLACE FUNCTION tview._build_refresh_sql(view_oid oid, table_oid oid, key_column name)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -239,7 +242,10 @@ d AS MATERIALIZED (
     WHERE s.{key} IS NULL OR c.{key} IS NULL OR {differs}),
 del AS (DELETE FROM {table} t USING d WHERE d.new_key IS NULL AND t.{key} = d.old_key RETURNING t.{key} AS k),
 ups AS (INSERT INTO {table} AS t ({cols})
-        SELECT {src_cols} FROM src s WHERE s.{key} IN (SELECT new_key FROM d)
+        SELECT {src_cols} FROM src s
+        WHERE s.{key} IN (SELECT new_key FROM d)
+          AND CASE WHEN (SELECT count(k.{key}) - count(DISTINCT k.{key}) FROM src k) > 0
+                   THEN tview._duplicate_keys({table_name}) ELSE true END
         ON CONFLICT ({key}) DO UPDATE SET {sets}
         RETURNING 1)
 SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del WHERE k <> ALL ($2)), i.null_keys, i.old_img, i.new_img
@@ -250,6 +256,7 @@ FROM (SELECT count(*) FILTER (WHERE new_key IS NULL AND old_key IS NULL) AS null
 $f$, jsonb_build_object(
         'key', tview._pct(k), 'cols', tview._pct(cols), 'src_cols', tview._pct(src_cols),
         'view', tview._pct(tview._qname(view_oid)), 'table', tview._pct(tview._qname(table_oid)),
+        'table_name', tview._pct(quote_literal(tview._qname(table_oid))),
         'differs', tview._pct(coalesce(diff, 'false')),
         'sets', tview._pct(coalesce(sets, format('%1$s = EXCLUDED.%1$s', k))),
         'old_image', tview._pct(img_old), 'new_image', tview._pct(img_new)));
@@ -289,6 +296,27 @@ AS $$
     SELECT coalesce(array_agg(DISTINCT alias), '{}')
     FROM joined
     WHERE relid IS DISTINCT FROM root_oid OR (SELECT count(*) FROM joined j WHERE j.relid = root_oid) > 1
+$$;
+
+-- Whether a definition may fail with 21000 because a scalar subquery (a row comparison with
+-- one) returns more than one row: it has one that is not an aggregate without GROUP BY (always
+-- one row), or it reads a view, whose subqueries its tree does not show. Only then does a
+-- refresh catch that error to name the TVIEW: the exception block costs a subtransaction, with
+-- a transaction id of its own, at every write (64 of them in one transaction overflow the
+-- backend's cache of them, which slows every snapshot on the server).
+CREATE OR REPLACE FUNCTION tview._may_fail_cardinality(q jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1
+                   FROM jsonb_path_query(q, 'strict $.** ? (@."_" == "SUBLINK")') l
+                   WHERE (l ->> 'subLinkType')::int IN (3, 4, 5)      -- ROWCOMPARE, EXPR, MULTIEXPR
+                     AND NOT (coalesce((l -> 'subselect' ->> 'hasAggs')::boolean, false)
+                              AND jsonb_array_length(tview._list(l -> 'subselect' -> 'groupClause')) = 0
+                              AND jsonb_array_length(tview._list(l -> 'subselect' -> 'groupingSets')) = 0
+                              AND NOT coalesce((l -> 'subselect' ->> 'hasTargetSRFs')::boolean, false)
+                              AND tview._absent(l -> 'subselect' -> 'setOperations')))
+        OR EXISTS (SELECT 1 FROM jsonb_path_query(q, 'strict $.** ? (@.rtekind == 0 && @.relkind == "v")'))
 $$;
 
 -- Whether a TVIEW's key that no row of its root relation holds (now, in this transaction) is
@@ -421,8 +449,8 @@ BEGIN
         END IF;
         PERFORM 1 FROM {table} v WHERE v.{key} = ANY ($1) ORDER BY v.{key} FOR UPDATE;
     END IF;
-    {refresh}
-        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
+    {catch_begin}{refresh}
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;{catch_end}
     IF _tview_gone_n > 0 THEN
         o_deleted := o_deleted + _tview_gone_n;
         o_old := coalesce(o_old, '[]') || _tview_gone_old;
@@ -432,6 +460,11 @@ END;
 $f$, jsonb_build_object(
         'name', quote_ident('_refresh_' || t.id), 'id', t.id, 'table', tv, 'key', k,
         'settings', tview._settings_clauses(t.session_settings), 'read_locks', read_locks, 'vanished', vanished,
+        'catch_begin', CASE WHEN tview._may_fail_cardinality(q) THEN E'BEGIN\n    ' ELSE '' END,
+        'catch_end', CASE WHEN tview._may_fail_cardinality(q) THEN tview._fill($c$
+    EXCEPTION WHEN cardinality_violation THEN
+        PERFORM tview._raise_cardinality(t, $1, SQLERRM) FROM tview.tviews t WHERE t.id = {id};
+    END;$c$, jsonb_build_object('id', t.id)) ELSE '' END,
         'refresh', format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)),
         'tag', tview._dollar_tag(read_locks || vanished || t.refresh_sql || tv, 'body')));   -- the definition's text may hold $body$
 END;
@@ -483,6 +516,18 @@ BEGIN
         USING ERRCODE = 'unique_violation',
               HINT = format('Make %I unique in the definition (v_%s), e.g. by grouping or a DISTINCT ON.',
                             t.key_column, t.name);
+END;
+$$;
+
+-- Raises _raise_duplicate_keys for the TVIEW whose table is table_name (from the refresh statement).
+CREATE OR REPLACE FUNCTION tview._duplicate_keys(table_name text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM tview._raise_duplicate_keys(t) FROM tview.tviews t WHERE t.table_oid = to_regclass(table_name);
+    RAISE EXCEPTION 'the definition of % gives a key twice', table_name
+        USING ERRCODE = 'unique_violation', HINT = 'Make its key unique in the definition.';
 END;
 $$;
 
@@ -561,33 +606,31 @@ BEGIN
     IF keys IS NOT NULL AND cardinality(keys) = 0 THEN
         RETURN;
     END IF;
-    BEGIN
-        IF keys IS NULL THEN
+    IF keys IS NULL THEN
+        BEGIN      -- a whole refresh (rare on the write path) names the TVIEW on 21000 itself
             EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
             saved := tview._apply_settings(t.session_settings);
             EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
                 USING NULL::bigint[], '{}'::bigint[];
             PERFORM tview._apply_settings(saved);
-        ELSE
-            IF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
-                EXECUTE format('SELECT * FROM %s($1, NULL, $2)', tview._generated(t, 'refresh'))
-                    INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
-            ELSE
-                -- below the batch threshold: one key at a time, in key order (row locks)
-                EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
-                               ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
-                               ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
-                               ' FROM unnest($1) k(key),'
-                               ' LATERAL %s(ARRAY[k.key], NULL, $2) r'
-                               ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
-                               ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
-                               tview._generated(t, 'refresh'))
-                    INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
-            END IF;
-        END IF;
-    EXCEPTION WHEN cardinality_violation THEN
-        PERFORM tview._raise_cardinality(t, keys, SQLERRM);
-    END;
+        EXCEPTION WHEN cardinality_violation THEN
+            PERFORM tview._raise_cardinality(t, keys, SQLERRM);
+        END;
+    ELSIF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
+        EXECUTE format('SELECT * FROM %s($1, NULL, $2)', tview._generated(t, 'refresh'))
+            INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
+    ELSE
+        -- below the batch threshold: one key at a time, in key order (row locks)
+        EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
+                       ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
+                       ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
+                       ' FROM unnest($1) k(key),'
+                       ' LATERAL %s(ARRAY[k.key], NULL, $2) r'
+                       ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
+                       ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
+                       tview._generated(t, 'refresh'))
+            INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
+    END IF;
     IF null_keys > 0 THEN
         PERFORM tview._raise_null_keys(t, null_keys);
     END IF;

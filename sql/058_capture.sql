@@ -304,6 +304,7 @@ BEGIN
             -- such a row (a keyed refresh looks rows up by key and would never see it).
             parts := jsonb_build_object(
                 'id', dep.tview_id, 'refresh', quote_ident('_refresh_' || dep.tview_id),
+                'signature', quote_literal(tview._generated_signature(dep.tview_id, 'refresh')),
                 'keys', CASE WHEN dep.null_check THEN 'keys'
                              ELSE format('ARRAY(%s)', tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END,
                 'keys_with_nulls', CASE WHEN dep.null_check
@@ -324,24 +325,18 @@ BEGIN
         keys := {keys};
         IF cardinality(keys) > 0 THEN
             cfg := coalesce(cfg, tview._settings());
-            IF cardinality(keys) > 1 AND cardinality(keys) < tview._cfg_count(cfg, 'batch_threshold', 2) THEN
+            IF (cardinality(keys) > 1 AND cardinality(keys) < tview._cfg_count(cfg, 'batch_threshold', 2))
+               OR to_regprocedure({signature}) IS NULL THEN   -- or dropped by hand: the cascade makes it again
                 work := tview._add_work(work, {id}, keys, false, 0);   -- one key at a time: the cascade's way
             ELSE
+                -- no exception block here: it would cost a subtransaction at every write (the
+                -- refresh function names the TVIEW in its errors itself)
                 started := clock_timestamp();
-                refreshed := true;
-                BEGIN
-                    SELECT r.o_upserted, r.o_deleted, r.o_null_keys INTO upserted, deleted, null_keys
-                    FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true)) r;
-                EXCEPTION
-                    WHEN cardinality_violation THEN
-                        PERFORM tview._raise_cardinality(t, keys, SQLERRM) FROM tview.tviews t WHERE t.id = {id};
-                    WHEN undefined_function THEN   -- dropped by hand: the cascade makes it again
-                        work := tview._add_work(work, {id}, keys, false, 0);
-                        refreshed := false;
-                END;
-                IF refreshed AND null_keys > 0 THEN
+                SELECT r.o_upserted, r.o_deleted, r.o_null_keys INTO upserted, deleted, null_keys
+                FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true)) r;
+                IF null_keys > 0 THEN
                     PERFORM tview._raise_null_keys(t, null_keys) FROM tview.tviews t WHERE t.id = {id};
-                ELSIF refreshed THEN
+                ELSE
                     PERFORM tview._publish({id}, TG_TABLE_NAME, TG_OP, 0, false, cardinality(keys), keys,
                                            jsonb_build_object('upserted', upserted, 'deleted', deleted),
                                            (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
@@ -376,7 +371,6 @@ DECLARE
     upserted bigint;
     deleted bigint;
     null_keys bigint;
-    refreshed boolean;
 BEGIN
     IF TG_RELID OPERATOR(pg_catalog.<>) {relid} THEN
         PERFORM tview._refuse_moved_catalog();

@@ -1097,6 +1097,37 @@ def test_a_bulk_delete_of_a_root_table_is_exact_whether_or_not_the_root_proves_t
     assert doc(blog, "user_stats", 3)["comments"] == 31
 
 
+def test_writes_take_no_subtransaction(blog):
+    """The write path has no exception block where a definition cannot fail with 21000: a subtransaction
+    at every write would take a transaction id of its own (twice the wraparound pace), and 64 of them in
+    one transaction overflow the backend's cache, which slows every snapshot on the server."""
+    writes = ["UPDATE tb_comment SET body = body || '!' WHERE pk_comment = {}",      # comment, post, user_stats
+              "UPDATE tb_user SET name = name || '!' WHERE pk_user = {}",            # a cascade over five TVIEWs
+              "INSERT INTO tb_comment VALUES (100 + {0}, 1 + {0} % 5, 1 + {0} % 5, 'new')",
+              "DELETE FROM tb_comment WHERE pk_comment = 100 + {}"]
+    if blog.info.server_version < 160000:
+        pytest.skip("pg_stat_get_backend_subxact is new in PostgreSQL 16")
+    with blog.transaction():
+        for i in range(70):
+            blog.execute(writes[i % 4].format(1 + i % 5))
+        count, overflowed = blog.execute(
+            "SELECT s.subxact_count, s.subxact_overflowed FROM pg_stat_get_backend_idset() b,"
+            " LATERAL pg_stat_get_backend_subxact(b) s WHERE pg_stat_get_backend_pid(b) = pg_backend_pid()").fetchone()
+    assert (count, overflowed) == (0, False)
+    assert_oracle(blog)
+
+
+def test_a_refresh_function_dropped_by_hand_is_made_again_by_the_next_write(blog):
+    """user_stats is refreshed by the capture code directly; with its refresh function gone the write
+    goes through the cascade, which makes the function again."""
+    blog.execute("DO $$ BEGIN EXECUTE format('DROP FUNCTION tview.%I(bigint[], bigint[], boolean)', '_refresh_' ||"
+                 " (SELECT id FROM tview.tviews WHERE name = 'user_stats')); END $$")
+    write(blog, "INSERT INTO tb_comment VALUES (7, 2, 5, 'eve says')")
+    assert doc(blog, "user_stats", 5)["comments"] == 1
+    assert blog.execute("SELECT to_regprocedure(format('tview._refresh_%s(bigint[],bigint[],boolean)', id))"
+                        " IS NOT NULL FROM tview.tviews WHERE name = 'user_stats'").fetchone() == (True,)
+
+
 # =========================================================================== keys that stop being unique
 
 def build_orders(db):
