@@ -222,8 +222,10 @@ def pytest_addoption(parser):
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: one worker per core, at most 4 (each worker's tests start servers and apps)."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    """`-n auto`: two workers per core, at most 4 (each worker's tests start servers and apps).
+    Tests spend much of their time waiting on the server, listeners and apps: on 2 cores, 4
+    workers finish the suite in 6:00 against 7:20 for 2."""
+    return max(1, min(2 * (os.cpu_count() or 1), 4))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
