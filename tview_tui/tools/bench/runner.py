@@ -234,12 +234,15 @@ def prepare_arm(conn: psycopg.Connection, arm: Arm, opts: Options, plan: Plan) -
     return True
 
 
-def measure(conn: psycopg.Connection, plan: Plan, opts: Options) -> None:
-    """Prepare each arm, then run the arms that work alternately, repeat times."""
-    arms = [a for a in plan.arms if a.unavailable is None and prepare_arm(conn, a, opts, plan)]
-    for _ in range(opts.repeat):
-        for arm in arms:
-            arm.samples_ms.append(run_once(conn, arm))
+def measure(conn: psycopg.Connection, dsn: str, plan: Plan, opts: Options) -> None:
+    """Prepare each arm, then run the arms that work alternately, repeat times (an arm that asks
+    for it on a connection of its own)."""
+    with connect(dsn) as own:
+        session = {a.name: own if a.own_session else conn for a in plan.arms}
+        arms = [a for a in plan.arms if a.unavailable is None and prepare_arm(session[a.name], a, opts, plan)]
+        for _ in range(opts.repeat):
+            for arm in arms:
+                arm.samples_ms.append(run_once(session[arm.name], arm))
     medians = {a.name: a.median for a in arms}
     for arm in arms:
         base = medians.get(arm.vs) if arm.vs else None
@@ -313,7 +316,7 @@ def run_plan(conn: psycopg.Connection, dsn: str, plan: Plan, opts: Options,
             if arm.needs_patching and arm.unavailable is None and not has_patch_specs(conn, arm.schema):
                 arm.unavailable = "not applicable (the engine recognised no patchable shape here)"
         progress(f"{plan.name}: measuring {len(plan.arms)} arms x {opts.repeat} runs")
-        measure(conn, plan, opts)
+        measure(conn, dsn, plan, opts)
         if plan.throughput:
             progress(f"{plan.name}: throughput, {opts.seconds:g} s per arm and client count")
             measure_throughput(dsn, plan, opts)
