@@ -319,6 +319,19 @@ def test_a_table_owner_migrates_a_table_a_tview_reads(trust: Trust):
     assert_oracle(trust.owner)
 
 
+def test_a_table_owners_bulk_delete_takes_the_vanished_keys_path_under_either_install(trust: Trust):
+    """`app` deletes 100 of its posts in one statement: tv_post's rows go without a recompute where the
+    root proves them gone (read as the engine owner, superuser or not), and tv_post stays exact."""
+    create_blog(trust)
+    with trust.connect(trust.app) as app:
+        app.execute("INSERT INTO app.tb_post SELECT g, 1 + g % 4, 'p' || g FROM generate_series(9, 108) g")
+        app.execute("DELETE FROM app.tb_post WHERE pk_post > 8")
+    assert trust.owner.execute("SELECT tview._root_proves_absence('app.tb_post'::regclass, 'app.tb_post', 'pk_post')"
+                               ).fetchone()[0] is True
+    assert trust.owner.execute("SELECT count(*) FROM tv_post").fetchone()[0] == 8
+    assert_oracle(trust.owner)
+
+
 def test_create_table_as_by_a_role_without_the_owners_privileges_is_not_converted(trust: Trust):
     """Only the engine owner's CREATE TABLE tv_x AS becomes a TVIEW: another role's stays its plain table
     (it must not get a TVIEW, made with the owner's rights, out of it)."""
