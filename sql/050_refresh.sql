@@ -380,6 +380,7 @@ DECLARE
     aliases    text[] := tview._lockable_aliases(q, t.root_oid);
     read_locks text := '';
     vanished   text := '';
+    catches    boolean := tview._may_fail_cardinality(q);
 BEGIN
     IF t.root_column IS NOT NULL AND (SELECT c.relkind IN ('r', 'p') FROM pg_class c WHERE c.oid = t.root_oid) THEN
         vanished := tview._fill($v$
@@ -460,8 +461,8 @@ END;
 $f$, jsonb_build_object(
         'name', quote_ident('_refresh_' || t.id), 'id', t.id, 'table', tv, 'key', k,
         'settings', tview._settings_clauses(t.session_settings), 'read_locks', read_locks, 'vanished', vanished,
-        'catch_begin', CASE WHEN tview._may_fail_cardinality(q) THEN E'BEGIN\n    ' ELSE '' END,
-        'catch_end', CASE WHEN tview._may_fail_cardinality(q) THEN tview._fill($c$
+        'catch_begin', CASE WHEN catches THEN E'BEGIN\n    ' ELSE '' END,
+        'catch_end', CASE WHEN catches THEN tview._fill($c$
     EXCEPTION WHEN cardinality_violation THEN
         PERFORM tview._raise_cardinality(t, $1, SQLERRM) FROM tview.tviews t WHERE t.id = {id};
     END;$c$, jsonb_build_object('id', t.id)) ELSE '' END,
@@ -838,6 +839,7 @@ DECLARE
     may_patch boolean;
     cfg      jsonb := tview._settings();
     max_depth int := tview._cfg_count(cfg, 'max_cascade_depth', 32);
+    patch_threshold int := tview._cfg_count(cfg, 'patch_threshold', 100);
     publishing boolean := tview._notify_wanted(cfg) OR tview._cfg_enabled(cfg, 'log', false);
 BEGIN
     LOOP
@@ -861,7 +863,7 @@ BEGIN
         started := clock_timestamp();
         patch := NULL;
         IF NOT whole AND jsonb_array_length(coalesce(item -> 'patch', '[]')) > 0 THEN
-            patch := tview._apply_patches(t, item -> 'patch', keys, tview._cfg_count(cfg, 'patch_threshold', 100)::int);
+            patch := tview._apply_patches(t, item -> 'patch', keys, patch_threshold);
             IF jsonb_array_length(patch -> 'recompute') > 0 THEN
                 keys := ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
                             SELECT jsonb_array_elements_text(patch -> 'recompute')::bigint)) k ORDER BY 1);
@@ -869,11 +871,7 @@ BEGIN
             -- no embedding row referred to the changed documents: nothing to refresh, no event
             CONTINUE WHEN cardinality(keys) = 0 AND (patch ->> 'patched')::bigint = 0;
         END IF;
-        IF NOT whole AND cardinality(keys) = 0 THEN     -- all patched
-            SELECT 0, 0, '[]'::jsonb, '[]'::jsonb INTO upserted, deleted, old_images, new_images;
-        ELSE
-            SELECT * INTO upserted, deleted, old_images, new_images FROM tview._refresh_rows(t, keys, cfg);
-        END IF;
+        SELECT * INTO upserted, deleted, old_images, new_images FROM tview._refresh_rows(t, keys, cfg);
         patched := coalesce((patch ->> 'patched')::bigint, 0);
         IF patched > 0 THEN
             old_images := old_images || (patch -> 'images');
@@ -893,7 +891,7 @@ BEGIN
         -- patching gives up at tview.patch_threshold changed documents (its function recomputes
         -- every row they reach): that many go straight to the keys query, without being queued
         -- and read again as patches
-        may_patch := changed < 2 * tview._cfg_count(cfg, 'patch_threshold', 100);
+        may_patch := changed < 2 * patch_threshold;
         FOR dep IN
             SELECT d.tview_id, d.key_sql, x,
                    -- a deferred TVIEW is sent keys to queue: a patch cannot wait for the commit

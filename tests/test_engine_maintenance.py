@@ -1101,12 +1101,12 @@ def test_writes_take_no_subtransaction(blog):
     """The write path has no exception block where a definition cannot fail with 21000: a subtransaction
     at every write would take a transaction id of its own (twice the wraparound pace), and 64 of them in
     one transaction overflow the backend's cache, which slows every snapshot on the server."""
+    if blog.info.server_version < 160000:
+        pytest.skip("pg_stat_get_backend_subxact is new in PostgreSQL 16")
     writes = ["UPDATE tb_comment SET body = body || '!' WHERE pk_comment = {}",      # comment, post, user_stats
               "UPDATE tb_user SET name = name || '!' WHERE pk_user = {}",            # a cascade over five TVIEWs
               "INSERT INTO tb_comment VALUES (100 + {0}, 1 + {0} % 5, 1 + {0} % 5, 'new')",
               "DELETE FROM tb_comment WHERE pk_comment = 100 + {}"]
-    if blog.info.server_version < 160000:
-        pytest.skip("pg_stat_get_backend_subxact is new in PostgreSQL 16")
     with blog.transaction():
         for i in range(70):
             blog.execute(writes[i % 4].format(1 + i % 5))

@@ -231,10 +231,7 @@ class Arm:
     """One way of doing an operation: where (schema), how (settings), what is timed.
 
     revert: when set, the commit is timed too (e.g. NOTIFY costs only at commit) and these
-    statements undo the change afterwards, untimed; otherwise the run is rolled back.
-    own_session: run on a connection of its own. Setting session_replication_role (even SET
-    LOCAL, and again at its rollback) discards every cached plan of the session: on the shared
-    connection each arm after it would replan every statement it runs, the engine's most."""
+    statements undo the change afterwards, untimed; otherwise the run is rolled back."""
 
     name: str
     schema: str
@@ -244,13 +241,19 @@ class Arm:
     setup: tuple[str, ...] = ()
     revert: tuple[str, ...] | None = None
     needs_patching: bool = False
-    own_session: bool = False
     unavailable: str | None = None          # cannot run here, by design (e.g. no smart patching yet)
     error: str | None = None                # could not run: the server's error
     samples_ms: list[float] = field(default_factory=list)
     modes: dict[str, str] = field(default_factory=dict)
     drift: int | None = None
     ratio: float | None = None
+
+    @property
+    def own_session(self) -> bool:
+        """Run on a connection of its own: setting session_replication_role (even SET LOCAL, and
+        again at its rollback) discards every cached plan of the session, so on the shared
+        connection each arm after it would replan every statement it runs, the engine's most."""
+        return "session_replication_role" in self.settings
 
     @property
     def median(self) -> float | None:
@@ -426,8 +429,7 @@ def versus_hand_arms(sizes: Sizes, opts: Options) -> list[Arm]:
     for op_name, op in (("leaf", edit_comment(sizes.comment)), ("parent", rename_user(sizes.poster))):
         for arm_name, (schema, settings) in schemas.items():
             arm = Arm(f"{arm_name} {op_name}", schema, (op,), settings,
-                      vs=None if arm_name == "hand trigger" else f"hand trigger {op_name}",
-                      own_session="session_replication_role" in settings)
+                      vs=None if arm_name == "hand trigger" else f"hand trigger {op_name}")
             arms.append(patch_arm(arm, opts) if arm_name == "composed patch" else arm)
     return arms
 
