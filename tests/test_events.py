@@ -331,6 +331,20 @@ async def straddle_a_gap(stream: EventStream, writer: psycopg.Connection, server
     return xid
 
 
+def clear_of(conn: psycopg.Connection, *holders: str) -> str:
+    """Begin a transaction on conn (not autocommit) whose id picks another stamp slot than each
+    of holders' (transactions left open on the same TVIEWs), so that its writes never wait for
+    them; returns that id. Tests running beside take ids in between: consecutive ids alone do
+    not keep clear of a slot."""
+    slots = conn.execute("SELECT tview._stamp_slots()").fetchone()[0]
+    conn.rollback()
+    while True:
+        xid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+        if all(int(xid) % slots != int(holder) % slots for holder in holders):
+            return xid
+        conn.rollback()
+
+
 @pytest.mark.engine
 @pytest.mark.parametrize("commits", ["while catching up", "too late"])
 async def test_a_writer_that_published_while_the_stream_was_away_and_commits_later(blog, dsn, server_dsn, commits):
@@ -389,12 +403,13 @@ async def test_events_notified_during_a_catch_up_are_handed_out_once(blog, dsn, 
 
     task = asyncio.create_task(consume())
     try:
-        with psycopg.connect(dsn) as straddler, psycopg.connect(dsn, autocommit=True) as writer:
+        with psycopg.connect(dsn) as straddler, psycopg.connect(dsn) as writer:
             straddling = await straddle_a_gap(stream, straddler, server_dsn, dsn)
             xids = []
-            for n in range(20):     # fewer than the 64 stamp slots: none waits for the straddler's
-                xids.append(writer.execute("UPDATE tb_user SET name = %s WHERE pk_user = 2"
-                                           " RETURNING pg_current_xact_id()::text", (f"during {n}",)).fetchone()[0])
+            for n in range(20):
+                xids.append(clear_of(writer, straddling))
+                writer.execute("UPDATE tb_user SET name = %s WHERE pk_user = 2", (f"during {n}",))
+                writer.commit()
                 await asyncio.sleep(0.03)      # spread over several of the catch-up's log reads
             expected = [(xid, tview) for xid in xids for tview in ("tv_user", "tv_post")]
             await eventually(lambda: set(expected) <= set(seen()), "the events of the writes during the catch-up")
@@ -575,9 +590,12 @@ async def test_polling_delivers_events_committed_out_of_log_order(blog, dsn):
         set_engine(slow, log="on")
         slow.execute("UPDATE tb_user SET name = 'slow' WHERE pk_user = 1")        # takes the smaller ids
         slow_xid = slow.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+        aborted_xid = clear_of(aborted, slow_xid)
         aborted.execute("UPDATE tb_user SET name = 'aborted' WHERE pk_user = 2")
-        with psycopg.connect(dsn, autocommit=True) as fast:
+        with psycopg.connect(dsn) as fast:
+            clear_of(fast, slow_xid, aborted_xid)
             fast.execute("UPDATE tb_post SET title = 'fast' WHERE pk_post = 2")   # user 3's
+            fast.commit()
         await until(lambda: len(xids()) == 1)                                   # the fast one, read first
         slow.commit()
         aborted.rollback()
