@@ -191,8 +191,10 @@ $$;
 -- The refresh statement of one TVIEW. %1$s is where the key filter goes ('' for a whole
 -- refresh). $1 = keys (bigint[]), $2 = keys whose row is only a placeholder made by the
 -- locking (tview._install_refresh_function): not a row that existed, so neither reported as
--- an old image nor counted as deleted. Returns upserted, deleted, null keys seen, and the
--- old and new images (all columns but data) of the rows that changed, for the cascade.
+-- an old image nor counted as deleted; $4 = whether images are wanted (boolean). Returns
+-- upserted, deleted, null keys seen, and the old and new images (all columns but data) of
+-- the rows that changed, for the cascade: only when wanted, that is when another TVIEW reads
+-- this one (10,000 images cost about 25 ms, and a jsonb value holds at most 256 MB).
 -- A row of the definition with a NULL key matches no current row, so it is in d with
 -- neither key; the three are counted in one pass over d (each subquery costs an executor
 -- node set up at every refresh).
@@ -236,8 +238,8 @@ WITH src AS MATERIALIZED (SELECT {cols} FROM {view} v %1$s),
 cur AS MATERIALIZED (SELECT {cols} FROM {table} v %1$s),
 d AS MATERIALIZED (
     SELECT s.{key} AS new_key, c.{key} AS old_key,
-           CASE WHEN c.{key} IS NOT NULL AND c.{key} <> ALL ($2) THEN jsonb_build_object({old_image}) END AS old_img,
-           CASE WHEN s.{key} IS NOT NULL THEN jsonb_build_object({new_image}) END AS new_img
+           CASE WHEN $4 AND c.{key} IS NOT NULL AND c.{key} <> ALL ($2) THEN jsonb_build_object({old_image}) END AS old_img,
+           CASE WHEN $4 AND s.{key} IS NOT NULL THEN jsonb_build_object({new_image}) END AS new_img
     FROM src s FULL JOIN cur c ON c.{key} = s.{key}
     WHERE s.{key} IS NULL OR c.{key} IS NULL OR {differs}),
 del AS (DELETE FROM {table} t USING d WHERE d.new_key IS NULL AND t.{key} = d.old_key RETURNING t.{key} AS k),
@@ -392,7 +394,8 @@ BEGIN
                           WHERE t.{key} = ANY (_tview_gone)   -- checked again: one hashed scan, not a probe per row
                             AND t.{key} NOT IN (SELECT r.{root_column} FROM {root} r WHERE r.{root_column} = ANY (_tview_gone))
                           RETURNING {image_columns})
-            SELECT coalesce(array_agg(g.{key}), '{}'), count(*), to_jsonb(array_agg(g))   -- the images, at half jsonb_agg's cost
+            SELECT coalesce(array_agg(g.{key}), '{}'), count(*),
+                   CASE WHEN images THEN to_jsonb(array_agg(g)) END   -- the images, at half jsonb_agg's cost
             INTO _tview_gone, _tview_gone_n, _tview_gone_old
             FROM gone g;
             keys := ARRAY(SELECT unnest(keys) EXCEPT SELECT unnest(_tview_gone) ORDER BY 1);
@@ -423,7 +426,8 @@ BEGIN
         END;
     END IF;
     EXECUTE tview._fill($f$
-CREATE OR REPLACE FUNCTION tview.{name}(keys bigint[], placeholders bigint[], row_locks boolean, OUT o_upserted bigint,
+CREATE OR REPLACE FUNCTION tview.{name}(keys bigint[], placeholders bigint[], row_locks boolean, images boolean,
+                                     OUT o_upserted bigint,
                                      OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -454,7 +458,7 @@ BEGIN
         INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;{catch_end}
     IF _tview_gone_n > 0 THEN
         o_deleted := o_deleted + _tview_gone_n;
-        o_old := coalesce(o_old, '[]') || _tview_gone_old;
+        o_old := coalesce(o_old, '[]') || coalesce(_tview_gone_old, '[]');
     END IF;
 END;
 {tag}
@@ -477,7 +481,7 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('tview.%I', '_' || kind || '_' || tview_id)
-           || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean)' WHEN 'patch' THEN '(jsonb,bigint[],integer)'
+           || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean,boolean)' WHEN 'patch' THEN '(jsonb,bigint[],integer)'
                         ELSE '(oid,jsonb,jsonb)' END
 $$;
 
@@ -588,7 +592,8 @@ $$;
 
 -- Refresh one TVIEW: the given keys, or everything when keys is NULL; cfg: tview._settings().
 -- Gives the rows written and the images of the rows changed (old and new, jsonb arrays), as
--- separate values: a jsonb object holding them would copy every image once more.
+-- separate values: a jsonb object holding them would copy every image once more. Images are
+-- made only for a TVIEW another one reads (the cascade's keys queries and patches use them).
 CREATE OR REPLACE FUNCTION tview._refresh_rows(t tview.tviews, keys bigint[], cfg jsonb, OUT upserted bigint,
                                                OUT deleted bigint, OUT old_images jsonb, OUT new_images jsonb)
 LANGUAGE plpgsql
@@ -599,6 +604,7 @@ DECLARE
     null_keys bigint;
     old_img   jsonb;
     new_img   jsonb;
+    images    boolean := EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = t.table_oid);
 BEGIN
     upserted := 0;
     deleted := 0;
@@ -612,25 +618,25 @@ BEGIN
             EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
             saved := tview._apply_settings(t.session_settings);
             EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
-                USING NULL::bigint[], '{}'::bigint[];
+                USING NULL::bigint[], '{}'::bigint[], NULL::boolean, images;
             PERFORM tview._apply_settings(saved);
         EXCEPTION WHEN cardinality_violation THEN
             PERFORM tview._raise_cardinality(t, keys, SQLERRM);
         END;
     ELSIF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
-        EXECUTE format('SELECT * FROM %s($1, NULL, $2)', tview._generated(t, 'refresh'))
-            INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
+        EXECUTE format('SELECT * FROM %s($1, NULL, $2, $3)', tview._generated(t, 'refresh'))
+            INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true), images;
     ELSE
         -- below the batch threshold: one key at a time, in key order (row locks)
         EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
                        ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
                        ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
                        ' FROM unnest($1) k(key),'
-                       ' LATERAL %s(ARRAY[k.key], NULL, $2) r'
+                       ' LATERAL %s(ARRAY[k.key], NULL, $2, $3) r'
                        ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
                        ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
                        tview._generated(t, 'refresh'))
-            INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true);
+            INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true), images;
     END IF;
     IF null_keys > 0 THEN
         PERFORM tview._raise_null_keys(t, null_keys);

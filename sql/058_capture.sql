@@ -333,7 +333,7 @@ BEGIN
                 -- refresh function names the TVIEW in its errors itself)
                 started := clock_timestamp();
                 SELECT r.o_upserted, r.o_deleted, r.o_null_keys INTO upserted, deleted, null_keys
-                FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true)) r;
+                FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true), false) r;   -- nothing reads it: no images
                 IF null_keys > 0 THEN
                     PERFORM tview._raise_null_keys(t, null_keys) FROM tview.tviews t WHERE t.id = {id};
                 ELSE
