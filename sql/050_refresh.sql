@@ -674,6 +674,12 @@ AS $$
     WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
 $$;
 
+-- A relation's columns as a column definition list: "name type, ...".
+CREATE OR REPLACE FUNCTION tview._column_definitions(relid oid) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT string_agg(format('%I %s', c.attname, c.type_sql), ', ' ORDER BY c.ord) FROM tview._column_types(relid) c $$;
+
 -- Changed rows `images` of the TVIEW whose table is relid, as a relation of its columns. The
 -- columns are spelled out (not its row type): the generated code that reads them is made
 -- again when the table's columns change (tview.alter), and a plan cached in any session
@@ -683,8 +689,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('(SELECT r.* FROM tview._image_rows(%s) e, pg_catalog.jsonb_to_record(e) AS r(%s))', images,
-                  string_agg(format('%I %s', c.attname, c.type_sql), ', ' ORDER BY c.ord))
-    FROM tview._column_types(relid) c
+                  tview._column_definitions(relid))
 $$;
 
 -- The same read in one call (jsonb_to_recordset: half the cost per row of jsonb_to_record,
@@ -696,8 +701,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('(SELECT r.* FROM pg_catalog.jsonb_to_recordset(%s) AS r(%s))', images,
-                  string_agg(format('%I %s', c.attname, c.type_sql), ', ' ORDER BY c.ord))
-    FROM tview._column_types(relid) c
+                  tview._column_definitions(relid))
 $$;
 
 -- The keys query of one dependency over changed rows: key_sql applied to the relation of

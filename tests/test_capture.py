@@ -317,7 +317,7 @@ def test_a_bulk_update_of_a_tview_nothing_reads_makes_no_row_images(db):
     db.execute("""SELECT tview.create('item', $$SELECT i.pk_item, repeat('w', 3000) || i.n AS wide,
                   jsonb_build_object('n', i.n) AS data FROM tb_item i$$)""")
     assert db.execute("UPDATE tb_item SET n = n + 1").rowcount == 100000
-    assert db.execute("SELECT count(*) FROM tv_item WHERE (data->>'n')::int = 1 AND wide LIKE '%1'").fetchone() == (100000,)
+    assert db.execute("SELECT count(*) FROM tv_item WHERE (data->>'n')::int = 1").fetchone() == (100000,)
     db.execute("""SELECT tview.create('item_card', $$SELECT c.pk_item, jsonb_build_object('wide', length(c.wide)) AS data
                   FROM tv_item c$$)""")
     db.execute("UPDATE tb_item SET n = n + 1 WHERE pk_item <= 10")
