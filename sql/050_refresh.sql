@@ -424,6 +424,14 @@ BEGIN
         EXCEPTION WHEN feature_not_supported OR wrong_object_type OR syntax_error OR undefined_table THEN
             read_locks := '';       -- not lockable: see above
         END;
+        IF read_locks <> '' THEN
+            read_locks := tview._fill($l$IF cardinality($1) = 1 THEN
+            {one}
+        ELSE
+            {read_locks}
+        END IF;$l$, jsonb_build_object('one', regexp_replace(read_locks, '= ANY \(\$1\);$', '= $1[1];'),
+                                       'read_locks', read_locks));
+        END IF;
     END IF;
     EXECUTE tview._fill($f$
 CREATE OR REPLACE FUNCTION tview.{name}(keys bigint[], placeholders bigint[], row_locks boolean, images boolean,
@@ -454,8 +462,12 @@ BEGIN
         END IF;
         PERFORM 1 FROM {table} v WHERE v.{key} = ANY ($1) ORDER BY v.{key} FOR UPDATE;
     END IF;
-    {catch_begin}{refresh}
-        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;{catch_end}
+    {catch_begin}IF cardinality($1) = 1 THEN   -- planned for one row: index lookups where a list of keys may hash whole tables
+        {refresh_one}
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
+    ELSE{refresh}
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
+    END IF;{catch_end}
     IF _tview_gone_n > 0 THEN
         o_deleted := o_deleted + _tview_gone_n;
         o_old := coalesce(o_old, '[]') || coalesce(_tview_gone_old, '[]');
@@ -471,6 +483,7 @@ $f$, jsonb_build_object(
         PERFORM tview._raise_cardinality(t, $1, SQLERRM) FROM tview.tviews t WHERE t.id = {id};
     END;$c$, jsonb_build_object('id', t.id)) ELSE '' END,
         'refresh', format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)),
+        'refresh_one', format(t.refresh_sql, format('WHERE v.%s = $1[1]', k)),
         'tag', tview._dollar_tag(read_locks || vanished || t.refresh_sql || tv, 'body')));   -- the definition's text may hold $body$
 END;
 $$;
