@@ -617,7 +617,7 @@ DECLARE
     null_keys bigint;
     old_img   jsonb;
     new_img   jsonb;
-    images    boolean := EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = t.table_oid);
+    images    boolean;
 BEGIN
     upserted := 0;
     deleted := 0;
@@ -626,6 +626,7 @@ BEGIN
     IF keys IS NOT NULL AND cardinality(keys) = 0 THEN
         RETURN;
     END IF;
+    images := EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = t.table_oid);
     IF keys IS NULL THEN
         BEGIN      -- a whole refresh (rare on the write path) names the TVIEW on 21000 itself
             EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
