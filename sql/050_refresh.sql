@@ -853,6 +853,48 @@ AS $$
         'depth', greatest(depth, coalesce((work -> tview_id::text ->> 'depth')::int, 0))))
 $$;
 
+-- Add to a work list what the rows of TVIEW t that changed (old and new images) mean for the
+-- TVIEWs reading it: patches, keys, or a whole refresh, at depth + 1. Used by the cascade
+-- after each refresh, and by the capture functions after refreshing a TVIEW directly.
+CREATE OR REPLACE FUNCTION tview._queue_readers(work jsonb, t tview.tviews, old_images jsonb, new_images jsonb,
+                                                depth int, cfg jsonb, patch_threshold int, flushing boolean)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed int := jsonb_array_length(old_images) + jsonb_array_length(new_images);
+    -- patching gives up at tview.patch_threshold changed documents (its function recomputes
+    -- every row they reach): that many go straight to the keys query, without being queued
+    -- and read again as patches
+    may_patch boolean := changed < 2 * patch_threshold;
+    dep record;
+BEGIN
+    IF changed = 0 THEN
+        RETURN work;
+    END IF;
+    FOR dep IN
+        SELECT d.tview_id, d.key_sql, x,
+               -- a deferred TVIEW is sent keys to queue: a patch cannot wait for the commit
+               d.key_sql IS NOT NULL AND tview._patching_on(x, cfg) AND (x.mode <> 'deferred' OR flushing)
+               AND EXISTS (SELECT 1 FROM jsonb_array_elements(x.patch_specs) s
+                           WHERE (s ->> 'source_oid')::oid = d.source_oid) AS patch
+        FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
+        WHERE d.source_oid = t.table_oid
+    LOOP
+        IF dep.patch AND may_patch THEN
+            work := tview._add_patch(work, dep.tview_id, t.table_oid, old_images, new_images, depth + 1);
+        ELSIF dep.key_sql IS NULL THEN
+            work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
+        ELSE
+            work := tview._add_work(work, dep.tview_id, tview._dependent_keys(dep.x, t.table_oid, old_images, new_images),
+                                    false, depth + 1);
+        END IF;
+    END LOOP;
+    RETURN work;
+END;
+$$;
+
 -- Run a cascade: refresh every TVIEW in the work list in topological order, each once,
 -- adding the keys of dependents as rows change. Deferred TVIEWs are queued instead, unless
 -- the queue is being flushed at commit. Publishes one event per TVIEW refreshed.
@@ -870,15 +912,12 @@ DECLARE
     patched  bigint;
     old_images jsonb;
     new_images jsonb;
-    dep      record;
     keys     bigint[];
     written  bigint := 0;
     depth    int;
     whole    boolean;
     started  timestamptz;
     patch    jsonb;
-    changed  int;
-    may_patch boolean;
     cfg      jsonb := tview._settings();
     max_depth int := tview._cfg_count(cfg, 'max_cascade_depth', 32);
     patch_threshold int := tview._cfg_count(cfg, 'patch_threshold', 100);
@@ -929,30 +968,9 @@ BEGIN
                                    jsonb_build_object('upserted', upserted, 'deleted', deleted, 'patched', patched),
                                    (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
         END IF;
-        changed := jsonb_array_length(old_images) + jsonb_array_length(new_images);
-        CONTINUE WHEN changed = 0;
-        -- patching gives up at tview.patch_threshold changed documents (its function recomputes
-        -- every row they reach): that many go straight to the keys query, without being queued
-        -- and read again as patches
-        may_patch := changed < 2 * patch_threshold;
-        FOR dep IN
-            SELECT d.tview_id, d.key_sql, x,
-                   -- a deferred TVIEW is sent keys to queue: a patch cannot wait for the commit
-                   d.key_sql IS NOT NULL AND tview._patching_on(x, cfg) AND (x.mode <> 'deferred' OR flushing)
-                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(x.patch_specs) s
-                               WHERE (s ->> 'source_oid')::oid = d.source_oid) AS patch
-            FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
-            WHERE d.source_oid = t.table_oid
-        LOOP
-            IF dep.patch AND may_patch THEN
-                work := tview._add_patch(work, dep.tview_id, t.table_oid, old_images, new_images, depth + 1);
-            ELSIF dep.key_sql IS NULL THEN
-                work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
-            ELSE
-                keys := tview._dependent_keys(dep.x, t.table_oid, old_images, new_images);
-                work := tview._add_work(work, dep.tview_id, keys, false, depth + 1);
-            END IF;
-        END LOOP;
+        IF old_images <> '[]' OR new_images <> '[]' THEN
+            work := tview._queue_readers(work, t, old_images, new_images, depth, cfg, patch_threshold, flushing);
+        END IF;
     END LOOP;
     RETURN written;
 END;

@@ -294,8 +294,8 @@ BEGIN
               WHERE w.event <> 'TRUNCATE' ORDER BY r.replicated, w.tgtype LOOP
         work := '';
         FOR dep IN SELECT d.tview_id, d.key_sql,
-                          x.mode = 'immediate' AND x.topo_level = 0
-                          AND NOT EXISTS (SELECT 1 FROM tview.dependencies r WHERE r.source_oid = x.table_oid) AS direct,
+                          x.mode = 'immediate' AND x.topo_level = 0 AS direct,
+                          EXISTS (SELECT 1 FROM tview.dependencies r WHERE r.source_oid = x.table_oid) AS read,
                           d.key_sql IS NOT NULL AND d.lineage ~ '(root|fk|path)' AND tview._key_may_be_null(x) AS null_check
                    FROM tview.dependencies d JOIN tview.tviews x ON x.id = d.tview_id
                    WHERE d.source_oid = ANY (relatives) ORDER BY d.tview_id, d.source_oid LOOP
@@ -303,7 +303,14 @@ BEGIN
             -- reaches a row of the key's table whose key is NULL; then a not-null violation if the definition has
             -- such a row (a keyed refresh looks rows up by key and would never see it).
             parts := jsonb_build_object(
-                'id', dep.tview_id, 'refresh', quote_ident('_refresh_' || dep.tview_id),
+                'id', dep.tview_id, 'refresh', quote_ident('_refresh_' || dep.tview_id), 'read', dep.read,
+                -- TVIEWs read it: what its changed rows mean for them joins the work list
+                'queue', CASE WHEN dep.read THEN tview._fill($q$
+                    IF old_images IS NOT NULL OR new_images IS NOT NULL THEN
+                        work := tview._queue_readers(work, (SELECT t FROM tview.tviews t WHERE t.id = {id}),
+                                                     coalesce(old_images, '[]'), coalesce(new_images, '[]'), 0, cfg,
+                                                     tview._cfg_count(cfg, 'patch_threshold', 100)::int, false);
+                    END IF;$q$, jsonb_build_object('id', dep.tview_id)) ELSE '' END,
                 'signature', quote_literal(tview._generated_signature(dep.tview_id, 'refresh')),
                 'keys', CASE WHEN dep.null_check THEN 'keys'
                              ELSE format('ARRAY(%s)', tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END,
@@ -332,14 +339,15 @@ BEGIN
                 -- no exception block here: it would cost a subtransaction at every write (the
                 -- refresh function names the TVIEW in its errors itself)
                 started := clock_timestamp();
-                SELECT r.o_upserted, r.o_deleted, r.o_null_keys INTO upserted, deleted, null_keys
-                FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true), false) r;   -- nothing reads it: no images
+                SELECT r.o_upserted, r.o_deleted, r.o_null_keys, r.o_old, r.o_new
+                INTO upserted, deleted, null_keys, old_images, new_images
+                FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true), {read}) r;   -- images if read
                 IF null_keys > 0 THEN
                     PERFORM tview._raise_null_keys(t, null_keys) FROM tview.tviews t WHERE t.id = {id};
                 ELSE
                     PERFORM tview._publish({id}, TG_TABLE_NAME, TG_OP, 0, false, cardinality(keys), keys,
                                            jsonb_build_object('upserted', upserted, 'deleted', deleted),
-                                           (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
+                                           (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);{queue}
                 END IF;
             END IF;
         END IF;$b$
@@ -371,6 +379,8 @@ DECLARE
     upserted bigint;
     deleted bigint;
     null_keys bigint;
+    old_images jsonb;
+    new_images jsonb;
 BEGIN
     IF TG_RELID OPERATOR(pg_catalog.<>) {relid} THEN
         PERFORM tview._refuse_moved_catalog();

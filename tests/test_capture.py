@@ -226,16 +226,17 @@ def capture_code(db, table: str) -> str:
     return db.execute("SELECT code FROM tview.capture WHERE source = %s", (table,)).fetchone()[0]
 
 
-def test_a_tview_nothing_reads_is_refreshed_by_the_capture_itself_until_something_reads_it(db):
-    """tv_post reads base tables only and nothing reads it: its refresh is called from the capture
-    function directly. A TVIEW made over it, deferred mode, and dropping the reader again each
-    regenerate the capture code, and every step stays exact."""
+def test_a_tview_over_base_tables_is_refreshed_by_the_capture_itself_while_immediate(db):
+    """tv_post reads base tables only: its refresh is called from the capture function directly.
+    A TVIEW made over it makes the capture hand tv_post's changed rows to the cascade; deferred
+    mode sends tv_post through the cascade; each regenerates the capture code, and every step
+    stays exact."""
     db.execute("""CREATE TABLE tb_user (pk_user int PRIMARY KEY, name text);
                   CREATE TABLE tb_post (pk_post int PRIMARY KEY, fk_user int REFERENCES tb_user, title text);
                   INSERT INTO tb_user SELECT g, 'u' || g FROM generate_series(1, 5) g;
                   INSERT INTO tb_post SELECT g, 1 + g % 5, 't' || g FROM generate_series(1, 20) g""")
     db.execute("SELECT tview.create('post', %s)", (FLAT,))
-    assert "tview._refresh_" in capture_code(db, "tb_post") and "_cascade(work" in capture_code(db, "tb_post")
+    assert "tview._refresh_" in capture_code(db, "tb_post") and "_queue_readers" not in capture_code(db, "tb_post")
 
     def writes(n: int) -> None:
         db.execute("UPDATE tb_post SET title = title || '.' WHERE pk_post IN (1, 2, 3)")
@@ -248,11 +249,11 @@ def test_a_tview_nothing_reads_is_refreshed_by_the_capture_itself_until_somethin
     db.execute("""SELECT tview.create('user_posts', $$SELECT u.pk_user, jsonb_build_object('posts',
                   coalesce((SELECT jsonb_agg(p.data ORDER BY p.pk_post) FROM tv_post p WHERE p.fk_user = u.pk_user),
                   '[]')) AS data FROM tb_user u$$)""")
-    direct = "FROM tview._refresh_"
-    assert direct not in capture_code(db, "tb_post")     # tv_post has a reader: through the cascade
+    direct, readers = "FROM tview._refresh_", "_queue_readers"
+    assert direct in capture_code(db, "tb_post") and readers in capture_code(db, "tb_post")
     writes(1)
     db.execute("SELECT tview.drop('user_posts')")
-    assert direct in capture_code(db, "tb_post")
+    assert direct in capture_code(db, "tb_post") and readers not in capture_code(db, "tb_post")
     db.execute("SELECT tview.set_mode('post', 'deferred')")
     assert direct not in capture_code(db, "tb_post")
     with db.transaction():
