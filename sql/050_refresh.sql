@@ -898,8 +898,10 @@ $$;
 -- Run a cascade: refresh every TVIEW in the work list in topological order, each once,
 -- adding the keys of dependents as rows change. Deferred TVIEWs are queued instead, unless
 -- the queue is being flushed at commit. Publishes one event per TVIEW refreshed.
--- Returns the number of rows written.
-CREATE OR REPLACE FUNCTION tview._cascade(work jsonb, source text, op text, flushing boolean DEFAULT false)
+-- settings: tview._settings(), when the caller has read them already. Returns the number of
+-- rows written.
+CREATE OR REPLACE FUNCTION tview._cascade(work jsonb, source text, op text, flushing boolean DEFAULT false,
+                                          settings jsonb DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -918,7 +920,7 @@ DECLARE
     whole    boolean;
     started  timestamptz;
     patch    jsonb;
-    cfg      jsonb := tview._settings();
+    cfg      jsonb := coalesce(settings, tview._settings());
     max_depth int := tview._cfg_count(cfg, 'max_cascade_depth', 32);
     patch_threshold int := tview._cfg_count(cfg, 'patch_threshold', 100);
     publishing boolean := tview._notify_wanted(cfg) OR tview._cfg_enabled(cfg, 'log', false);

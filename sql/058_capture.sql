@@ -392,7 +392,7 @@ BEGIN
     ELSE{truncate}
     END IF;
     IF work <> '{}' THEN
-        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP);
+        PERFORM tview._cascade(work, TG_TABLE_NAME, TG_OP, false, cfg);
     END IF;
     RETURN NULL;
 END;
