@@ -395,7 +395,7 @@ BEGIN
                             AND t.{key} NOT IN (SELECT r.{root_column} FROM {root} r WHERE r.{root_column} = ANY (_tview_gone))
                           RETURNING {image_columns})
             SELECT coalesce(array_agg(g.{key}), '{}'), count(*),
-                   CASE WHEN images THEN to_jsonb(array_agg(g)) END   -- the images, at half jsonb_agg's cost
+                   CASE WHEN $4 THEN to_jsonb(array_agg(g)) END   -- $4: images (a column may be named so)
             INTO _tview_gone, _tview_gone_n, _tview_gone_old
             FROM gone g;
             keys := ARRAY(SELECT unnest(keys) EXCEPT SELECT unnest(_tview_gone) ORDER BY 1);
@@ -429,7 +429,7 @@ BEGIN
             {one}
         ELSE
             {read_locks}
-        END IF;$l$, jsonb_build_object('one', regexp_replace(read_locks, '= ANY \(\$1\);$', '= $1[1];'),
+        END IF;$l$, jsonb_build_object('one', regexp_replace(read_locks, '= ANY \(\$1\);$', '= $1[array_lower($1, 1)];'),
                                        'read_locks', read_locks));
         END IF;
     END IF;
@@ -483,7 +483,7 @@ $f$, jsonb_build_object(
         PERFORM tview._raise_cardinality(t, $1, SQLERRM) FROM tview.tviews t WHERE t.id = {id};
     END;$c$, jsonb_build_object('id', t.id)) ELSE '' END,
         'refresh', format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)),
-        'refresh_one', format(t.refresh_sql, format('WHERE v.%s = $1[1]', k)),
+        'refresh_one', format(t.refresh_sql, format('WHERE v.%s = $1[array_lower($1, 1)]', k)),
         'tag', tview._dollar_tag(read_locks || vanished || t.refresh_sql || tv, 'body')));   -- the definition's text may hold $body$
 END;
 $$;
@@ -900,6 +900,7 @@ $$;
 -- the queue is being flushed at commit. Publishes one event per TVIEW refreshed.
 -- settings: tview._settings(), when the caller has read them already. Returns the number of
 -- rows written.
+DROP FUNCTION IF EXISTS tview._cascade(jsonb, text, text, boolean);   -- 0.6.2 and older: no settings
 CREATE OR REPLACE FUNCTION tview._cascade(work jsonb, source text, op text, flushing boolean DEFAULT false,
                                           settings jsonb DEFAULT NULL)
 RETURNS bigint

@@ -1117,6 +1117,21 @@ def test_writes_take_no_subtransaction(blog):
     assert_oracle(blog)
 
 
+def test_tview_columns_named_like_the_refresh_functions_own_names_change_nothing(db):
+    """A TVIEW's columns are columns of the statements its refresh function runs: one named like a
+    parameter of that function (images, keys, placeholders) must not stand for it, on the one-row,
+    the list and the bulk-delete paths."""
+    db.execute("""CREATE TABLE tb_item (pk_item int PRIMARY KEY, images int, keys text, placeholders int);
+                  INSERT INTO tb_item SELECT g, g, 'k' || g, g FROM generate_series(1, 200) g""")
+    create(db, "item", """SELECT i.pk_item, i.images, i.keys, i.placeholders,
+                          jsonb_build_object('n', i.images) AS data FROM tb_item i""")
+    create(db, "item_card", "SELECT c.pk_item, jsonb_build_object('keys', c.keys) AS data FROM tv_item c")
+    write(db, "UPDATE tb_item SET images = images + 1000 WHERE pk_item = 1")
+    write(db, "UPDATE tb_item SET keys = keys || '!' WHERE pk_item IN (2, 3, 4)")
+    write(db, "DELETE FROM tb_item WHERE pk_item > 100")      # more than 64 keys whose root row is gone
+    assert keys(db, "item") == set(range(1, 101)) and keys(db, "item_card") == set(range(1, 101))
+
+
 def test_a_one_row_write_looks_joined_rows_up_by_index(db):
     """A refresh plan is made once per session for any number of keys; planned for a list, it hashed
     the whole joined table (1,000 users read to find one). A one-key refresh has its own plan: its
