@@ -688,34 +688,21 @@ AS $$
     WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped
 $$;
 
--- A relation's columns as a column definition list: "name type, ...".
-CREATE OR REPLACE FUNCTION tview._column_definitions(relid oid) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT string_agg(format('%I %s', c.attname, c.type_sql), ', ' ORDER BY c.ord) FROM tview._column_types(relid) c $$;
-
 -- Changed rows `images` of the TVIEW whose table is relid, as a relation of its columns. The
 -- columns are spelled out (not its row type): the generated code that reads them is made
 -- again when the table's columns change (tview.alter), and a plan cached in any session
--- holds no row type of the table.
-CREATE OR REPLACE FUNCTION tview._images_relation(relid oid, images text) RETURNS text
+-- holds no row type of the table. joined: the query reading them joins other tables, and
+-- gets them one by one (tview._image_rows, estimated at 1 row, so that its plan looks the
+-- joined rows up by index); otherwise in one call of jsonb_to_recordset, half the cost per
+-- row (5 against 11 ms for 5,000 rows), whose estimate of 100 rows then changes no plan.
+CREATE OR REPLACE FUNCTION tview._images_relation(relid oid, images text, joined boolean) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format('(SELECT r.* FROM tview._image_rows(%s) e, pg_catalog.jsonb_to_record(e) AS r(%s))', images,
-                  tview._column_definitions(relid))
-$$;
-
--- The same read in one call (jsonb_to_recordset: half the cost per row of jsonb_to_record,
--- 5 against 11 ms for 5,000 rows), estimated at 100 rows: for keys queries that join no
--- table (root and child lineage compute keys from the changed rows alone), whose plan that
--- estimate cannot turn into a scan.
-CREATE OR REPLACE FUNCTION tview._images_recordset(relid oid, images text) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT format('(SELECT r.* FROM pg_catalog.jsonb_to_recordset(%s) AS r(%s))', images,
-                  tview._column_definitions(relid))
+    SELECT format(CASE WHEN joined THEN '(SELECT r.* FROM tview._image_rows(%s) e, pg_catalog.jsonb_to_record(e) AS r(%s))'
+                       ELSE '(SELECT r.* FROM pg_catalog.jsonb_to_recordset(%s) AS r(%s))' END,
+                  images, string_agg(format('%I %s', c.attname, c.type_sql), ', ' ORDER BY c.ord))
+    FROM tview._column_types(relid) c
 $$;
 
 -- The keys query of one dependency over changed rows: key_sql applied to the relation of
@@ -773,20 +760,19 @@ BEGIN
         RETURN ARRAY({keys});
     END IF;$b$, jsonb_build_object(
                           'source', d.source_oid,
-                          'keys', CASE WHEN d.lineage ~ '^(root|child)(\+(root|child))*$'
-                                       THEN tview._keys_sql(d.key_sql, tview._images_recordset(d.source_oid, 'old_rows'),
-                                                            tview._images_recordset(d.source_oid, 'new_rows'))
-                                       ELSE tview._keys_sql(d.key_sql, tview._images_relation(d.source_oid, 'old_rows'),
-                                                            tview._images_relation(d.source_oid, 'new_rows')) END,
+                          'keys', tview._keys_sql(d.key_sql, tview._images_relation(d.source_oid, 'old_rows', d.joined),
+                                                  tview._images_relation(d.source_oid, 'new_rows', d.joined)),
                           'null_check', CASE WHEN d.source_oid = t.root_oid AND tview._key_may_be_null(t)
                                              THEN tview._fill($n$
         IF EXISTS (SELECT 1 FROM {new_rows} x WHERE {root_key} IS NULL) THEN
             PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = {id};
-        END IF;$n$, jsonb_build_object('new_rows', tview._images_relation(d.source_oid, 'new_rows'),
+        END IF;$n$, jsonb_build_object('new_rows', tview._images_relation(d.source_oid, 'new_rows', true),
                                        'root_key', format(t.root_key, 'x'), 'id', t.id)) ELSE '' END)),
                       '' ORDER BY d.source_oid)
     INTO blocks
-    FROM tview.dependencies d
+    FROM (SELECT d.*,   -- root and child lineage compute keys from the changed rows alone
+                 d.lineage !~ '^(root|child)(\+(root|child))*$' AS joined
+          FROM tview.dependencies d) d
     WHERE d.tview_id = t.id AND d.key_sql IS NOT NULL AND d.source_kind = 'tview';
     EXECUTE tview._fill($f$
 CREATE OR REPLACE FUNCTION tview.{name}(source oid, old_rows jsonb, new_rows jsonb) RETURNS bigint[]

@@ -248,10 +248,10 @@ BEGIN
                 'link_column', quote_ident(spec ->> 'link_column'),
                 'moved_keys', tview._keys_sql(dep_sql,
                                               format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
-                                                     tview._images_relation(src.table_oid, 'entry -> ''old'''),
+                                                     tview._images_relation(src.table_oid, 'entry -> ''old''', true),
                                                      src.key_column),
                                               format('(SELECT * FROM %s x WHERE x.%I <> ALL (kept))',
-                                                     tview._images_relation(src.table_oid, 'entry -> ''new'''),
+                                                     tview._images_relation(src.table_oid, 'entry -> ''new''', true),
                                                      src.key_column))));
         ELSE
             blocks := blocks || tview._fill($b$
