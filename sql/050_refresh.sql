@@ -188,20 +188,36 @@ BEGIN
 END;
 $$;
 
+-- In the refresh statement: the old versions of the rows that changed (of TVIEW key column
+-- key), as a relation.
+CREATE OR REPLACE FUNCTION tview._old_rows_relation(key_column name) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT format('(SELECT c.* FROM cur c WHERE c.%1$I IN (SELECT d.old_key FROM d WHERE d.old_key <> ALL ($2)))', key_column) $$;
+
 -- The refresh statement of one TVIEW. %1$s is where the key filter goes ('' for a whole
 -- refresh). $1 = keys (bigint[]), $2 = keys whose row is only a placeholder made by the
 -- locking (tview._install_refresh_function): not a row that existed, so neither reported as
--- an old image nor counted as deleted; $4 = whether images are wanted (boolean). Returns
--- upserted, deleted, null keys seen, and the old and new images (all columns but data) of
--- the rows that changed, for the cascade: only when wanted, that is when another TVIEW reads
--- this one (10,000 images cost about 25 ms, and a jsonb value holds at most 256 MB).
+-- an old image nor counted as deleted; $4 = what the TVIEWs reading this one are handed
+-- (text): NULL when nothing reads it; 'images' for a change of a few rows: the old and new
+-- images (all columns but data) of the rows that changed, which keys queries and patches
+-- read; 'keys' for a bulk change, in the variant made with readers_keys (an expression over
+-- tview._old_rows_relation, giving the readers' keys the changed rows' old versions touch):
+-- no images, but those keys, computed here from the old rows in place, and the keys of the
+-- changed rows there now (whose readers' keys the cascade reads from the table next).
+-- Nothing of a bulk change is then copied into one jsonb value, whose size would grow with
+-- the rows changed (it holds at most 256 MB).
+-- Returns upserted, deleted, null keys seen, old images, new images, readers' keys (jsonb),
+-- changed keys there now (bigint[]).
 -- A row of the definition with a NULL key matches no current row, so it is in d with
 -- neither key; the three are counted in one pass over d (each subquery costs an executor
 -- node set up at every refresh).
 -- A definition giving a key twice fails with 23505 (tview._duplicate_keys) before the upsert
 -- would change a row twice: checked in the statement itself, so a refresh needs no exception
 -- block (a subtransaction, which would take a transaction id of its own at every write).
-CREATE OR REPLACE FUNCTION tview._build_refresh_sql(view_oid oid, table_oid oid, key_column name)
+DROP FUNCTION IF EXISTS tview._build_refresh_sql(oid, oid, name);   -- 0.6.3 and older: no readers' keys
+CREATE OR REPLACE FUNCTION tview._build_refresh_sql(view_oid oid, table_oid oid, key_column name,
+                                                    readers_keys text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -238,8 +254,8 @@ WITH src AS MATERIALIZED (SELECT {cols} FROM {view} v %1$s),
 cur AS MATERIALIZED (SELECT {cols} FROM {table} v %1$s),
 d AS MATERIALIZED (
     SELECT s.{key} AS new_key, c.{key} AS old_key,
-           CASE WHEN $4 AND c.{key} IS NOT NULL AND c.{key} <> ALL ($2) THEN jsonb_build_object({old_image}) END AS old_img,
-           CASE WHEN $4 AND s.{key} IS NOT NULL THEN jsonb_build_object({new_image}) END AS new_img
+           CASE WHEN $4 = 'images' AND c.{key} IS NOT NULL AND c.{key} <> ALL ($2) THEN jsonb_build_object({old_image}) END AS old_img,
+           CASE WHEN $4 = 'images' AND s.{key} IS NOT NULL THEN jsonb_build_object({new_image}) END AS new_img
     FROM src s FULL JOIN cur c ON c.{key} = s.{key}
     WHERE s.{key} IS NULL OR c.{key} IS NULL OR {differs}),
 del AS (DELETE FROM {table} t USING d WHERE d.new_key IS NULL AND t.{key} = d.old_key RETURNING t.{key} AS k),
@@ -250,18 +266,24 @@ ups AS (INSERT INTO {table} AS t ({cols})
                    THEN tview._duplicate_keys({table_name}) ELSE true END
         ON CONFLICT ({key}) DO UPDATE SET {sets}
         RETURNING 1)
-SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del WHERE k <> ALL ($2)), i.null_keys, i.old_img, i.new_img
-FROM (SELECT count(*) FILTER (WHERE new_key IS NULL AND old_key IS NULL) AS null_keys,
-             jsonb_agg(old_img) FILTER (WHERE old_img IS NOT NULL) AS old_img,
-             jsonb_agg(new_img) FILTER (WHERE new_img IS NOT NULL) AS new_img
-      FROM d) i
+SELECT (SELECT count(*) FROM ups), (SELECT count(*) FROM del WHERE k <> ALL ($2)), i.null_keys, {tail}
 $f$, jsonb_build_object(
         'key', tview._pct(k), 'cols', tview._pct(cols), 'src_cols', tview._pct(src_cols),
         'view', tview._pct(tview._qname(view_oid)), 'table', tview._pct(tview._qname(table_oid)),
         'table_name', tview._pct(quote_literal(tview._qname(table_oid))),
         'differs', tview._pct(coalesce(diff, 'false')),
         'sets', tview._pct(coalesce(sets, format('%1$s = EXCLUDED.%1$s', k))),
-        'old_image', tview._pct(img_old), 'new_image', tview._pct(img_new)));
+        'old_image', tview._pct(img_old), 'new_image', tview._pct(img_new),
+        'tail', CASE WHEN readers_keys IS NULL THEN $t$i.old_img, i.new_img, NULL::jsonb, NULL::bigint[]
+FROM (SELECT count(*) FILTER (WHERE new_key IS NULL AND old_key IS NULL) AS null_keys,
+             jsonb_agg(old_img) FILTER (WHERE old_img IS NOT NULL) AS old_img,
+             jsonb_agg(new_img) FILTER (WHERE new_img IS NOT NULL) AS new_img
+      FROM d) i$t$
+             ELSE tview._fill($t$NULL::jsonb, NULL::jsonb, {readers_keys}, i.changed
+FROM (SELECT count(*) FILTER (WHERE new_key IS NULL AND old_key IS NULL) AS null_keys,
+             coalesce(array_agg(new_key) FILTER (WHERE new_key IS NOT NULL), '{}') AS changed
+      FROM d) i$t$, jsonb_build_object('readers_keys', tview._pct(readers_keys)))
+             END));
 END;
 $$;
 
@@ -383,6 +405,11 @@ DECLARE
     read_locks text := '';
     vanished   text := '';
     catches    boolean := tview._may_fail_cardinality(q);
+    -- what a bulk change hands the TVIEWs reading this one (see tview._build_refresh_sql); NULL
+    -- when none does: the function is made again when they change (tview._derive)
+    readers_keys text := tview._readers_keys_sql(t, tview._old_rows_relation(t.key_column));
+    keys_sql   text := CASE WHEN readers_keys IS NOT NULL
+                            THEN tview._build_refresh_sql(t.view_oid, t.table_oid, t.key_column, readers_keys) END;
 BEGIN
     IF t.root_column IS NOT NULL AND (SELECT c.relkind IN ('r', 'p') FROM pg_class c WHERE c.oid = t.root_oid) THEN
         vanished := tview._fill($v$
@@ -395,8 +422,9 @@ BEGIN
                             AND t.{key} NOT IN (SELECT r.{root_column} FROM {root} r WHERE r.{root_column} = ANY (_tview_gone))
                           RETURNING {image_columns})
             SELECT coalesce(array_agg(g.{key}), '{}'), count(*),
-                   CASE WHEN $4 THEN to_jsonb(array_agg(g)) END   -- $4: images (a column may be named so)
-            INTO _tview_gone, _tview_gone_n, _tview_gone_old
+                   CASE WHEN $4 = 'images' THEN to_jsonb(array_agg(g)) END,   -- $4: readers (a column may be named so)
+                   CASE WHEN $4 = 'keys' THEN {gone_readers_keys} END
+            INTO _tview_gone, _tview_gone_n, _tview_gone_old, _tview_gone_readers
             FROM gone g;
             keys := ARRAY(SELECT unnest(keys) EXCEPT SELECT unnest(_tview_gone) ORDER BY 1);
             IF cardinality(keys) = 0 THEN
@@ -404,6 +432,8 @@ BEGIN
                 o_deleted := _tview_gone_n;
                 o_null_keys := 0;
                 o_old := _tview_gone_old;
+                o_readers := _tview_gone_readers;
+                o_changed := CASE WHEN $4 = 'keys' THEN '{}' END;
                 RETURN;
             END IF;
         END IF;
@@ -412,7 +442,8 @@ BEGIN
             'root_column', quote_ident(t.root_column), 'root_column_literal', quote_literal(t.root_column),
             'table', tview._qname(t.table_oid), 'key', quote_ident(t.key_column),
             'image_columns', (SELECT string_agg(format('t.%I', c.attname), ', ' ORDER BY c.ord)
-                              FROM tview._column_types(t.table_oid) c WHERE c.attname <> 'data')));
+                              FROM tview._column_types(t.table_oid) c WHERE c.attname <> 'data'),
+            'gone_readers_keys', coalesce(tview._readers_keys_sql(t, 'gone'), 'NULL::jsonb')));
     END IF;
     IF cardinality(aliases) > 0 THEN
         read_locks := format('PERFORM 1 FROM (%s FOR SHARE OF %s) _tview_locked WHERE _tview_locked.%s = ANY ($1);',
@@ -434,9 +465,9 @@ BEGIN
         END IF;
     END IF;
     EXECUTE tview._fill($f$
-CREATE OR REPLACE FUNCTION tview.{name}(keys bigint[], placeholders bigint[], row_locks boolean, images boolean,
-                                     OUT o_upserted bigint,
-                                     OUT o_deleted bigint, OUT o_null_keys bigint, OUT o_old jsonb, OUT o_new jsonb)
+CREATE OR REPLACE FUNCTION tview.{name}(keys bigint[], placeholders bigint[], row_locks boolean, readers text,
+                                     OUT o_upserted bigint, OUT o_deleted bigint, OUT o_null_keys bigint,
+                                     OUT o_old jsonb, OUT o_new jsonb, OUT o_readers jsonb, OUT o_changed bigint[])
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- plan once per session, not at every call
@@ -447,8 +478,9 @@ DECLARE
     _tview_gone bigint[];
     _tview_gone_n bigint := 0;
     _tview_gone_old jsonb;
+    _tview_gone_readers jsonb;
 BEGIN
-    placeholders := '{}';{vanished}
+    placeholders := '{}';{no_readers}{vanished}
     IF row_locks THEN
         {read_locks}
         -- one index scan for all keys (a probe per key costs twice as much for a bulk write)
@@ -462,15 +494,22 @@ BEGIN
         END IF;
         PERFORM 1 FROM {table} v WHERE v.{key} = ANY ($1) ORDER BY v.{key} FOR UPDATE;
     END IF;
-    {catch_begin}IF cardinality($1) = 1 THEN   -- planned for one row: index lookups where a list of keys may hash whole tables
+    {catch_begin}IF $1 IS NULL THEN   -- a whole refresh: the caller has locked the table
+        {refresh_whole}
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;
+    ELSIF cardinality($1) = 1 THEN   -- planned for one row: index lookups where a list of keys may hash whole tables
         {refresh_one}
-        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;{refresh_keys}
     ELSE{refresh}
-        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new;
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;
     END IF;{catch_end}
     IF _tview_gone_n > 0 THEN
         o_deleted := o_deleted + _tview_gone_n;
-        o_old := coalesce(o_old, '[]') || coalesce(_tview_gone_old, '[]');
+        IF $4 = 'images' THEN
+            o_old := coalesce(o_old, '[]') || coalesce(_tview_gone_old, '[]');
+        ELSIF $4 = 'keys' THEN
+            o_readers := coalesce(o_readers, '[]') || coalesce(_tview_gone_readers, '[]');
+        END IF;
     END IF;
 END;
 {tag}
@@ -484,7 +523,18 @@ $f$, jsonb_build_object(
     END;$c$, jsonb_build_object('id', t.id)) ELSE '' END,
         'refresh', format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)),
         'refresh_one', format(t.refresh_sql, format('WHERE v.%s = $1[array_lower($1, 1)]', k)),
-        'tag', tview._dollar_tag(read_locks || vanished || t.refresh_sql || tv, 'body')));   -- the definition's text may hold $body$
+        'refresh_whole', format(coalesce(keys_sql, t.refresh_sql), ''),
+        -- a bulk change hands the readers keys
+        'refresh_keys', CASE WHEN keys_sql IS NOT NULL THEN E'\n    ELSIF $4 = ''keys'' THEN'
+                                 || format(keys_sql, format('WHERE v.%s = ANY ($1)', k))
+                                 || E'\n        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;' END,
+        -- keys are handed by the list and whole variants, when readers are known to this code;
+        -- else images
+        'no_readers', format($n$
+    IF $4 = 'keys' AND %s THEN
+        readers := 'images';
+    END IF;$n$, CASE WHEN keys_sql IS NULL THEN 'true' ELSE 'cardinality($1) = 1' END),
+        'tag', tview._dollar_tag(read_locks || vanished || t.refresh_sql || coalesce(keys_sql, '') || tv, 'body')));   -- the definition's text may hold $body$
 END;
 $$;
 
@@ -494,8 +544,8 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('tview.%I', '_' || kind || '_' || tview_id)
-           || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean,boolean)' WHEN 'patch' THEN '(jsonb,bigint[],integer)'
-                        ELSE '(oid,jsonb,jsonb)' END
+           || CASE kind WHEN 'refresh' THEN '(bigint[],bigint[],boolean,text)' WHEN 'patch' THEN '(jsonb,bigint[],integer,boolean)'
+                        ELSE '(oid,jsonb,jsonb,bigint[])' END
 $$;
 
 -- The qualified name of a TVIEW's generated function of one kind (refresh, patch, keys),
@@ -603,45 +653,47 @@ BEGIN
 END;
 $$;
 
--- Refresh one TVIEW: the given keys, or everything when keys is NULL; cfg: tview._settings().
--- Gives the rows written and the images of the rows changed (old and new, jsonb arrays), as
--- separate values: a jsonb object holding them would copy every image once more. Images are
--- made only for a TVIEW another one reads (the cascade's keys queries and patches use them).
-CREATE OR REPLACE FUNCTION tview._refresh_rows(t tview.tviews, keys bigint[], cfg jsonb, OUT upserted bigint,
-                                               OUT deleted bigint, OUT old_images jsonb, OUT new_images jsonb)
+-- Refresh one TVIEW: the given keys, or everything when keys is NULL; cfg: tview._settings();
+-- readers: what the TVIEWs reading it are to be handed ('images' or 'keys', see
+-- tview._build_refresh_sql; NULL when none does). Gives the rows written and, for the
+-- cascade, the images of the rows changed (old and new, jsonb arrays) or, when the refresh
+-- function handed keys, the readers' keys of the old rows and the keys of the changed rows
+-- there now. Separate values: a jsonb object holding them would copy every image once more.
+DROP FUNCTION IF EXISTS tview._refresh_rows(tview.tviews, bigint[], jsonb);   -- 0.6.3 and older: images only
+CREATE OR REPLACE FUNCTION tview._refresh_rows(t tview.tviews, keys bigint[], cfg jsonb, readers text,
+                                               OUT upserted bigint, OUT deleted bigint,
+                                               OUT old_images jsonb, OUT new_images jsonb,
+                                               OUT readers_keys jsonb, OUT changed bigint[])
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    saved     jsonb;
     null_keys bigint;
     old_img   jsonb;
     new_img   jsonb;
-    images    boolean;
 BEGIN
     upserted := 0;
     deleted := 0;
     old_images := '[]';
     new_images := '[]';
+    changed := '{}';
     IF keys IS NOT NULL AND cardinality(keys) = 0 THEN
         RETURN;
     END IF;
-    images := EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = t.table_oid);
     IF keys IS NULL THEN
         BEGIN      -- a whole refresh (rare on the write path) names the TVIEW on 21000 itself
             EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
-            saved := tview._apply_settings(t.session_settings);
-            EXECUTE format(t.refresh_sql, '') INTO upserted, deleted, null_keys, old_img, new_img
-                USING NULL::bigint[], '{}'::bigint[], NULL::boolean, images;
-            PERFORM tview._apply_settings(saved);
+            EXECUTE format('SELECT * FROM %s(NULL, NULL, false, $1)', tview._generated(t, 'refresh'))
+                INTO upserted, deleted, null_keys, old_img, new_img, readers_keys, changed USING readers;
         EXCEPTION WHEN cardinality_violation THEN
             PERFORM tview._raise_cardinality(t, keys, SQLERRM);
         END;
     ELSIF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
         EXECUTE format('SELECT * FROM %s($1, NULL, $2, $3)', tview._generated(t, 'refresh'))
-            INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true), images;
+            INTO upserted, deleted, null_keys, old_img, new_img, readers_keys, changed
+            USING keys, tview._cfg_enabled(cfg, 'row_locks', true), readers;
     ELSE
-        -- below the batch threshold: one key at a time, in key order (row locks)
+        -- below the batch threshold: one key at a time, in key order (row locks), handing images
         EXECUTE format('SELECT sum(r.o_upserted), sum(r.o_deleted), sum(r.o_null_keys),'
                        ' jsonb_agg(i.o) FILTER (WHERE i.o IS NOT NULL),'
                        ' jsonb_agg(j.n) FILTER (WHERE j.n IS NOT NULL)'
@@ -650,13 +702,15 @@ BEGIN
                        ' LEFT JOIN LATERAL jsonb_array_elements(r.o_old) i(o) ON true'
                        ' LEFT JOIN LATERAL jsonb_array_elements(r.o_new) j(n) ON true',
                        tview._generated(t, 'refresh'))
-            INTO upserted, deleted, null_keys, old_img, new_img USING keys, tview._cfg_enabled(cfg, 'row_locks', true), images;
+            INTO upserted, deleted, null_keys, old_img, new_img
+            USING keys, tview._cfg_enabled(cfg, 'row_locks', true), CASE WHEN readers IS NOT NULL THEN 'images' END;
     END IF;
     IF null_keys > 0 THEN
         PERFORM tview._raise_null_keys(t, null_keys);
     END IF;
     old_images := coalesce(old_img, '[]');
     new_images := coalesce(new_img, '[]');
+    changed := coalesce(changed, '{}');
 END;
 $$;
 
@@ -706,17 +760,38 @@ AS $$
 $$;
 
 -- The keys query of one dependency over changed rows: key_sql applied to the relation of
--- the old rows and to that of the new rows (either NULL when there are none), as one
--- query of distinct keys without NULLs, in order. Shared by the statement trigger, the
--- generated keys functions and the generated patch functions.
-CREATE OR REPLACE FUNCTION tview._keys_sql(key_sql text, old_rel text, new_rel text) RETURNS text
+-- the old rows, to that of the new rows and to more_rel (more new rows; any of the three NULL
+-- when there are none), as one query of distinct keys without NULLs, in order. Shared by the
+-- statement trigger, the generated keys functions, the generated refresh functions (their
+-- readers' keys) and the generated patch functions.
+DROP FUNCTION IF EXISTS tview._keys_sql(text, text, text);   -- 0.6.3 and older: two relations
+CREATE OR REPLACE FUNCTION tview._keys_sql(key_sql text, old_rel text, new_rel text, more_rel text DEFAULT NULL)
+RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('SELECT DISTINCT k FROM (%s) s(k) WHERE k IS NOT NULL ORDER BY 1',
-                  array_to_string(ARRAY[CASE WHEN old_rel IS NOT NULL THEN format(key_sql, old_rel) END,
-                                        CASE WHEN new_rel IS NOT NULL THEN format(key_sql, new_rel) END],
+                  array_to_string(ARRAY(SELECT format(key_sql, r) FROM unnest(ARRAY[old_rel, new_rel, more_rel]) r
+                                        WHERE r IS NOT NULL),
                                   ' UNION ALL '))
+$$;
+
+-- The keys of its readers that rows of TVIEW t in relation rel touch, as one jsonb
+-- expression ([{"id": reader, "keys": "{1,2}"}], readers with keys only), for its refresh
+-- function: '[]' when no reader has a keys query (each is refreshed whole), NULL when
+-- nothing reads t.
+CREATE OR REPLACE FUNCTION tview._readers_keys_sql(t tview.tviews, rel text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(*) FILTER (WHERE d.key_sql IS NOT NULL) = 0 THEN '''[]''::jsonb'
+                ELSE format('(SELECT coalesce(jsonb_agg(jsonb_build_object(''id'', r.id, ''keys'', r.keys)), ''[]'')'
+                            ' FROM (VALUES %s) r(id, keys) WHERE r.keys <> ''{}'')',
+                            string_agg(format('(%s, ARRAY(%s)::text)', d.tview_id, tview._keys_sql(d.key_sql, rel, NULL)),
+                                       ', ' ORDER BY d.tview_id) FILTER (WHERE d.key_sql IS NOT NULL)) END
+    FROM tview.dependencies d
+    WHERE d.source_oid = t.table_oid
+    HAVING count(*) > 0
 $$;
 
 -- The same with NULLs kept (one, sorted last): for a TVIEW whose key's column may be NULL.
@@ -745,9 +820,10 @@ $$;
 -- Which keys of a TVIEW a change of another TVIEW it reads touches: its keys queries run in
 -- a function generated per TVIEW (tview._keys_<id>), static SQL with cached plans (planned
 -- at every statement, a keys query cost more than the refresh it leads to). The changed
--- rows come as jsonb arrays of TVIEW rows (old and new images, without data) from the
--- cascade. Changes of base tables never come here: their capture functions
--- (058_capture.sql) read the transition tables in place.
+-- rows come from the cascade as jsonb arrays of TVIEW rows (old and new images, without
+-- data) for a change of a few rows, and as keys of rows in the source's table (source_keys,
+-- read where they are) for a bulk change or rows patched. Changes of base tables never come
+-- here: their capture functions (058_capture.sql) read the transition tables in place.
 CREATE OR REPLACE FUNCTION tview._install_keys_function(t tview.tviews) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -761,21 +837,24 @@ BEGIN
     END IF;$b$, jsonb_build_object(
                           'source', d.source_oid,
                           'keys', tview._keys_sql(d.key_sql, tview._images_relation(d.source_oid, 'old_rows', d.joined),
-                                                  tview._images_relation(d.source_oid, 'new_rows', d.joined)),
+                                                  tview._images_relation(d.source_oid, 'new_rows', d.joined), d.stored),
                           'null_check', CASE WHEN d.source_oid = t.root_oid AND tview._key_may_be_null(t)
                                              THEN tview._fill($n$
-        IF EXISTS (SELECT 1 FROM {new_rows} x WHERE {root_key} IS NULL) THEN
+        IF EXISTS (SELECT 1 FROM {new_rows} x WHERE {root_key} IS NULL)
+           OR EXISTS (SELECT 1 FROM {stored} x WHERE {root_key} IS NULL) THEN
             PERFORM tview._check_null_keys(t) FROM tview.tviews t WHERE t.id = {id};
         END IF;$n$, jsonb_build_object('new_rows', tview._images_relation(d.source_oid, 'new_rows', true),
-                                       'root_key', format(t.root_key, 'x'), 'id', t.id)) ELSE '' END)),
+                                       'stored', d.stored, 'root_key', format(t.root_key, 'x'), 'id', t.id)) ELSE '' END)),
                       '' ORDER BY d.source_oid)
     INTO blocks
     FROM (SELECT d.*,   -- root and child lineage compute keys from the changed rows alone
-                 d.lineage !~ '^(root|child)(\+(root|child))*$' AS joined
-          FROM tview.dependencies d) d
+                 d.lineage !~ '^(root|child)(\+(root|child))*$' AS joined,
+                 -- $4: source_keys (a column may be named so)
+                 format('(SELECT * FROM %s x WHERE x.%I = ANY ($4))', tview._qname(s.table_oid), s.key_column) AS stored
+          FROM tview.dependencies d JOIN tview.tviews s ON s.table_oid = d.source_oid) d
     WHERE d.tview_id = t.id AND d.key_sql IS NOT NULL AND d.source_kind = 'tview';
     EXECUTE tview._fill($f$
-CREATE OR REPLACE FUNCTION tview.{name}(source oid, old_rows jsonb, new_rows jsonb) RETURNS bigint[]
+CREATE OR REPLACE FUNCTION tview.{name}(source oid, old_rows jsonb, new_rows jsonb, source_keys bigint[]) RETURNS bigint[]
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- lookups by the changed rows' values: plan once
@@ -790,9 +869,12 @@ $f$, jsonb_build_object('name', quote_ident('_keys_' || t.id), 'blocks', coalesc
 END;
 $$;
 
--- Keys of TVIEW tview_id touched by rows of relation source changing from old_rows to
--- new_rows (jsonb arrays of rows), sorted, without NULLs.
-CREATE OR REPLACE FUNCTION tview._dependent_keys(t tview.tviews, source oid, old_rows jsonb, new_rows jsonb)
+-- Keys of TVIEW t touched by rows of relation source changing from old_rows to new_rows
+-- (jsonb arrays of rows) and by its rows of keys source_keys as they are now, sorted,
+-- without NULLs.
+DROP FUNCTION IF EXISTS tview._dependent_keys(tview.tviews, oid, jsonb, jsonb);   -- 0.6.3 and older: images only
+CREATE OR REPLACE FUNCTION tview._dependent_keys(t tview.tviews, source oid, old_rows jsonb, new_rows jsonb,
+                                                 source_keys bigint[])
 RETURNS bigint[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -800,7 +882,8 @@ AS $$
 DECLARE
     keys bigint[];
 BEGIN
-    EXECUTE format('SELECT %s($1, $2, $3)', tview._generated(t, 'keys')) INTO keys USING source, old_rows, new_rows;
+    EXECUTE format('SELECT %s($1, $2, $3, $4)', tview._generated(t, 'keys')) INTO keys
+        USING source, old_rows, new_rows, source_keys;
     RETURN keys;
 END;
 $$;
@@ -839,24 +922,30 @@ AS $$
         'depth', greatest(depth, coalesce((work -> tview_id::text ->> 'depth')::int, 0))))
 $$;
 
--- Add to a work list what the rows of TVIEW t that changed (old and new images) mean for the
--- TVIEWs reading it: patches, keys, or a whole refresh, at depth + 1. Used by the cascade
--- after each refresh, and by the capture functions after refreshing a TVIEW directly.
+-- Add to a work list what the rows of TVIEW t that changed mean for the TVIEWs reading it:
+-- patches, keys, or a whole refresh, at depth + 1. The changed rows come as images (old and
+-- new), for a change of a few rows, or as the readers' keys their old versions touch
+-- (readers_keys, from the refresh function) and the keys of the rows changed there now
+-- (changed: their readers' keys are read from the table). Used by the cascade after each
+-- refresh, and by the capture functions after refreshing a TVIEW directly.
+DROP FUNCTION IF EXISTS tview._queue_readers(jsonb, tview.tviews, jsonb, jsonb, int, jsonb, int, boolean);   -- 0.6.3 and older
 CREATE OR REPLACE FUNCTION tview._queue_readers(work jsonb, t tview.tviews, old_images jsonb, new_images jsonb,
+                                                readers_keys jsonb, changed bigint[],
                                                 depth int, cfg jsonb, patch_threshold int, flushing boolean)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    changed int := jsonb_array_length(old_images) + jsonb_array_length(new_images);
+    imaged int := jsonb_array_length(old_images) + jsonb_array_length(new_images);
     -- patching gives up at tview.patch_threshold changed documents (its function recomputes
     -- every row they reach): that many go straight to the keys query, without being queued
-    -- and read again as patches
-    may_patch boolean := changed < 2 * patch_threshold;
+    -- and read again as patches; so does a change that came as keys
+    may_patch boolean := imaged < 2 * patch_threshold AND readers_keys IS NULL AND cardinality(changed) = 0;
     dep record;
+    reader record;
 BEGIN
-    IF changed = 0 THEN
+    IF imaged = 0 AND readers_keys IS NULL AND cardinality(changed) = 0 THEN
         RETURN work;
     END IF;
     FOR dep IN
@@ -872,10 +961,15 @@ BEGIN
             work := tview._add_patch(work, dep.tview_id, t.table_oid, old_images, new_images, depth + 1);
         ELSIF dep.key_sql IS NULL THEN
             work := tview._add_work(work, dep.tview_id, NULL, true, depth + 1);
-        ELSE
-            work := tview._add_work(work, dep.tview_id, tview._dependent_keys(dep.x, t.table_oid, old_images, new_images),
+        ELSIF imaged > 0 OR cardinality(changed) > 0 THEN
+            work := tview._add_work(work, dep.tview_id,
+                                    tview._dependent_keys(dep.x, t.table_oid, old_images, new_images, changed),
                                     false, depth + 1);
         END IF;
+    END LOOP;
+    FOR reader IN SELECT (e ->> 'id')::int AS id, (e ->> 'keys')::bigint[] AS keys
+                  FROM jsonb_array_elements(readers_keys) e LOOP
+        work := tview._add_work(work, reader.id, reader.keys, false, depth + 1);
     END LOOP;
     RETURN work;
 END;
@@ -901,6 +995,10 @@ DECLARE
     patched  bigint;
     old_images jsonb;
     new_images jsonb;
+    readers_keys jsonb;
+    changed  bigint[];
+    patched_keys bigint[];
+    read     boolean;
     keys     bigint[];
     written  bigint := 0;
     depth    int;
@@ -933,8 +1031,9 @@ BEGIN
         END IF;
         started := clock_timestamp();
         patch := NULL;
+        read := EXISTS (SELECT 1 FROM tview.dependencies d WHERE d.source_oid = t.table_oid);
         IF NOT whole AND jsonb_array_length(coalesce(item -> 'patch', '[]')) > 0 THEN
-            patch := tview._apply_patches(t, item -> 'patch', keys, patch_threshold);
+            patch := tview._apply_patches(t, item -> 'patch', keys, patch_threshold, read);
             IF jsonb_array_length(patch -> 'recompute') > 0 THEN
                 keys := ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
                             SELECT jsonb_array_elements_text(patch -> 'recompute')::bigint)) k ORDER BY 1);
@@ -942,23 +1041,32 @@ BEGIN
             -- no embedding row referred to the changed documents: nothing to refresh, no event
             CONTINUE WHEN cardinality(keys) = 0 AND (patch ->> 'patched')::bigint = 0;
         END IF;
-        SELECT * INTO upserted, deleted, old_images, new_images FROM tview._refresh_rows(t, keys, cfg);
+        SELECT * INTO upserted, deleted, old_images, new_images, readers_keys, changed
+        FROM tview._refresh_rows(t, keys, cfg, CASE WHEN NOT read THEN NULL
+                                                    WHEN cardinality(keys) <= patch_threshold THEN 'images'
+                                                    ELSE 'keys' END);   -- whole (keys NULL): keys
         patched := coalesce((patch ->> 'patched')::bigint, 0);
-        IF patched > 0 THEN
-            old_images := old_images || (patch -> 'images');
-            new_images := new_images || (patch -> 'images');
+        patched_keys := coalesce((patch ->> 'keys')::bigint[], '{}');
+        IF patched > 0 AND read THEN
+            -- a patch changes data only: a patched row's image is the same before and after
+            IF readers_keys IS NULL AND patch ? 'images' THEN
+                old_images := old_images || (patch -> 'images');
+                new_images := new_images || (patch -> 'images');
+            ELSE
+                changed := changed || patched_keys;
+            END IF;
         END IF;
         written := written + upserted + deleted + patched;
         IF publishing THEN
             PERFORM tview._publish(t.id, source, op, depth, whole, cardinality(keys),
-                                   CASE WHEN whole THEN NULL ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || ARRAY(
-                                       SELECT (i ->> t.key_column)::bigint
-                                       FROM jsonb_array_elements(coalesce(patch -> 'images', '[]')) i)) k ORDER BY 1) END,
+                                   CASE WHEN whole THEN NULL
+                                        ELSE ARRAY(SELECT DISTINCT k FROM unnest(keys || patched_keys) k ORDER BY 1) END,
                                    jsonb_build_object('upserted', upserted, 'deleted', deleted, 'patched', patched),
                                    (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
         END IF;
-        IF old_images <> '[]' OR new_images <> '[]' THEN
-            work := tview._queue_readers(work, t, old_images, new_images, depth, cfg, patch_threshold, flushing);
+        IF read THEN
+            work := tview._queue_readers(work, t, old_images, new_images, readers_keys, changed, depth, cfg,
+                                         patch_threshold, flushing);
         END IF;
     END LOOP;
     RETURN written;

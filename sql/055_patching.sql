@@ -195,9 +195,12 @@ AS $$ SELECT t.patching AND tview._cfg_enabled(cfg, 'patching', true) AND jsonb_
 -- (an index lookup by key), whose generic plan is cached: a set-based statement over a
 -- list of keys would be re-planned at every call. A change of tview.patch_threshold
 -- embedded documents or more is not patched: its rows are recomputed set-based instead.
--- tview._patch_<id>(patches, exclude) applies the queued patches (changes of embedded
--- TVIEWs, as row images) except to the keys in `exclude` (recomputed anyway) and returns
--- {"patched": n, "recompute": [keys that could not be patched], "images": [patched rows]}.
+-- tview._patch_<id>(patches, exclude, batch, want_images) applies the queued patches
+-- (changes of embedded TVIEWs, as row images) except to the keys in `exclude` (recomputed
+-- anyway) and returns {"patched": n, "recompute": [keys that could not be patched], "keys":
+-- "{keys of the rows patched}"}, with "images": [their images] when want_images (TVIEWs read
+-- this one) and they are fewer than twice tview.patch_threshold (batch): a patch of many rows
+-- hands their keys on, not a jsonb value that grows with them.
 CREATE OR REPLACE FUNCTION tview._install_patch_function(t tview.tviews) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -216,7 +219,7 @@ BEGIN
         CONTINUE WHEN dep_sql IS NULL;     -- never routed here (see tview._cascade)
         -- the parts both shapes have: the TVIEW's table, the embedded TVIEW's, the path
         parts := jsonb_build_object(
-            'table', tview._qname(t.table_oid), 'key', quote_ident(t.key_column), 'image', tview._image_sql(t.table_oid),
+            'table', tview._qname(t.table_oid), 'key', quote_ident(t.key_column),
             'source', tview._qname(src.table_oid), 'source_oid', src.table_oid,
             'source_key', quote_ident(src.key_column), 'source_key_literal', quote_literal(src.key_column),
             'path', quote_literal(ARRAY(SELECT jsonb_array_elements_text(spec -> 'path'))::text));
@@ -239,10 +242,10 @@ BEGIN
                 FROM {source} s
                 WHERE s.{source_key} = skey AND t.{link_column} = skey AND t.{key} <> ALL (exclude)
                   AND (t.data #> {path})::text IS DISTINCT FROM coalesce(s.data, 'null')::text
-                RETURNING {image} AS img)
-            SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM p;
+                RETURNING t.{key} AS k)
+            SELECT count(*), coalesce(array_agg(p.k), '{}') INTO n, more FROM p;
             patched := patched + n;
-            images := images || more;
+            patched_keys := patched_keys || more;
         END LOOP;
     END LOOP;$b$, parts || jsonb_build_object(
                 'link_column', quote_ident(spec ->> 'link_column'),
@@ -312,10 +315,10 @@ BEGIN
                 WHERE t.{key} = op.tkey
                   AND (op.op <> 'set'
                        OR (t.data #> ({path}::text[] || idx::text))::text IS DISTINCT FROM coalesce(sdata, 'null')::text)
-                RETURNING {image} AS img)
-            SELECT count(*), coalesce(jsonb_agg(img), '[]') INTO n, more FROM upd;
+                RETURNING t.{key} AS k)
+            SELECT count(*), coalesce(array_agg(upd.k), '{}') INTO n, more FROM upd;
             patched := patched + n;
-            images := images || more;
+            patched_keys := patched_keys || more;
         END LOOP;
     END LOOP;$b$, parts || jsonb_build_object(
                 'parent_column', quote_ident(spec ->> 'parent_column'),
@@ -324,7 +327,7 @@ BEGIN
         END IF;
     END LOOP;
     EXECUTE tview._fill($f$
-CREATE OR REPLACE FUNCTION tview.{name}(patches jsonb, exclude bigint[], batch int) RETURNS jsonb
+CREATE OR REPLACE FUNCTION tview.{name}(patches jsonb, exclude bigint[], batch int, want_images boolean) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan     -- every statement is a lookup by key: plan once
@@ -343,28 +346,38 @@ DECLARE
     sdata     jsonb;
     arr       jsonb;
     n         bigint;
-    more      jsonb;
+    more      bigint[];
     patched   bigint := 0;
-    images    jsonb := '[]';
+    patched_keys bigint[] := '{}';
 BEGIN{blocks}
     RETURN jsonb_build_object('patched', patched, 'recompute', to_jsonb(ARRAY(SELECT DISTINCT unnest(recompute))),
-                              'images', images);
+                              'keys', patched_keys::text)
+           -- images of the rows patched, for TVIEWs reading this one, when they are few
+           || CASE WHEN want_images AND cardinality(patched_keys) < 2 * batch
+                   THEN jsonb_build_object('images', (SELECT coalesce(jsonb_agg({image}), '[]') FROM {table} t
+                                                      WHERE t.{key} = ANY (patched_keys)))
+                   ELSE '{}' END;
 END;
 {tag}
 $f$, jsonb_build_object('name', quote_ident('_patch_' || t.id), 'blocks', blocks,
-                        'tag', tview._dollar_tag(blocks, 'body')));
+                        'table', tview._qname(t.table_oid), 'key', quote_ident(t.key_column),
+                        'image', tview._image_sql(t.table_oid),
+                        'tag', tview._dollar_tag(blocks || tview._image_sql(t.table_oid) || tview._qname(t.table_oid), 'body')));
 END;
 $$;
 
 -- batch: tview.patch_threshold.
-CREATE OR REPLACE FUNCTION tview._apply_patches(t tview.tviews, patches jsonb, exclude bigint[], batch int) RETURNS jsonb
+DROP FUNCTION IF EXISTS tview._apply_patches(tview.tviews, jsonb, bigint[], int);   -- 0.6.3 and older: images always
+CREATE OR REPLACE FUNCTION tview._apply_patches(t tview.tviews, patches jsonb, exclude bigint[], batch int,
+                                                images boolean) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     result jsonb;
 BEGIN
-    EXECUTE format('SELECT %s($1, $2, $3)', tview._generated(t, 'patch')) INTO result USING patches, exclude, batch;
+    EXECUTE format('SELECT %s($1, $2, $3, $4)', tview._generated(t, 'patch')) INTO result
+        USING patches, exclude, batch, images;
     RETURN result;
 END;
 $$;

@@ -305,14 +305,18 @@ BEGIN
             -- reaches a row of the key's table whose key is NULL; then a not-null violation if the definition has
             -- such a row (a keyed refresh looks rows up by key and would never see it).
             parts := jsonb_build_object(
-                'id', dep.tview_id, 'refresh', quote_ident('_refresh_' || dep.tview_id), 'read', dep.read,
+                'id', dep.tview_id, 'refresh', quote_ident('_refresh_' || dep.tview_id),
+                'threshold', CASE WHEN dep.read THEN $t$
+            patch_threshold := tview._cfg_count(cfg, 'patch_threshold', 100);$t$ ELSE '' END,
                 -- TVIEWs read it: what its changed rows mean for them joins the work list
                 'queue', CASE WHEN dep.read THEN tview._fill($q$
-                    IF old_images IS NOT NULL OR new_images IS NOT NULL THEN
-                        work := tview._queue_readers(work, (SELECT t FROM tview.tviews t WHERE t.id = {id}),
-                                                     coalesce(old_images, '[]'), coalesce(new_images, '[]'), 0, cfg,
-                                                     tview._cfg_count(cfg, 'patch_threshold', 100)::int, false);
-                    END IF;$q$, jsonb_build_object('id', dep.tview_id)) ELSE '' END,
+                    work := tview._queue_readers(work, (SELECT t FROM tview.tviews t WHERE t.id = {id}),
+                                                 coalesce(old_images, '[]'), coalesce(new_images, '[]'), readers_keys,
+                                                 coalesce(changed, '{}'), 0, cfg, patch_threshold, false);$q$,
+                                                 jsonb_build_object('id', dep.tview_id)) ELSE '' END,
+                -- images for a few rows, keys for many (tview._build_refresh_sql)
+                'readers', CASE WHEN dep.read THEN $r$CASE WHEN cardinality(keys) <= patch_threshold THEN 'images' ELSE 'keys' END$r$
+                                ELSE 'NULL' END,
                 'signature', quote_literal(tview._generated_signature(dep.tview_id, 'refresh')),
                 'keys', CASE WHEN dep.null_check THEN 'keys'
                              ELSE format('ARRAY(%s)', tview._keys_sql(dep.key_sql, ev.old_table, ev.new_table)) END,
@@ -333,7 +337,7 @@ BEGIN
                 WHEN dep.direct THEN $b$
         keys := {keys};
         IF cardinality(keys) > 0 THEN
-            cfg := coalesce(cfg, tview._settings());
+            cfg := coalesce(cfg, tview._settings());{threshold}
             IF (cardinality(keys) > 1 AND cardinality(keys) < tview._cfg_count(cfg, 'batch_threshold', 2))
                OR to_regprocedure({signature}) IS NULL THEN   -- or dropped by hand: the cascade makes it again
                 work := tview._add_work(work, {id}, keys, false, 0);   -- one key at a time: the cascade's way
@@ -341,9 +345,9 @@ BEGIN
                 -- no exception block here: it would cost a subtransaction at every write (the
                 -- refresh function names the TVIEW in its errors itself)
                 started := clock_timestamp();
-                SELECT r.o_upserted, r.o_deleted, r.o_null_keys, r.o_old, r.o_new
-                INTO upserted, deleted, null_keys, old_images, new_images
-                FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true), {read}) r;   -- images if read
+                SELECT r.o_upserted, r.o_deleted, r.o_null_keys, r.o_old, r.o_new, r.o_readers, r.o_changed
+                INTO upserted, deleted, null_keys, old_images, new_images, readers_keys, changed
+                FROM tview.{refresh}(keys, NULL, tview._cfg_enabled(cfg, 'row_locks', true), {readers}) r;
                 IF null_keys > 0 THEN
                     PERFORM tview._raise_null_keys(t, null_keys) FROM tview.tviews t WHERE t.id = {id};
                 ELSE
@@ -383,6 +387,9 @@ DECLARE
     null_keys bigint;
     old_images jsonb;
     new_images jsonb;
+    readers_keys jsonb;
+    changed bigint[];
+    patch_threshold int;
 BEGIN
     IF TG_RELID OPERATOR(pg_catalog.<>) {relid} THEN
         PERFORM tview._refuse_moved_catalog();

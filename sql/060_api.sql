@@ -718,6 +718,24 @@ BEGIN
 END;
 $$;
 
+-- Make the refresh functions of TVIEWs tview_ids again after the TVIEWs reading them changed:
+-- a bulk refresh hands its readers their keys, with their keys queries in its code
+-- (tview._build_refresh_sql).
+CREATE OR REPLACE FUNCTION tview._reinstall_refresh_functions(tview_ids int[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s tview.tviews;
+BEGIN
+    FOR s IN SELECT * FROM tview.tviews x
+             WHERE x.id = ANY (tview_ids) AND EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = x.view_oid)
+             ORDER BY x.id LOOP
+        PERFORM tview._install_refresh_function(s, tview._view_query(s.view_oid));
+    END LOOP;
+END;
+$$;
+
 -- (Re)write a TVIEW's dependency rows from its analysis (for tview._derive).
 CREATE OR REPLACE FUNCTION tview._record_dependencies(tview_id int, view_oid oid, q jsonb, analysis jsonb) RETURNS void
 LANGUAGE plpgsql
@@ -758,7 +776,8 @@ $$;
 -- Derive everything the engine keeps about a TVIEW from its backing view as it is now, for
 -- create, alter, rebuild (after DDL, an upgrade) and relink: the lineage analysis, the refresh
 -- statement and patch specs (its catalog row), the dependency rows (refusing a cycle), its
--- level, and its generated refresh, patch and keys functions. Not the capture code of the
+-- level, its generated refresh, patch and keys functions, and the refresh functions of the
+-- TVIEWs it reads before and after (they hand it keys). Not the capture code of the
 -- tables involved, so that a caller deriving several TVIEWs regenerates each table's once
 -- (tview._sync_captures): returns those tables, the ones it reads before and after, and
 -- those read by the TVIEWs it reads before and after (refreshed directly only while no
@@ -792,6 +811,7 @@ BEGIN
     WHERE x.id = t.id;
     PERFORM tview._drop_generated_functions(t.id);
     PERFORM tview._install_generated_functions(t.id, q);
+    PERFORM tview._reinstall_refresh_functions(read_before || tview._tviews_read(t.id));
     RETURN tables_before || tview._tables_read(t.id)
            || ARRAY(SELECT d.source_oid FROM tview.dependencies d
                     WHERE d.tview_id = ANY (read_before || tview._tviews_read(t.id)));
@@ -1022,6 +1042,7 @@ BEGIN
     END IF;
     PERFORM tview._sync_captures(tables);
     PERFORM tview._install_captures_reading(read);   -- they may have lost their last reader
+    PERFORM tview._reinstall_refresh_functions(read);
 END;
 $$;
 

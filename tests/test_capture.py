@@ -308,19 +308,63 @@ def test_a_helper_view_replaced_to_read_another_table_puts_capture_on_it(db):
 
 
 @pytest.mark.slow
-def test_a_bulk_update_of_a_tview_nothing_reads_makes_no_row_images(db):
+def test_a_bulk_update_of_a_tview_makes_no_row_images_whether_or_not_another_reads_it(db):
     """A TVIEW column besides data of 3 kB per row (compressed in the table: it costs little to
     store), 100,000 rows changed in one statement: their images would be over 256 MB, more than
-    one jsonb value may hold. Nothing reads the TVIEW, so no images are made and the update works;
-    once another TVIEW reads it, the update still works for a small change."""
+    one jsonb value may hold. Nothing reads the TVIEW: no images are made and the update works.
+    Once another TVIEW reads it, a small change hands it images, and a change of every row its
+    keys: the update works as well, and the reader follows."""
     db.execute("""CREATE TABLE tb_item (pk_item int PRIMARY KEY, n int NOT NULL);
                   INSERT INTO tb_item SELECT g, 0 FROM generate_series(1, 100000) g""")
     db.execute("""SELECT tview.create('item', $$SELECT i.pk_item, repeat('w', 3000) || i.n AS wide,
                   jsonb_build_object('n', i.n) AS data FROM tb_item i$$)""")
     assert db.execute("UPDATE tb_item SET n = n + 1").rowcount == 100000
     assert db.execute("SELECT count(*) FROM tv_item WHERE (data->>'n')::int = 1").fetchone() == (100000,)
-    db.execute("""SELECT tview.create('item_card', $$SELECT c.pk_item, jsonb_build_object('wide', length(c.wide)) AS data
-                  FROM tv_item c$$)""")
+    db.execute("""SELECT tview.create('item_card', $$SELECT c.pk_item,
+                  jsonb_build_object('wide', length(c.wide), 'n', c.data -> 'n') AS data FROM tv_item c$$)""")
     db.execute("UPDATE tb_item SET n = n + 1 WHERE pk_item <= 10")
-    assert db.execute("SELECT count(*) FROM tv_item WHERE (data->>'n')::int = 2").fetchone() == (10,)
+    assert db.execute("SELECT count(*) FROM tv_item_card WHERE (data->>'n')::int = 2").fetchone() == (10,)
+    assert db.execute("UPDATE tb_item SET n = n + 1").rowcount == 100000
+    assert db.execute("SELECT count(*) FROM tv_item_card WHERE (data->>'n')::int = 2").fetchone() == (99990,)
     assert_oracle(db)
+
+
+def test_a_bulk_change_hands_keys_to_the_readers_a_tview_has_now(db):
+    """A bulk change of a TVIEW computes its readers' keys in its own refresh, with their keys
+    queries in its code: made again when a reader comes, changes or goes. After one reader and
+    the table its keys query joins are dropped, a bulk change works and the other reader follows."""
+    db.execute("""CREATE TABLE tb_group (pk_group int PRIMARY KEY, code int UNIQUE, name text);
+                  CREATE TABLE tb_item (pk_item int PRIMARY KEY, group_code int, n int NOT NULL);
+                  INSERT INTO tb_group SELECT g, 100 + g, 'g' || g FROM generate_series(1, 10) g;
+                  INSERT INTO tb_item SELECT g, 101 + g % 10, 0 FROM generate_series(1, 300) g""")
+    db.execute("""SELECT tview.create('item', $$SELECT i.pk_item, i.group_code,
+                  jsonb_build_object('n', i.n) AS data FROM tb_item i$$)""")
+    db.execute("UPDATE tb_item SET n = n + 1")
+    db.execute("""SELECT tview.create('item_card', $$SELECT i.pk_item, jsonb_build_object('n', i.data -> 'n') AS data
+                  FROM tv_item i$$)""")
+    # fk lineage: the keys query looks each item's group up in tb_group
+    db.execute("""SELECT tview.create('group_total', $$SELECT g.pk_group, jsonb_build_object('name', g.name,
+                  'total', (SELECT sum((i.data ->> 'n')::int) FROM tv_item i WHERE i.group_code = g.code)) AS data
+                  FROM tb_group g$$)""")
+    assert "tb_group" in refresh_code(db, "item")
+    db.execute("UPDATE tb_item SET n = n + 1, group_code = 101 + (group_code + 1) % 10 WHERE pk_item > 50")
+    db.execute("DELETE FROM tb_item WHERE pk_item % 7 = 0")
+    assert_oracle(db)
+    db.execute("""SELECT tview.alter('group_total', $$SELECT g.pk_group, jsonb_build_object('name', g.name,
+                  'items', (SELECT count(*) FROM tv_item i WHERE i.group_code = g.code)) AS data
+                  FROM tb_group g$$)""")
+    db.execute("UPDATE tb_item SET group_code = 101 WHERE pk_item > 100")
+    assert db.execute("SELECT (data ->> 'items')::int FROM tv_group_total WHERE pk_group = 1").fetchone() \
+        == db.execute("SELECT count(*) FROM tb_item WHERE group_code = 101").fetchone() == (181,)
+    assert_oracle(db)
+    db.execute("SELECT tview.drop('group_total')")
+    assert "tb_group" not in refresh_code(db, "item")
+    db.execute("DROP TABLE tb_group")
+    db.execute("UPDATE tb_item SET n = n + 1")
+    assert_oracle(db)
+
+
+def refresh_code(db, name: str) -> str:
+    """The code of a TVIEW's generated refresh function."""
+    return db.execute("SELECT p.prosrc FROM pg_proc p JOIN tview.tviews t ON p.proname = '_refresh_' || t.id"
+                      " WHERE t.name = %s", (name,)).fetchone()[0]

@@ -1157,11 +1157,11 @@ def test_a_one_row_write_looks_joined_rows_up_by_index(db):
 def test_a_refresh_function_dropped_by_hand_is_made_again_by_the_next_write(blog):
     """user_stats is refreshed by the capture code directly; with its refresh function gone the write
     goes through the cascade, which makes the function again."""
-    blog.execute("DO $$ BEGIN EXECUTE format('DROP FUNCTION tview.%I(bigint[], bigint[], boolean, boolean)', '_refresh_' ||"
+    blog.execute("DO $$ BEGIN EXECUTE format('DROP FUNCTION tview.%I(bigint[], bigint[], boolean, text)', '_refresh_' ||"
                  " (SELECT id FROM tview.tviews WHERE name = 'user_stats')); END $$")
     write(blog, "INSERT INTO tb_comment VALUES (7, 2, 5, 'eve says')")
     assert doc(blog, "user_stats", 5)["comments"] == 1
-    assert blog.execute("SELECT to_regprocedure(format('tview._refresh_%s(bigint[],bigint[],boolean,boolean)', id))"
+    assert blog.execute("SELECT to_regprocedure(format('tview._refresh_%s(bigint[],bigint[],boolean,text)', id))"
                         " IS NOT NULL FROM tview.tviews WHERE name = 'user_stats'").fetchone() == (True,)
 
 

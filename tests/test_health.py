@@ -348,7 +348,7 @@ def test_tview_table_the_catalog_does_not_know(blog):
 
 # -- sessions, queues, events ---------------------------------------------------------------
 
-DROP_PATCH_FUNCTION = ("DO $$ BEGIN EXECUTE format('DROP FUNCTION tview.%I(jsonb, bigint[], integer)', '_patch_'"
+DROP_PATCH_FUNCTION = ("DO $$ BEGIN EXECUTE format('DROP FUNCTION tview.%I(jsonb, bigint[], integer, boolean)', '_patch_'"
                        " || (SELECT id FROM tview.tviews WHERE name = 'post')); END $$")
 
 

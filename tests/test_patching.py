@@ -223,6 +223,35 @@ def test_a_changed_author_appearing_or_vanishing_is_recomputed(blog):
     assert_oracle(blog)
 
 
+@pytest.mark.parametrize("patch_threshold", ["100", "3"])
+def test_rows_patched_hand_the_tviews_reading_them_images_or_keys(blog, dsn, patch_threshold):
+    """A rename patches the author into 22 posts. Two TVIEWs read tv_post: one embeds the posts,
+    one takes a field of them. The patched rows' images are handed on while they are few; with
+    patches of many rows (tview.patch_threshold = 3) their keys: both ways exact."""
+    create_post(blog)
+    blog.execute("INSERT INTO tb_post SELECT g, 1, 'p' || g FROM generate_series(10, 29) g")
+    blog.execute("""SELECT tview.create('feed', $$SELECT u.pk_user, jsonb_build_object('posts',
+                        coalesce((SELECT jsonb_agg(p.data ORDER BY p.pk_post) FROM tv_post p
+                                  WHERE p.fk_user = u.pk_user), '[]'::jsonb)) AS data FROM tb_user u$$)""")
+    blog.execute("""SELECT tview.create('byline', $$SELECT p.pk_post, p.fk_user,
+                        jsonb_build_object('by', p.data -> 'author' -> 'name') AS data FROM tv_post p$$)""")
+    set_engine(blog, patch_threshold=patch_threshold)
+    listener = listen(dsn)
+    try:
+        blog.execute("UPDATE tb_user SET name = 'anna' WHERE pk_user = 1")
+        modes = {}
+        for notify in listener.notifies(timeout=2, stop_after=4):
+            event = json.loads(notify.payload)
+            modes[event["tview"]] = (event["mode"], len(event["keys"]))
+    finally:
+        listener.close()
+    assert modes["tv_post"] == ("patch", 22)
+    assert modes["tv_byline"] == ("recompute", 22)
+    assert modes["tv_feed"] == ("recompute", 1)      # 22 changes of one array: recomputed
+    assert blog.execute("SELECT count(*) FROM tv_byline WHERE data ->> 'by' = 'anna'").fetchone() == (22,)
+    assert_oracle(blog)
+
+
 PRIMITIVES = [
     ("SELECT tview.jsonb_patch_object('{\"a\": {\"b\": 1}, \"c\": 2}', '{a}', '{\"z\": 1.10}')",
      '{"a": {"z": 1.10}, "c": 2}'),

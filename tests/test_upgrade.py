@@ -39,6 +39,7 @@ OLD_RELEASES = {
     "v0.6.0": "a30c7c7",                                    # the last commit of engine 0.6.0 (stamps share-locked)
     "v0.6.1": "0c0235e",                                    # the last commit of engine 0.6.1 (bulk root deletes recomputed)
     "v0.6.2": "ae0cc02",                                    # the last commit of engine 0.6.2 (images for every refresh)
+    "v0.6.3": "d82c8e9",                                    # the last commit of engine 0.6.3 (images between TVIEWs)
 }
 BUNDLED = installer.bundled_version()
 
