@@ -393,6 +393,10 @@ $$;
 -- statement: a key whose root row another transaction committed meanwhile is refreshed as usual.
 -- Row locks live in the rows, so a long transaction does not fill the lock table.
 -- tview.row_locks = off skips the locking (only to measure what it costs).
+-- Keys NULL: a whole refresh (the caller locks the table), with what a bulk change hands on.
+-- readers: see tview._build_refresh_sql; 'keys' is honoured by the list and whole variants of a
+-- function made while TVIEWs read this one, else taken as 'images'; the caller tells which it
+-- got by o_readers (NULL: images).
 -- q: the query tree of its backing view.
 CREATE OR REPLACE FUNCTION tview._install_refresh_function(t tview.tviews, q jsonb) RETURNS void
 LANGUAGE plpgsql

@@ -5,9 +5,10 @@
 -- (the dependency's keys query), then hands the keys to the cascade. No row of the table
 -- is ever turned into jsonb or re-typed into its row type (which would evaluate the
 -- defaults and checks of a writer's domains with the engine owner's rights), nothing
--- grows with the statement's row count but the key arrays (and, for a TVIEW refreshed here
--- that others read, the images of its changed rows: see docs/engine.md), and the plans are PL/pgSQL's
--- own, invalidated by DDL on the tables they read, not a per-session cache of a row type.
+-- grows with the statement's row count but the key arrays (a TVIEW refreshed here hands
+-- those that read it images of a few changed rows, keys of many: see docs/engine.md), and the
+-- plans are PL/pgSQL's own, invalidated by DDL on the tables they read, not a per-session
+-- cache of a row type.
 -- The function is regenerated whenever the TVIEWs reading the table change (create,
 -- drop, rebuild after DDL, upgrade); tview.capture shows each one and its code.
 
@@ -270,8 +271,9 @@ $$;
 -- table, then the cascade. A TVIEW whose lineage for the table is full (no keys query) is
 -- refreshed whole; so is every TVIEW on TRUNCATE. A TVIEW that reads no other TVIEW and is
 -- refreshed immediately is refreshed right here, by a static call of its generated refresh
--- function (one layer instead of the cascade's four); when TVIEWs read it, the images of its
--- changed rows then go to tview._queue_readers, which starts the cascade for them. The capture
+-- function (one layer instead of the cascade's four); when TVIEWs read it, what it hands them
+-- (images of its changed rows, or keys) then goes to tview._queue_readers, which starts the
+-- cascade for them. The capture
 -- functions are regenerated when any of that changes (tview._install_captures_reading).
 CREATE OR REPLACE FUNCTION tview._capture_body(relid oid) RETURNS text
 LANGUAGE plpgsql STABLE
