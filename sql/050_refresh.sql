@@ -500,10 +500,10 @@ BEGIN
     END IF;
     {catch_begin}IF $1 IS NULL THEN   -- a whole refresh: the caller has locked the table
         {refresh_whole}
-        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;{refresh_keys}
     ELSIF cardinality($1) = 1 THEN   -- planned for one row: index lookups where a list of keys may hash whole tables
         {refresh_one}
-        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;{refresh_keys}
+        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;
     ELSE{refresh}
         INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;
     END IF;{catch_end}
@@ -528,7 +528,7 @@ $f$, jsonb_build_object(
         'refresh', format(t.refresh_sql, format('WHERE v.%s = ANY ($1)', k)),
         'refresh_one', format(t.refresh_sql, format('WHERE v.%s = $1[array_lower($1, 1)]', k)),
         'refresh_whole', format(coalesce(keys_sql, t.refresh_sql), ''),
-        -- a bulk change hands the readers keys
+        -- a bulk change hands the readers keys (also when the vanished rows left one key)
         'refresh_keys', CASE WHEN keys_sql IS NOT NULL THEN E'\n    ELSIF $4 = ''keys'' THEN'
                                  || format(keys_sql, format('WHERE v.%s = ANY ($1)', k))
                                  || E'\n        INTO o_upserted, o_deleted, o_null_keys, o_old, o_new, o_readers, o_changed;' END,
@@ -685,13 +685,10 @@ BEGIN
         RETURN;
     END IF;
     IF keys IS NULL THEN
-        BEGIN      -- a whole refresh (rare on the write path) names the TVIEW on 21000 itself
-            EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
-            EXECUTE format('SELECT * FROM %s(NULL, NULL, false, $1)', tview._generated(t, 'refresh'))
-                INTO upserted, deleted, null_keys, old_img, new_img, readers_keys, changed USING readers;
-        EXCEPTION WHEN cardinality_violation THEN
-            PERFORM tview._raise_cardinality(t, keys, SQLERRM);
-        END;
+        -- a whole refresh (rare on the write path), by the same function: it names the TVIEW on 21000
+        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', tview._qname(t.table_oid));
+        EXECUTE format('SELECT * FROM %s(NULL, NULL, false, $1)', tview._generated(t, 'refresh'))
+            INTO upserted, deleted, null_keys, old_img, new_img, readers_keys, changed USING readers;
     ELSIF cardinality(keys) = 1 OR cardinality(keys) >= tview._cfg_count(cfg, 'batch_threshold', 2) THEN
         EXECUTE format('SELECT * FROM %s($1, NULL, $2, $3)', tview._generated(t, 'refresh'))
             INTO upserted, deleted, null_keys, old_img, new_img, readers_keys, changed
@@ -1068,7 +1065,7 @@ BEGIN
                                    jsonb_build_object('upserted', upserted, 'deleted', deleted, 'patched', patched),
                                    (extract(epoch FROM clock_timestamp() - started) * 1000000)::bigint, cfg);
         END IF;
-        IF read THEN
+        IF read AND upserted + deleted + patched > 0 THEN
             work := tview._queue_readers(work, t, old_images, new_images, readers_keys, changed, depth, cfg,
                                          patch_threshold, flushing);
         END IF;

@@ -312,9 +312,11 @@ BEGIN
             patch_threshold := tview._cfg_count(cfg, 'patch_threshold', 100);$t$ ELSE '' END,
                 -- TVIEWs read it: what its changed rows mean for them joins the work list
                 'queue', CASE WHEN dep.read THEN tview._fill($q$
-                    work := tview._queue_readers(work, (SELECT t FROM tview.tviews t WHERE t.id = {id}),
-                                                 coalesce(old_images, '[]'), coalesce(new_images, '[]'), readers_keys,
-                                                 coalesce(changed, '{}'), 0, cfg, patch_threshold, false);$q$,
+                    IF upserted + deleted > 0 THEN
+                        work := tview._queue_readers(work, (SELECT t FROM tview.tviews t WHERE t.id = {id}),
+                                                     coalesce(old_images, '[]'), coalesce(new_images, '[]'), readers_keys,
+                                                     coalesce(changed, '{}'), 0, cfg, patch_threshold, false);
+                    END IF;$q$,
                                                  jsonb_build_object('id', dep.tview_id)) ELSE '' END,
                 -- images for a few rows, keys for many (tview._build_refresh_sql)
                 'readers', CASE WHEN dep.read THEN $r$CASE WHEN cardinality(keys) <= patch_threshold THEN 'images' ELSE 'keys' END$r$

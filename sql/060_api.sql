@@ -603,6 +603,9 @@ BEGIN
 
     SELECT m.view_oid, m.key_col, m.definition INTO view_oid, key_col, definition
     FROM tview._make_view(target_schema, bare, p_definition, p_search_path, label) m;
+    -- writers of what it reads finish first or wait: a TVIEW it reads changed by a transaction
+    -- still open would be missing from its fill, and that transaction's cascade does not know it
+    PERFORM tview._lock_read_relations(view_oid);
 
     EXECUTE format('CREATE TABLE %s (LIKE %s)', label, tview._qname(view_oid));
     table_oid := label::regclass;
@@ -913,8 +916,9 @@ BEGIN
 END;
 $$;
 
--- Share-lock relations (writers wait, readers do not): those a TVIEW reads, before and after
--- an alter, so that no writer's change capture computes keys from the lineage being replaced.
+-- Share-lock relations (writers wait, readers do not): those a TVIEW reads, at create and
+-- before and after an alter, so that no writer's change capture or cascade computes keys from
+-- the lineage being replaced, or misses the new TVIEW.
 CREATE OR REPLACE FUNCTION tview._lock_read_relations(view_oid oid) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
