@@ -286,7 +286,8 @@ def test_correlated_scalar_subquery_returning_two_rows_gives_21000(db):
     db.execute("SET session_replication_role = replica")   # behind the engine's back: only a refresh sees it
     db.execute("INSERT INTO tb_comment VALUES (9, 3, 1, 'second')")
     db.execute("RESET session_replication_role")
-    refused(db, "SELECT tview.refresh('post_one')", None, "21000", "public.tv_post_one", "more than one row")
+    exc = refused(db, "SELECT tview.refresh('post_one')", None, "21000", "public.tv_post_one", "more than one row")
+    assert exc.diag.message_primary.count("public.tv_post_one") == 1      # named once
     refused(db, "SELECT tview.refresh('post_one', ARRAY[3]::bigint[])", None, "21000", "public.tv_post_one")
 
 
