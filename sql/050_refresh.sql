@@ -778,7 +778,7 @@ AS $$
 $$;
 
 -- The keys of its readers that rows of TVIEW t in relation rel touch, as one jsonb
--- expression ([{"id": reader, "keys": "{1,2}"}], readers with keys only), for its refresh
+-- expression ([{"id": reader, "keys": "{1,2}"}], a reader's keys possibly none), for its refresh
 -- function: '[]' when no reader has a keys query (each is refreshed whole), NULL when
 -- nothing reads t.
 CREATE OR REPLACE FUNCTION tview._readers_keys_sql(t tview.tviews, rel text) RETURNS text
@@ -786,8 +786,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN count(*) FILTER (WHERE d.key_sql IS NOT NULL) = 0 THEN '''[]''::jsonb'
-                ELSE format('(SELECT coalesce(jsonb_agg(jsonb_build_object(''id'', r.id, ''keys'', r.keys)), ''[]'')'
-                            ' FROM (VALUES %s) r(id, keys) WHERE r.keys <> ''{}'')',
+                -- each keys query named once (a filter on its result would copy it into a second subplan)
+                ELSE format('(SELECT jsonb_agg(jsonb_build_object(''id'', r.id, ''keys'', r.keys)) FROM (VALUES %s) r(id, keys))',
                             string_agg(format('(%s, ARRAY(%s)::text)', d.tview_id, tview._keys_sql(d.key_sql, rel, NULL)),
                                        ', ' ORDER BY d.tview_id) FILTER (WHERE d.key_sql IS NOT NULL)) END
     FROM tview.dependencies d
