@@ -273,8 +273,8 @@ $$;
 -- refreshed immediately is refreshed right here, by a static call of its generated refresh
 -- function (one layer instead of the cascade's four); when TVIEWs read it, what it hands them
 -- (images of its changed rows, or keys) then goes to tview._queue_readers, which starts the
--- cascade for them. The capture
--- functions are regenerated when any of that changes (tview._install_captures_reading).
+-- cascade for them. The capture functions are regenerated when any of that changes
+-- (tview._install_captures_reading).
 CREATE OR REPLACE FUNCTION tview._capture_body(relid oid) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
