@@ -225,10 +225,15 @@ async def test_event_streams_reconnect_after_termination_and_restart(server, blo
     def xids(mode: str) -> set[str]:
         return {i.xid for i in items[mode] if isinstance(i, Event)}
 
+    def state() -> str:
+        """What each stream has, for a failure to say which one missed what."""
+        return "; ".join(f"{mode}: connected={s.connected} reconnects={s.reconnects} xids={sorted(xids(mode))}"
+                         for mode, s in streams.items())
+
     async def until(condition, what: str) -> None:
         deadline = time.monotonic() + 20
         while not condition():
-            assert time.monotonic() < deadline, f"{what} not reached"
+            assert time.monotonic() < deadline, f"{what} not reached ({state()})"
             await asyncio.sleep(0.05)
 
     tasks = [asyncio.create_task(consume(mode)) for mode in streams]
@@ -247,8 +252,10 @@ async def test_event_streams_reconnect_after_termination_and_restart(server, blo
         during_restart = write(blog_dsn, "UPDATE tb_company SET name = 'four' WHERE pk_company = 2")
         await until(lambda: all(s.reconnects >= 2 for s in streams.values()), "reconnected after restart")
         after_restart = write(blog_dsn, "UPDATE tb_company SET name = 'five' WHERE pk_company = 2")
-        await until(lambda: all({after_kill, after_restart} <= xids(m) for m in streams), "events after gaps")
-        await until(lambda: all({during_kill, during_restart} <= xids(m) for m in streams), "events of the gaps")
+        await until(lambda: all({after_kill, after_restart} <= xids(m) for m in streams),
+                    f"events after gaps {after_kill} {after_restart}")
+        await until(lambda: all({during_kill, during_restart} <= xids(m) for m in streams),
+                    f"events of the gaps {during_kill} {during_restart}")
     finally:
         for stream in streams.values():
             stream.stop()
