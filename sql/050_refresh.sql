@@ -928,7 +928,8 @@ $$;
 -- new), for a change of a few rows, or as the readers' keys their old versions touch
 -- (readers_keys, from the refresh function) and the keys of the rows changed there now
 -- (changed: their readers' keys are read from the table). Used by the cascade after each
--- refresh, and by the capture functions after refreshing a TVIEW directly.
+-- refresh, and by the capture functions after refreshing a TVIEW directly, both only when
+-- rows changed.
 DROP FUNCTION IF EXISTS tview._queue_readers(jsonb, tview.tviews, jsonb, jsonb, int, jsonb, int, boolean);   -- 0.6.3 and older
 CREATE OR REPLACE FUNCTION tview._queue_readers(work jsonb, t tview.tviews, old_images jsonb, new_images jsonb,
                                                 readers_keys jsonb, changed bigint[],
@@ -946,9 +947,6 @@ DECLARE
     dep record;
     reader record;
 BEGIN
-    IF imaged = 0 AND readers_keys IS NULL AND cardinality(changed) = 0 THEN
-        RETURN work;
-    END IF;
     FOR dep IN
         SELECT d.tview_id, d.key_sql, x,
                -- a deferred TVIEW is sent keys to queue: a patch cannot wait for the commit
